@@ -1,0 +1,45 @@
+# Everything a fresh machine needs is installed from this file, idempotently.
+# Only Python 3.11 and access to the package registries are assumed.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+UV     := $(BIN)/uv
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: install run test lint fmt gen gen-check tools clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml uv.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x $(UV) || $(BIN)/pip install --quiet "uv==0.13.9"
+	$(UV) sync --frozen --python $(BIN)/python
+	touch $@
+
+## Serve the embedded default (example extensions, dev settings) on :8080.
+run: install
+	$(BIN)/extensions-runtime serve --dev --host 127.0.0.1 --port 8080
+
+## Lint, type-check and run every test.
+test: install lint
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check app tests
+	$(BIN)/ruff format --check app tests
+	$(BIN)/mypy app
+	$(BIN)/buf lint
+	$(BIN)/hadolint Dockerfile.dev Dockerfile.release
+
+fmt: install
+	$(BIN)/ruff check --fix app tests
+	$(BIN)/ruff format app tests
+
+## Regenerate app/gen from proto/ (offline: local plugins from .venv).
+gen: install
+	rm -rf app/gen
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/buf generate
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

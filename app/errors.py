@@ -1,0 +1,53 @@
+"""Failure kinds shared by every stage of an invocation.
+
+A stage that refuses or fails an invocation raises :class:`InvocationFailure`
+with a kind; only ``app.rpc`` turns it into a wire error. Keeping the kinds in
+this leaf module lets the sandbox and storage stay ignorant of Connect.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from app.invocation import Metrics
+
+
+class ErrorKind(StrEnum):
+    """Why an invocation failed; names match ``ameide.extensions.v1.ErrorKind``."""
+
+    TIMEOUT = "TIMEOUT"
+    FUEL_EXHAUSTED = "FUEL_EXHAUSTED"
+    MEMORY_LIMIT = "MEMORY_LIMIT"
+    STACK_OVERFLOW = "STACK_OVERFLOW"
+    TRAP = "TRAP"
+    OUTPUT_TOO_LARGE = "OUTPUT_TOO_LARGE"
+    HOST_CALL_DENIED = "HOST_CALL_DENIED"
+    EXTENSION_DISABLED = "EXTENSION_DISABLED"
+    NOT_FOUND = "NOT_FOUND"
+    INTEGRITY_MISMATCH = "INTEGRITY_MISMATCH"
+    INVALID_MODULE = "INVALID_MODULE"
+    OVERLOADED = "OVERLOADED"
+    INVALID_INPUT = "INVALID_INPUT"
+    INVALID_OUTPUT = "INVALID_OUTPUT"
+    UNAVAILABLE = "UNAVAILABLE"
+    HOST_CALL_FAILED = "HOST_CALL_FAILED"
+    INTERNAL = "INTERNAL"
+
+
+class InvocationFailure(Exception):
+    """An invocation failed for a reason the caller may see.
+
+    ``message`` goes on the wire, so it must never hold host paths, secrets or
+    stack traces.
+    """
+
+    def __init__(self, kind: ErrorKind, message: str, metrics: Metrics | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.metrics = metrics
+
+    def __repr__(self) -> str:
+        return f"InvocationFailure({self.kind.value}, {self.message!r})"

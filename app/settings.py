@@ -1,0 +1,77 @@
+"""The one typed settings object.
+
+Every knob comes from an environment variable prefixed ``EXTENSIONS_RUNTIME_``
+so the chart, ``make run`` and the tests configure the service the same way.
+Nothing else in the package reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ServerName = Literal["pyvoy", "uvicorn", "hypercorn"]
+
+
+class Settings(BaseSettings):
+    """Configuration of one runtime process."""
+
+    model_config = SettingsConfigDict(env_prefix="EXTENSIONS_RUNTIME_", frozen=True, extra="ignore")
+
+    dev: bool = Field(
+        default=False,
+        description="Embedded default for local work: example extensions, relaxed auth.",
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    server: ServerName = "pyvoy"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] = "json"
+
+    read_max_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        gt=0,
+        description="Largest request message accepted, after decompression.",
+    )
+    extensions_dir: Path | None = Field(
+        default=None,
+        description="Local directory of extensions (the embedded default without S3).",
+    )
+
+    # Sandbox ceilings and defaults; see the README's limits table.
+    default_fuel: int = Field(default=200_000_000, gt=0)
+    default_memory_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    default_timeout_ms: int = Field(default=1_000, gt=0)
+    default_output_bytes: int = Field(default=1024 * 1024, gt=0)
+    default_log_bytes: int = Field(default=64 * 1024, gt=0)
+    max_fuel: int = Field(default=2_000_000_000, gt=0)
+    max_memory_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+    max_timeout_ms: int = Field(default=10_000, gt=0)
+    max_output_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    max_log_bytes: int = Field(default=256 * 1024, gt=0)
+    max_wasm_stack_bytes: int = Field(default=512 * 1024, gt=0)
+
+    executor_threads: int = Field(default=2, gt=0, le=64)
+    executor_queue: int = Field(default=64, ge=0, le=10_000)
+    epoch_tick_ms: int = Field(default=10, gt=0, le=1000)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings of this process, read once from the environment."""
+    return Settings()
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """Environment variables that reproduce ``settings`` in a child process."""
+    env: dict[str, str] = {}
+    prefix = "EXTENSIONS_RUNTIME_"
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        env[prefix + name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
