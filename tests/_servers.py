@@ -1,0 +1,95 @@
+"""Real servers for tests: the CLI in a subprocess, or an app under uvicorn in a thread."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import httpx
+import uvicorn
+from starlette.types import ASGIApp
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(
+    url: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before it was ready")
+        try:
+            response = httpx.get(f"{url}/readyz", timeout=1.0)
+            if response.status_code == 200:
+                return
+            last = response.text
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.1)
+    raise RuntimeError(f"server at {url} not ready after {timeout}s: {last}")
+
+
+@contextlib.contextmanager
+def cli_server(
+    server: str = "pyvoy",
+    *,
+    env: Mapping[str, str] | None = None,
+    dev: bool = True,
+    log_path: Path | None = None,
+) -> Iterator[str]:
+    """``extensions-runtime serve`` in a subprocess; yields its base URL."""
+    port = free_port()
+    args = [str(BIN / "extensions-runtime"), "serve", "--server", server, "--port", str(port)]
+    if dev:
+        args.append("--dev")
+    full_env = {**os.environ, "EXTENSIONS_RUNTIME_LOG_FORMAT": "json", **(env or {})}
+    out = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(args, env=full_env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, proc=proc)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if log_path:
+            out.close()  # type: ignore[union-attr]
+
+
+@contextlib.contextmanager
+def thread_server(app: ASGIApp) -> Iterator[str]:
+    """An ASGI app under a real uvicorn server on a loopback port, in a thread."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url)
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -1,0 +1,86 @@
+"""Error shapes on the wire: typed, readable, never a traceback."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from app.asgi import create_app
+from app.errors import ErrorKind, InvocationFailure
+from app.invocation import Invocation, Outcome
+from app.settings import Settings
+from tests._clients import METHOD, connect_json
+from tests._servers import thread_server
+
+
+def test_unknown_method_is_unimplemented(pyvoy_url: str) -> None:
+    response = httpx.post(
+        pyvoy_url + "/ameide.extensions.v1.WasmExtensionRuntime/Nope",
+        json={},
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 404
+    assert response.json()["code"] == "unimplemented"
+
+
+def test_malformed_json_is_invalid_argument(pyvoy_url: str) -> None:
+    response = httpx.post(
+        pyvoy_url + METHOD,
+        content=b'{"extensionId": ',
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "invalid_argument"
+    assert "Traceback" not in body["message"]
+    assert body["message"]
+
+
+def test_missing_extension_id_is_typed(pyvoy_url: str) -> None:
+    response = connect_json(pyvoy_url, {"inputJson": {}})
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "invalid_argument"
+    assert body["details"][0]["type"] == "ameide.extensions.v1.InvocationError"
+    assert body["details"][0]["debug"]["kind"] == "ERROR_KIND_INVALID_INPUT"
+
+
+def test_oversize_body_is_resource_exhausted(pyvoy_url: str) -> None:
+    big = "x" * (Settings().read_max_bytes + 1)
+    response = connect_json(pyvoy_url, {"extensionId": "echo", "inputJson": {"blob": big}})
+    assert response.json()["code"] == "resource_exhausted"
+    # The server is still there for the next caller.
+    assert connect_json(pyvoy_url, {"extensionId": "echo", "inputJson": 1}).status_code == 200
+
+
+class _Crashing:
+    async def invoke(self, invocation: Invocation) -> Outcome:
+        raise RuntimeError("secret-token-123 at /srv/private/path.py")
+
+
+class _Refusing:
+    async def invoke(self, invocation: Invocation) -> Outcome:
+        raise InvocationFailure(ErrorKind.OVERLOADED, "runtime at capacity")
+
+
+@pytest.fixture(scope="module")
+def crashing_url() -> object:
+    with thread_server(create_app(Settings(), invoker=_Crashing())) as url:
+        yield url
+
+
+def test_handler_crash_is_generic_internal(crashing_url: str) -> None:
+    response = connect_json(crashing_url, {"extensionId": "echo"}, **{"x-request-id": "abc-1"})
+    assert response.status_code == 500
+    body = response.json()
+    assert body["code"] == "internal"
+    assert "secret" not in response.text
+    assert "/srv" not in response.text
+    assert "abc-1" in body["message"]
+
+
+def test_invocation_failure_maps_to_code_and_detail() -> None:
+    with thread_server(create_app(Settings(), invoker=_Refusing())) as url:
+        response = connect_json(url, {"extensionId": "echo"})
+    assert response.json()["code"] == "resource_exhausted"
+    assert response.json()["details"][0]["debug"]["kind"] == "ERROR_KIND_OVERLOADED"
