@@ -1,0 +1,90 @@
+"""Where definitions are read from: a local directory or (later) an S3 bucket.
+
+Layout, identical in both: ``{id}/promoted.json`` names the promoted version,
+``{id}/{version}/extension.json`` is the definition and the module bytes live
+at the definition's ``wasm_blob_ref.key`` (conventionally
+``{id}/{version}/module.wasm``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Protocol
+
+from app.catalog.definition import ID_PATTERN, VERSION_PATTERN, BlobRef
+from app.errors import ErrorKind, InvocationFailure
+
+MAX_DEFINITION_BYTES = 256 * 1024
+
+
+class CatalogSource(Protocol):
+    """Read access to published definitions and module blobs."""
+
+    async def list_extensions(self) -> list[str]: ...
+
+    async def list_versions(self, extension_id: str) -> list[str]: ...
+
+    async def read_definition(self, extension_id: str, version: str) -> bytes | None: ...
+
+    async def read_promoted(self, extension_id: str) -> bytes | None: ...
+
+    async def read_blob(self, ref: BlobRef, max_bytes: int) -> bytes: ...
+
+
+class LocalDirectorySource:
+    """The embedded default: a directory laid out like the bucket."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root.resolve()
+
+    @property
+    def root(self) -> Path:
+        return self._root
+
+    def _children(self, path: Path, pattern: str) -> list[str]:
+        import re
+
+        if not path.is_dir():
+            return []
+        return sorted(p.name for p in path.iterdir() if p.is_dir() and re.match(pattern, p.name))
+
+    async def list_extensions(self) -> list[str]:
+        return await asyncio.to_thread(self._children, self._root, ID_PATTERN)
+
+    async def list_versions(self, extension_id: str) -> list[str]:
+        return await asyncio.to_thread(self._children, self._root / extension_id, VERSION_PATTERN)
+
+    def _read_small(self, path: Path) -> bytes | None:
+        try:
+            with path.open("rb") as handle:
+                return handle.read(MAX_DEFINITION_BYTES + 1)
+        except FileNotFoundError:
+            return None
+
+    async def read_definition(self, extension_id: str, version: str) -> bytes | None:
+        path = self._root / extension_id / version / "extension.json"
+        return await asyncio.to_thread(self._read_small, path)
+
+    async def read_promoted(self, extension_id: str) -> bytes | None:
+        return await asyncio.to_thread(
+            self._read_small, self._root / extension_id / "promoted.json"
+        )
+
+    def _read_blob(self, ref: BlobRef, max_bytes: int) -> bytes:
+        path = (self._root / ref.key).resolve()
+        if not path.is_relative_to(self._root):
+            raise InvocationFailure(ErrorKind.NOT_FOUND, "module blob not found")
+        try:
+            with path.open("rb") as handle:
+                data = handle.read(max_bytes + 1)
+        except FileNotFoundError:
+            raise InvocationFailure(ErrorKind.NOT_FOUND, "module blob not found") from None
+        if len(data) > max_bytes:
+            raise InvocationFailure(
+                ErrorKind.INVALID_MODULE, f"module is larger than {max_bytes} bytes"
+            )
+        return data
+
+    async def read_blob(self, ref: BlobRef, max_bytes: int) -> bytes:
+        return await asyncio.to_thread(self._read_blob, ref, max_bytes)

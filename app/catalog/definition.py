@@ -1,0 +1,93 @@
+"""``ExtensionDefinition``: what Transformation publishes when it promotes a version.
+
+Definitions are untrusted input (they come from a bucket other teams write
+to), so validation is strict: unknown fields, odd identifiers and oversized
+config are rejected rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+VERSION_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$"
+TIER_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
+HOST_CALL_PATTERN = r"^[a-z0-9.*-]{1,64}/[A-Za-z0-9*]{1,64}$"
+MAX_CONFIG_BYTES = 64 * 1024
+
+Abi = Literal["raw", "wasi-stdio"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class BlobRef(_Strict):
+    """Where the module bytes live; ``key`` is relative to the store's prefix."""
+
+    bucket: str = Field(default="", max_length=63)
+    key: str = Field(min_length=1, max_length=512, pattern=r"^[A-Za-z0-9._/+-]+$")
+
+    @field_validator("key")
+    @classmethod
+    def _no_traversal(cls, key: str) -> str:
+        if key.startswith("/") or any(part in ("", ".", "..") for part in key.split("/")):
+            raise ValueError("key must be a relative path without '.', '..' or empty segments")
+        return key
+
+
+class DeclaredLimits(_Strict):
+    """Limits the extension asks for; ``None`` means the runtime default."""
+
+    fuel: int | None = Field(default=None, gt=0)
+    memory_bytes: int | None = Field(default=None, gt=0)
+    timeout_ms: int | None = Field(default=None, gt=0)
+    output_bytes: int | None = Field(default=None, gt=0)
+    max_host_calls: int | None = Field(default=None, ge=0)
+    log_bytes: int | None = Field(default=None, ge=0)
+
+
+class ExtensionDefinition(_Strict):
+    """One promotable version of one extension."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    version: str = Field(pattern=VERSION_PATTERN)
+    abi: Abi
+    risk_tier: str = Field(default="pure", pattern=TIER_PATTERN)
+    wasm_blob_ref: BlobRef
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    limits: DeclaredLimits = Field(default_factory=DeclaredLimits)
+    host_calls: tuple[str, ...] = Field(default=(), max_length=64)
+    config: dict[str, Any] = Field(default_factory=dict)
+    description: str = Field(default="", max_length=2048)
+
+    @field_validator("host_calls")
+    @classmethod
+    def _host_call_patterns(cls, calls: tuple[str, ...]) -> tuple[str, ...]:
+        import re
+
+        for call in calls:
+            if not re.match(HOST_CALL_PATTERN, call):
+                raise ValueError(f"host call {call[:80]!r} is not 'service/method'")
+        return calls
+
+    @field_validator("config")
+    @classmethod
+    def _config_size(cls, config: dict[str, Any]) -> dict[str, Any]:
+        if len(json.dumps(config)) > MAX_CONFIG_BYTES:
+            raise ValueError(f"config is larger than {MAX_CONFIG_BYTES} bytes")
+        return config
+
+    @classmethod
+    def from_json(cls, data: bytes) -> ExtensionDefinition:
+        """Parse and validate; raises ``ValueError`` (pydantic's ValidationError) when bad."""
+        return cls.model_validate_json(data, strict=False)
+
+
+class PromotedPointer(_Strict):
+    """``{id}/promoted.json``: which version a request without a version gets."""
+
+    version: str = Field(pattern=VERSION_PATTERN)

@@ -1,0 +1,116 @@
+"""Compiled modules by sha256: memory LRU, then the source; one compile per digest.
+
+The digest in the definition is the identity of a module: bytes that do not
+hash to it are never compiled or cached (INTEGRITY_MISMATCH), and two versions
+with the same bytes share one compiled module. Concurrent first calls for the
+same digest wait on one download and one compile (singleflight).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Protocol
+
+from app.catalog import CatalogSource, ExtensionDefinition
+from app.errors import ErrorKind, InvocationFailure
+from app.telemetry import get_logger
+
+_log = get_logger("app.storage")
+
+
+class Compiler(Protocol):
+    """Turns verified module bytes into something the sandbox can run."""
+
+    def compile(self, wasm: bytes, abi: str) -> object: ...
+
+
+@dataclass(slots=True)
+class StoreStats:
+    """Counters the tests and metrics read."""
+
+    hits: int = 0
+    misses: int = 0
+    downloads: int = 0
+    compiles: int = 0
+    integrity_failures: int = 0
+
+
+class ModuleStore:
+    """Memory-cached compiled modules, fetched and compiled at most once at a time."""
+
+    def __init__(
+        self,
+        source: CatalogSource,
+        compiler: Compiler,
+        *,
+        max_entries: int = 256,
+        max_module_bytes: int = 32 * 1024 * 1024,
+    ) -> None:
+        self._source = source
+        self._compiler = compiler
+        self._max_entries = max_entries
+        self._max_module_bytes = max_module_bytes
+        self._cache: OrderedDict[str, object] = OrderedDict()
+        self._inflight: dict[str, asyncio.Task[object]] = {}
+        self.stats = StoreStats()
+
+    def cached(self) -> list[str]:
+        """Digests held in memory, least recently used first."""
+        return list(self._cache)
+
+    async def get(self, definition: ExtensionDefinition) -> object:
+        """The compiled module for ``definition``."""
+        digest = definition.sha256
+        module = self._cache.get(digest)
+        if module is not None:
+            self._cache.move_to_end(digest)
+            self.stats.hits += 1
+            return module
+        self.stats.misses += 1
+        task = self._inflight.get(digest)
+        if task is None:
+            # The load runs as its own task so a caller that goes away does not
+            # cancel it for the others waiting on the same digest.
+            task = asyncio.ensure_future(self._load_and_remember(definition))
+            self._inflight[digest] = task
+            task.add_done_callback(lambda done: self._settled(digest, done))
+        return await asyncio.shield(task)
+
+    def _settled(self, digest: str, task: asyncio.Task[object]) -> None:
+        self._inflight.pop(digest, None)
+        if not task.cancelled():
+            task.exception()  # retrieved here, so an unawaited failure is not reported twice
+
+    async def _load_and_remember(self, definition: ExtensionDefinition) -> object:
+        module = await self._load(definition)
+        self._remember(definition.sha256, module)
+        return module
+
+    async def _load(self, definition: ExtensionDefinition) -> object:
+        data = await self._source.read_blob(definition.wasm_blob_ref, self._max_module_bytes)
+        self.stats.downloads += 1
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != definition.sha256:
+            self.stats.integrity_failures += 1
+            _log.error(
+                "storage.integrity_mismatch",
+                extension=definition.id,
+                version=definition.version,
+                expected=definition.sha256,
+                actual=actual,
+            )
+            raise InvocationFailure(
+                ErrorKind.INTEGRITY_MISMATCH,
+                "the stored module does not match the digest it was promoted with",
+            )
+        self.stats.compiles += 1
+        return await asyncio.to_thread(self._compiler.compile, data, definition.abi)
+
+    def _remember(self, digest: str, module: object) -> None:
+        self._cache[digest] = module
+        self._cache.move_to_end(digest)
+        while len(self._cache) > self._max_entries:
+            self._cache.popitem(last=False)

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from app.catalog import Catalog, LocalDirectorySource
+from app.errors import ErrorKind, InvocationFailure
+from app.storage import ModuleStore
+
+
+class _CountingCompiler:
+    def __init__(self) -> None:
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def compile(self, wasm: bytes, abi: str) -> object:
+        with self._lock:
+            self.calls += 1
+        return ("compiled", hashlib.sha256(wasm).hexdigest(), abi)
+
+
+def _publish(root: Path, ext: str, version: str, wasm: bytes, digest: str | None = None) -> None:
+    directory = root / ext / version
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "module.wasm").write_bytes(wasm)
+    (directory / "extension.json").write_text(
+        json.dumps(
+            {
+                "id": ext,
+                "version": version,
+                "abi": "raw",
+                "wasm_blob_ref": {"key": f"{ext}/{version}/module.wasm"},
+                "sha256": digest or hashlib.sha256(wasm).hexdigest(),
+            }
+        )
+    )
+
+
+async def _setup(tmp_path: Path) -> tuple[Catalog, ModuleStore, _CountingCompiler]:
+    source = LocalDirectorySource(tmp_path)
+    catalog = Catalog(source)
+    await catalog.refresh()
+    compiler = _CountingCompiler()
+    return catalog, ModuleStore(source, compiler, max_entries=2), compiler
+
+
+async def test_concurrent_first_calls_compile_once(tmp_path: Path) -> None:
+    _publish(tmp_path, "a", "1", b"module-a")
+    catalog, store, compiler = await _setup(tmp_path)
+    definition = catalog.resolve("a", "1")
+    results = await asyncio.gather(*(store.get(definition) for _ in range(100)))
+    assert len({id(r) for r in results}) == 1
+    assert compiler.calls == 1
+    assert store.stats.downloads == 1
+
+
+async def test_integrity_mismatch_is_never_cached(tmp_path: Path) -> None:
+    _publish(tmp_path, "a", "1", b"tampered", digest=hashlib.sha256(b"original").hexdigest())
+    catalog, store, compiler = await _setup(tmp_path)
+    definition = catalog.resolve("a", "1")
+    for _ in range(2):
+        with pytest.raises(InvocationFailure) as info:
+            await store.get(definition)
+        assert info.value.kind is ErrorKind.INTEGRITY_MISMATCH
+    assert compiler.calls == 0
+    assert store.cached() == []
+    (tmp_path / "a" / "1" / "module.wasm").write_bytes(b"original")
+    assert await store.get(definition)
+    assert compiler.calls == 1
+
+
+async def test_lru_is_bounded(tmp_path: Path) -> None:
+    for name in ("a", "b", "c"):
+        _publish(tmp_path, name, "1", name.encode())
+    catalog, store, compiler = await _setup(tmp_path)
+    for name in ("a", "b", "c"):
+        await store.get(catalog.resolve(name, "1"))
+    assert len(store.cached()) == 2
+    await store.get(catalog.resolve("c", "1"))
+    assert store.stats.hits == 1
+    await store.get(catalog.resolve("a", "1"))
+    assert compiler.calls == 4
+
+
+async def test_missing_blob_is_not_found(tmp_path: Path) -> None:
+    _publish(tmp_path, "a", "1", b"x")
+    (tmp_path / "a" / "1" / "module.wasm").unlink()
+    catalog, store, _ = await _setup(tmp_path)
+    with pytest.raises(InvocationFailure) as info:
+        await store.get(catalog.resolve("a", "1"))
+    assert info.value.kind is ErrorKind.NOT_FOUND
