@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ServerName = Literal["pyvoy", "uvicorn", "hypercorn"]
@@ -42,6 +42,20 @@ class Settings(BaseSettings):
         description="Local directory of extensions (the embedded default without S3).",
     )
 
+    # S3-compatible storage. With no endpoint the local directory is used.
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_bucket: str = "extensions"
+    s3_prefix: str = Field(default="extensions/", pattern=r"^([A-Za-z0-9._-]+/)*$")
+    s3_path_style: bool = True
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_connect_timeout_s: float = Field(default=2.0, gt=0)
+    s3_read_timeout_s: float = Field(default=5.0, gt=0)
+    s3_max_attempts: int = Field(default=3, ge=1, le=10)
+    max_module_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+    module_cache_entries: int = Field(default=256, gt=0)
+
     # Sandbox ceilings and defaults; see the README's limits table.
     default_fuel: int = Field(default=200_000_000, gt=0)
     default_memory_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
@@ -70,8 +84,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """Environment variables that reproduce ``settings`` in a child process."""
     env: dict[str, str] = {}
     prefix = "EXTENSIONS_RUNTIME_"
-    for name, value in settings.model_dump().items():
-        if value is None:
+    for name, raw in settings.model_dump().items():
+        if raw is None:
             continue
+        value = raw.get_secret_value() if isinstance(raw, SecretStr) else raw
         env[prefix + name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
     return env

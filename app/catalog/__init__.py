@@ -1,14 +1,11 @@
 """Extension definitions, promoted versions and where they are read from."""
 
-from app.catalog._source import CatalogSource, LocalDirectorySource
 from app.catalog.catalog import Catalog
 from app.catalog.definition import BlobRef, DeclaredLimits, ExtensionDefinition
 
 __all__ = [
     "BlobRef",
     "Catalog",
-    "CatalogSource",
     "DeclaredLimits",
     "ExtensionDefinition",
-    "LocalDirectorySource",
 ]

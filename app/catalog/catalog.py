@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from app.catalog._source import MAX_DEFINITION_BYTES, CatalogSource
 from app.catalog.definition import ExtensionDefinition, PromotedPointer
 from app.errors import ErrorKind, InvocationFailure
+from app.storage import MAX_DEFINITION_BYTES, ObjectSource
 from app.telemetry import get_logger
 
 _log = get_logger("app.catalog")
@@ -29,13 +29,13 @@ class _Entry:
 class Catalog:
     """Definitions by extension and version, with the promoted version of each."""
 
-    def __init__(self, source: CatalogSource) -> None:
+    def __init__(self, source: ObjectSource) -> None:
         self._source = source
         self._entries: dict[str, _Entry] = {}
         self._lock = asyncio.Lock()
 
     @property
-    def source(self) -> CatalogSource:
+    def source(self) -> ObjectSource:
         return self._source
 
     def extensions(self) -> dict[str, tuple[str | None, list[str]]]:

@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
-VERSION_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$"
+from app.storage.source import ID_PATTERN, VERSION_PATTERN
+
 TIER_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
 HOST_CALL_PATTERN = r"^[a-z0-9.*-]{1,64}/[A-Za-z0-9*]{1,64}$"
 MAX_CONFIG_BYTES = 64 * 1024

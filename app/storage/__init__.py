@@ -1,5 +1,30 @@
-"""Module storage: compiled modules by digest, caches and singleflight."""
+"""Module storage: object sources (local directory, S3), compiled-module caches."""
 
+from app.settings import Settings
+from app.storage._local import LocalDirectorySource
+from app.storage._s3 import S3Source
 from app.storage.module_store import Compiler, ModuleStore, StoreStats
+from app.storage.source import MAX_DEFINITION_BYTES, ObjectSource
 
-__all__ = ["Compiler", "ModuleStore", "StoreStats"]
+
+def source_from_settings(settings: Settings) -> ObjectSource:
+    """S3 when an endpoint is configured, the local directory otherwise."""
+    if settings.s3_endpoint_url:
+        return S3Source(settings)
+    if settings.extensions_dir is None:
+        raise ValueError(
+            "set EXTENSIONS_RUNTIME_S3_ENDPOINT_URL or EXTENSIONS_RUNTIME_EXTENSIONS_DIR"
+        )
+    return LocalDirectorySource(settings.extensions_dir)
+
+
+__all__ = [
+    "MAX_DEFINITION_BYTES",
+    "Compiler",
+    "LocalDirectorySource",
+    "ModuleStore",
+    "ObjectSource",
+    "S3Source",
+    "StoreStats",
+    "source_from_settings",
+]

@@ -14,8 +14,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Protocol
 
-from app.catalog import CatalogSource, ExtensionDefinition
 from app.errors import ErrorKind, InvocationFailure
+from app.storage.source import ObjectSource
 from app.telemetry import get_logger
 
 _log = get_logger("app.storage")
@@ -43,7 +43,7 @@ class ModuleStore:
 
     def __init__(
         self,
-        source: CatalogSource,
+        source: ObjectSource,
         compiler: Compiler,
         *,
         max_entries: int = 256,
@@ -61,9 +61,8 @@ class ModuleStore:
         """Digests held in memory, least recently used first."""
         return list(self._cache)
 
-    async def get(self, definition: ExtensionDefinition) -> object:
-        """The compiled module for ``definition``."""
-        digest = definition.sha256
+    async def get(self, digest: str, key: str, abi: str) -> object:
+        """The compiled module whose bytes hash to ``digest``, read from ``key``."""
         module = self._cache.get(digest)
         if module is not None:
             self._cache.move_to_end(digest)
@@ -74,7 +73,7 @@ class ModuleStore:
         if task is None:
             # The load runs as its own task so a caller that goes away does not
             # cancel it for the others waiting on the same digest.
-            task = asyncio.ensure_future(self._load_and_remember(definition))
+            task = asyncio.ensure_future(self._load_and_remember(digest, key, abi))
             self._inflight[digest] = task
             task.add_done_callback(lambda done: self._settled(digest, done))
         return await asyncio.shield(task)
@@ -84,22 +83,21 @@ class ModuleStore:
         if not task.cancelled():
             task.exception()  # retrieved here, so an unawaited failure is not reported twice
 
-    async def _load_and_remember(self, definition: ExtensionDefinition) -> object:
-        module = await self._load(definition)
-        self._remember(definition.sha256, module)
+    async def _load_and_remember(self, digest: str, key: str, abi: str) -> object:
+        module = await self._load(digest, key, abi)
+        self._remember(digest, module)
         return module
 
-    async def _load(self, definition: ExtensionDefinition) -> object:
-        data = await self._source.read_blob(definition.wasm_blob_ref, self._max_module_bytes)
+    async def _load(self, digest: str, key: str, abi: str) -> object:
+        data = await self._source.read_blob(key, self._max_module_bytes)
         self.stats.downloads += 1
         actual = hashlib.sha256(data).hexdigest()
-        if actual != definition.sha256:
+        if actual != digest:
             self.stats.integrity_failures += 1
             _log.error(
                 "storage.integrity_mismatch",
-                extension=definition.id,
-                version=definition.version,
-                expected=definition.sha256,
+                key=key,
+                expected=digest,
                 actual=actual,
             )
             raise InvocationFailure(
@@ -107,7 +105,7 @@ class ModuleStore:
                 "the stored module does not match the digest it was promoted with",
             )
         self.stats.compiles += 1
-        return await asyncio.to_thread(self._compiler.compile, data, definition.abi)
+        return await asyncio.to_thread(self._compiler.compile, data, abi)
 
     def _remember(self, digest: str, module: object) -> None:
         self._cache[digest] = module

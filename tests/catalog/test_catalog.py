@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from app.catalog import Catalog, ExtensionDefinition, LocalDirectorySource
+from app.catalog import Catalog, ExtensionDefinition
 from app.errors import ErrorKind, InvocationFailure
+from app.storage import LocalDirectorySource
 
 WASM = b"\x00asm\x01\x00\x00\x00"
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from app.catalog import Catalog, LocalDirectorySource
+from app.catalog import Catalog, ExtensionDefinition
 from app.errors import ErrorKind, InvocationFailure
-from app.storage import ModuleStore
+from app.storage import LocalDirectorySource, ModuleStore
 
 
 class _CountingCompiler:
@@ -41,6 +41,10 @@ def _publish(root: Path, ext: str, version: str, wasm: bytes, digest: str | None
     )
 
 
+async def _get(store: ModuleStore, definition: ExtensionDefinition) -> object:
+    return await store.get(definition.sha256, definition.wasm_blob_ref.key, definition.abi)
+
+
 async def _setup(tmp_path: Path) -> tuple[Catalog, ModuleStore, _CountingCompiler]:
     source = LocalDirectorySource(tmp_path)
     catalog = Catalog(source)
@@ -53,7 +57,7 @@ async def test_concurrent_first_calls_compile_once(tmp_path: Path) -> None:
     _publish(tmp_path, "a", "1", b"module-a")
     catalog, store, compiler = await _setup(tmp_path)
     definition = catalog.resolve("a", "1")
-    results = await asyncio.gather(*(store.get(definition) for _ in range(100)))
+    results = await asyncio.gather(*(_get(store, definition) for _ in range(100)))
     assert len({id(r) for r in results}) == 1
     assert compiler.calls == 1
     assert store.stats.downloads == 1
@@ -65,12 +69,12 @@ async def test_integrity_mismatch_is_never_cached(tmp_path: Path) -> None:
     definition = catalog.resolve("a", "1")
     for _ in range(2):
         with pytest.raises(InvocationFailure) as info:
-            await store.get(definition)
+            await _get(store, definition)
         assert info.value.kind is ErrorKind.INTEGRITY_MISMATCH
     assert compiler.calls == 0
     assert store.cached() == []
     (tmp_path / "a" / "1" / "module.wasm").write_bytes(b"original")
-    assert await store.get(definition)
+    assert await _get(store, definition)
     assert compiler.calls == 1
 
 
@@ -79,11 +83,11 @@ async def test_lru_is_bounded(tmp_path: Path) -> None:
         _publish(tmp_path, name, "1", name.encode())
     catalog, store, compiler = await _setup(tmp_path)
     for name in ("a", "b", "c"):
-        await store.get(catalog.resolve(name, "1"))
+        await _get(store, catalog.resolve(name, "1"))
     assert len(store.cached()) == 2
-    await store.get(catalog.resolve("c", "1"))
+    await _get(store, catalog.resolve("c", "1"))
     assert store.stats.hits == 1
-    await store.get(catalog.resolve("a", "1"))
+    await _get(store, catalog.resolve("a", "1"))
     assert compiler.calls == 4
 
 
@@ -92,5 +96,5 @@ async def test_missing_blob_is_not_found(tmp_path: Path) -> None:
     (tmp_path / "a" / "1" / "module.wasm").unlink()
     catalog, store, _ = await _setup(tmp_path)
     with pytest.raises(InvocationFailure) as info:
-        await store.get(catalog.resolve("a", "1"))
+        await _get(store, catalog.resolve("a", "1"))
     assert info.value.kind is ErrorKind.NOT_FOUND

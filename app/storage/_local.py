@@ -1,39 +1,16 @@
-"""Where definitions are read from: a local directory or (later) an S3 bucket.
-
-Layout, identical in both: ``{id}/promoted.json`` names the promoted version,
-``{id}/{version}/extension.json`` is the definition and the module bytes live
-at the definition's ``wasm_blob_ref.key`` (conventionally
-``{id}/{version}/module.wasm``).
-"""
+"""The embedded default source: a local directory laid out like the bucket."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Protocol
 
-from app.catalog.definition import ID_PATTERN, VERSION_PATTERN, BlobRef
 from app.errors import ErrorKind, InvocationFailure
-
-MAX_DEFINITION_BYTES = 256 * 1024
-
-
-class CatalogSource(Protocol):
-    """Read access to published definitions and module blobs."""
-
-    async def list_extensions(self) -> list[str]: ...
-
-    async def list_versions(self, extension_id: str) -> list[str]: ...
-
-    async def read_definition(self, extension_id: str, version: str) -> bytes | None: ...
-
-    async def read_promoted(self, extension_id: str) -> bytes | None: ...
-
-    async def read_blob(self, ref: BlobRef, max_bytes: int) -> bytes: ...
+from app.storage.source import ID_PATTERN, MAX_DEFINITION_BYTES, VERSION_PATTERN
 
 
 class LocalDirectorySource:
-    """The embedded default: a directory laid out like the bucket."""
+    """Reads ``root/{id}/...``; used by ``make run`` and when no endpoint is set."""
 
     def __init__(self, root: Path) -> None:
         self._root = root.resolve()
@@ -71,8 +48,8 @@ class LocalDirectorySource:
             self._read_small, self._root / extension_id / "promoted.json"
         )
 
-    def _read_blob(self, ref: BlobRef, max_bytes: int) -> bytes:
-        path = (self._root / ref.key).resolve()
+    def _read_blob(self, key: str, max_bytes: int) -> bytes:
+        path = (self._root / key).resolve()
         if not path.is_relative_to(self._root):
             raise InvocationFailure(ErrorKind.NOT_FOUND, "module blob not found")
         try:
@@ -86,5 +63,13 @@ class LocalDirectorySource:
             )
         return data
 
-    async def read_blob(self, ref: BlobRef, max_bytes: int) -> bytes:
-        return await asyncio.to_thread(self._read_blob, ref, max_bytes)
+    async def read_blob(self, key: str, max_bytes: int) -> bytes:
+        return await asyncio.to_thread(self._read_blob, key, max_bytes)
+
+    async def check(self) -> str | None:
+        if not self._root.is_dir():
+            return f"extensions directory {self._root.name!r} does not exist"
+        return None
+
+    async def close(self) -> None:
+        return None

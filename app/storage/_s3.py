@@ -1,0 +1,171 @@
+"""S3-compatible object source (MinIO in production, SeaweedFS in tests).
+
+Timeouts and retries are explicit: botocore's defaults took minutes to give up
+on a hung server. Checksums are computed only when required, because over
+https botocore otherwise switches to aws-chunked trailers that plain-http
+tests never exercise. Credentials are never logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from typing import Any
+
+import aioboto3
+from aiobotocore.config import AioConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+from app.errors import ErrorKind, InvocationFailure
+from app.settings import Settings
+from app.storage.source import ID_PATTERN, MAX_DEFINITION_BYTES, VERSION_PATTERN
+from app.telemetry import get_logger
+
+_log = get_logger("app.storage.s3")
+_MISSING = {"NoSuchKey", "404", "NotFound"}
+_MAX_LISTED = 10_000
+
+
+def _client_config(settings: Settings) -> AioConfig:
+    return AioConfig(
+        s3={"addressing_style": "path" if settings.s3_path_style else "auto"},
+        connect_timeout=settings.s3_connect_timeout_s,
+        read_timeout=settings.s3_read_timeout_s,
+        retries={"mode": "standard", "total_max_attempts": settings.s3_max_attempts},
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+class S3Source:
+    """Reads definitions and blobs under ``s3://{bucket}/{prefix}``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._bucket = settings.s3_bucket
+        self._prefix = settings.s3_prefix
+        self._stack = contextlib.AsyncExitStack()
+        self._client: Any = None
+
+    async def _s3(self) -> Any:
+        if self._client is None:
+            settings = self._settings
+            session = aioboto3.Session()
+            self._client = await self._stack.enter_async_context(
+                session.client(
+                    "s3",
+                    endpoint_url=settings.s3_endpoint_url,
+                    region_name=settings.s3_region,
+                    aws_access_key_id=(
+                        settings.s3_access_key_id.get_secret_value()
+                        if settings.s3_access_key_id
+                        else None
+                    ),
+                    aws_secret_access_key=(
+                        settings.s3_secret_access_key.get_secret_value()
+                        if settings.s3_secret_access_key
+                        else None
+                    ),
+                    config=_client_config(settings),
+                )
+            )
+        return self._client
+
+    async def close(self) -> None:
+        await self._stack.aclose()
+        self._client = None
+
+    def _unavailable(self, exc: Exception, what: str) -> InvocationFailure:
+        code = _code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+        _log.warning("storage.s3_error", operation=what, error=code)
+        return InvocationFailure(ErrorKind.UNAVAILABLE, f"module storage is unavailable ({code})")
+
+    async def _list_prefixes(self, prefix: str, pattern: str) -> list[str]:
+        s3 = await self._s3()
+        names: list[str] = []
+        token: str | None = None
+        try:
+            while len(names) < _MAX_LISTED:
+                kwargs: dict[str, Any] = {
+                    "Bucket": self._bucket,
+                    "Prefix": prefix,
+                    "Delimiter": "/",
+                }
+                if token:
+                    kwargs["ContinuationToken"] = token
+                page = await s3.list_objects_v2(**kwargs)
+                for common in page.get("CommonPrefixes", []):
+                    name = common["Prefix"][len(prefix) :].rstrip("/")
+                    if re.match(pattern, name):
+                        names.append(name)
+                if not page.get("IsTruncated"):
+                    break
+                token = page.get("NextContinuationToken")
+        except (ClientError, BotoCoreError) as exc:
+            raise self._unavailable(exc, "list") from None
+        return sorted(names)
+
+    async def list_extensions(self) -> list[str]:
+        return await self._list_prefixes(self._prefix, ID_PATTERN)
+
+    async def list_versions(self, extension_id: str) -> list[str]:
+        return await self._list_prefixes(f"{self._prefix}{extension_id}/", VERSION_PATTERN)
+
+    async def _get(self, key: str, max_bytes: int) -> bytes | None:
+        s3 = await self._s3()
+        try:
+            response = await s3.get_object(Bucket=self._bucket, Key=self._prefix + key)
+        except ClientError as exc:
+            if _code(exc) in _MISSING:
+                return None
+            raise self._unavailable(exc, "get") from None
+        except BotoCoreError as exc:
+            raise self._unavailable(exc, "get") from None
+        async with response["Body"] as body:
+            if int(response.get("ContentLength", 0)) > max_bytes:
+                raise InvocationFailure(
+                    ErrorKind.INVALID_MODULE, f"object is larger than {max_bytes} bytes"
+                )
+            try:
+                data: bytes = await body.read()
+            except (BotoCoreError, OSError) as exc:
+                raise self._unavailable(exc, "read") from None
+        return data
+
+    async def read_definition(self, extension_id: str, version: str) -> bytes | None:
+        return await self._get(f"{extension_id}/{version}/extension.json", MAX_DEFINITION_BYTES)
+
+    async def read_promoted(self, extension_id: str) -> bytes | None:
+        return await self._get(f"{extension_id}/promoted.json", MAX_DEFINITION_BYTES)
+
+    async def read_blob(self, key: str, max_bytes: int) -> bytes:
+        data = await self._get(key, max_bytes)
+        if data is None:
+            raise InvocationFailure(ErrorKind.NOT_FOUND, "module blob not found")
+        return data
+
+    async def put(self, key: str, data: bytes, content_type: str) -> None:
+        """Write one object (the ``publish`` command's path)."""
+        s3 = await self._s3()
+        await s3.put_object(
+            Bucket=self._bucket, Key=self._prefix + key, Body=data, ContentType=content_type
+        )
+
+    async def check(self) -> str | None:
+        s3 = await self._s3()
+        try:
+            await s3.head_bucket(Bucket=self._bucket)
+        except ClientError as exc:
+            code = _code(exc)
+            if code in {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}:
+                return "storage rejected the credentials"
+            if code in {"404", "NoSuchBucket"}:
+                return f"bucket {self._bucket!r} does not exist"
+            return f"storage error {code}"
+        except BotoCoreError as exc:
+            return f"storage unreachable ({type(exc).__name__})"
+        return None

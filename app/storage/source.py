@@ -1,0 +1,40 @@
+"""Where definitions and module bytes are read from.
+
+Layout, identical in a local directory and under the bucket's prefix:
+``{id}/promoted.json`` names the promoted version, ``{id}/{version}/extension.json``
+is the definition, and the module bytes live at the definition's
+``wasm_blob_ref.key`` (conventionally ``{id}/{version}/module.wasm``).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+VERSION_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$"
+MAX_DEFINITION_BYTES = 256 * 1024
+
+
+class ObjectSource(Protocol):
+    """Read access to published definitions and module blobs.
+
+    ``read_definition``/``read_promoted`` return ``None`` when the object does
+    not exist; ``read_blob`` raises ``InvocationFailure`` (NOT_FOUND,
+    INVALID_MODULE when too large, UNAVAILABLE when storage is down).
+    """
+
+    async def list_extensions(self) -> list[str]: ...
+
+    async def list_versions(self, extension_id: str) -> list[str]: ...
+
+    async def read_definition(self, extension_id: str, version: str) -> bytes | None: ...
+
+    async def read_promoted(self, extension_id: str) -> bytes | None: ...
+
+    async def read_blob(self, key: str, max_bytes: int) -> bytes: ...
+
+    async def check(self) -> str | None:
+        """``None`` when the source is usable, otherwise why not (for /readyz)."""
+        ...
+
+    async def close(self) -> None: ...
