@@ -50,6 +50,10 @@ class S3Source:
         self._prefix = settings.s3_prefix
         self._stack = contextlib.AsyncExitStack()
         self._client: Any = None
+        # Small objects (definitions, pointers) by key: (etag, bytes). Polls send
+        # If-None-Match so an unchanged catalog costs one 304 per object.
+        self._etags: dict[str, tuple[str, bytes]] = {}
+        self.not_modified = 0
 
     async def _s3(self) -> Any:
         if self._client is None:
@@ -115,12 +119,21 @@ class S3Source:
     async def list_versions(self, extension_id: str) -> list[str]:
         return await self._list_prefixes(f"{self._prefix}{extension_id}/", VERSION_PATTERN)
 
-    async def _get(self, key: str, max_bytes: int) -> bytes | None:
+    async def _get(self, key: str, max_bytes: int, *, conditional: bool = False) -> bytes | None:
         s3 = await self._s3()
+        kwargs: dict[str, Any] = {"Bucket": self._bucket, "Key": self._prefix + key}
+        cached = self._etags.get(key) if conditional else None
+        if cached is not None:
+            kwargs["IfNoneMatch"] = cached[0]
         try:
-            response = await s3.get_object(Bucket=self._bucket, Key=self._prefix + key)
+            response = await s3.get_object(**kwargs)
         except ClientError as exc:
-            if _code(exc) in _MISSING:
+            code = _code(exc)
+            if code == "304" and cached is not None:
+                self.not_modified += 1
+                return cached[1]
+            if code in _MISSING:
+                self._etags.pop(key, None)
                 return None
             raise self._unavailable(exc, "get") from None
         except BotoCoreError as exc:
@@ -134,13 +147,19 @@ class S3Source:
                 data: bytes = await body.read()
             except (BotoCoreError, OSError) as exc:
                 raise self._unavailable(exc, "read") from None
+        if conditional and (etag := response.get("ETag")):
+            self._etags[key] = (str(etag), data)
         return data
 
     async def read_definition(self, extension_id: str, version: str) -> bytes | None:
-        return await self._get(f"{extension_id}/{version}/extension.json", MAX_DEFINITION_BYTES)
+        return await self._get(
+            f"{extension_id}/{version}/extension.json", MAX_DEFINITION_BYTES, conditional=True
+        )
 
     async def read_promoted(self, extension_id: str) -> bytes | None:
-        return await self._get(f"{extension_id}/promoted.json", MAX_DEFINITION_BYTES)
+        return await self._get(
+            f"{extension_id}/promoted.json", MAX_DEFINITION_BYTES, conditional=True
+        )
 
     async def read_blob(self, key: str, max_bytes: int) -> bytes:
         data = await self._get(key, max_bytes)

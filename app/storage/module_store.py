@@ -12,9 +12,11 @@ import asyncio
 import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from app.errors import ErrorKind, InvocationFailure
+from app.storage._disk_cache import DiskCache
 from app.storage.source import ObjectSource
 from app.telemetry import get_logger
 
@@ -24,7 +26,16 @@ _log = get_logger("app.storage")
 class Compiler(Protocol):
     """Turns verified module bytes into something the sandbox can run."""
 
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the engine build and config a serialized artifact is valid for."""
+        ...
+
     def compile(self, wasm: bytes, abi: str) -> object: ...
+
+    def serialize(self, compiled: object) -> bytes: ...
+
+    def deserialize(self, data: bytes, abi: str) -> object: ...
 
 
 @dataclass(slots=True)
@@ -35,6 +46,7 @@ class StoreStats:
     misses: int = 0
     downloads: int = 0
     compiles: int = 0
+    disk_hits: int = 0
     integrity_failures: int = 0
 
 
@@ -48,6 +60,7 @@ class ModuleStore:
         *,
         max_entries: int = 256,
         max_module_bytes: int = 32 * 1024 * 1024,
+        disk_dir: Path | None = None,
     ) -> None:
         self._source = source
         self._compiler = compiler
@@ -56,6 +69,7 @@ class ModuleStore:
         self._cache: OrderedDict[str, object] = OrderedDict()
         self._inflight: dict[str, asyncio.Task[object]] = {}
         self.stats = StoreStats()
+        self._disk = DiskCache(disk_dir, compiler.fingerprint) if disk_dir else None
 
     def cached(self) -> list[str]:
         """Digests held in memory, least recently used first."""
@@ -89,6 +103,11 @@ class ModuleStore:
         return module
 
     async def _load(self, digest: str, key: str, abi: str) -> object:
+        if self._disk is not None:
+            module = await asyncio.to_thread(self._from_disk, digest, abi)
+            if module is not None:
+                self.stats.disk_hits += 1
+                return module
         data = await self._source.read_blob(key, self._max_module_bytes)
         self.stats.downloads += 1
         actual = hashlib.sha256(data).hexdigest()
@@ -105,7 +124,27 @@ class ModuleStore:
                 "the stored module does not match the digest it was promoted with",
             )
         self.stats.compiles += 1
-        return await asyncio.to_thread(self._compiler.compile, data, abi)
+        return await asyncio.to_thread(self._compile, digest, data, abi)
+
+    def _from_disk(self, digest: str, abi: str) -> object | None:
+        assert self._disk is not None
+        artifact = self._disk.load(digest)
+        if artifact is None:
+            return None
+        try:
+            return self._compiler.deserialize(artifact, abi)
+        except Exception:  # noqa: BLE001 - a bad artifact only costs a recompile
+            _log.warning("storage.disk_cache_unusable", digest=digest)
+            return None
+
+    def _compile(self, digest: str, data: bytes, abi: str) -> object:
+        module = self._compiler.compile(data, abi)
+        if self._disk is not None:
+            try:
+                self._disk.store(digest, self._compiler.serialize(module))
+            except OSError as exc:
+                _log.warning("storage.disk_cache_write_failed", digest=digest, error=str(exc))
+        return module
 
     def _remember(self, digest: str, module: object) -> None:
         self._cache[digest] = module

@@ -14,9 +14,17 @@ from app.storage import LocalDirectorySource, ModuleStore
 
 
 class _CountingCompiler:
+    fingerprint = "test-engine-1"
+
     def __init__(self) -> None:
         self.calls = 0
         self._lock = threading.Lock()
+
+    def serialize(self, compiled: object) -> bytes:
+        return json.dumps(compiled).encode()
+
+    def deserialize(self, data: bytes, abi: str) -> object:
+        return tuple(json.loads(data))
 
     def compile(self, wasm: bytes, abi: str) -> object:
         with self._lock:
@@ -98,3 +106,34 @@ async def test_missing_blob_is_not_found(tmp_path: Path) -> None:
     with pytest.raises(InvocationFailure) as info:
         await _get(store, catalog.resolve("a", "1"))
     assert info.value.kind is ErrorKind.NOT_FOUND
+
+
+async def test_disk_cache_skips_compile_after_restart(tmp_path: Path) -> None:
+    _publish(tmp_path / "src", "a", "1", b"module-a")
+    source = LocalDirectorySource(tmp_path / "src")
+    catalog = Catalog(source)
+    await catalog.refresh()
+    definition = catalog.resolve("a", "1")
+    first = _CountingCompiler()
+    store = ModuleStore(source, first, disk_dir=tmp_path / "cache")
+    compiled = await _get(store, definition)
+    assert first.calls == 1
+    second = _CountingCompiler()
+    restarted = ModuleStore(source, second, disk_dir=tmp_path / "cache")
+    assert await _get(restarted, definition) == compiled
+    assert (second.calls, restarted.stats.disk_hits, restarted.stats.downloads) == (0, 1, 0)
+
+
+async def test_corrupt_disk_artifact_is_recompiled(tmp_path: Path) -> None:
+    _publish(tmp_path / "src", "a", "1", b"module-a")
+    source = LocalDirectorySource(tmp_path / "src")
+    catalog = Catalog(source)
+    await catalog.refresh()
+    definition = catalog.resolve("a", "1")
+    await _get(ModuleStore(source, _CountingCompiler(), disk_dir=tmp_path / "cache"), definition)
+    (artifact,) = (tmp_path / "cache").glob("*.cwasm")
+    artifact.write_bytes(b"evil native code")
+    compiler = _CountingCompiler()
+    store = ModuleStore(source, compiler, disk_dir=tmp_path / "cache")
+    await _get(store, definition)
+    assert (compiler.calls, store.stats.disk_hits) == (1, 0)
