@@ -1,9 +1,9 @@
 """Application factory: one Starlette app, one port, every protocol.
 
-The generated Connect application is mounted at the service path next to the
-health routes; Connect, gRPC and gRPC-web requests all reach the same handler.
-Servers that import the app by name (pyvoy runs it inside Envoy) use the
-lazily built module attribute ``application``.
+The generated Connect application answers at its method paths next to the
+health routes and the promotion webhook; Connect, gRPC and gRPC-web requests
+all reach the same handler. Servers that import the app by name (pyvoy runs
+it inside Envoy) use the lazily built module attribute ``application``.
 """
 
 from __future__ import annotations
@@ -17,59 +17,100 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
+from app.catalog.events import (
+    MAX_EVENT_BYTES,
+    SIGNATURE_HEADER,
+    EventRejected,
+    verify_and_parse,
+)
 from app.gen.ameide.extensions.v1.runtime_connect import (
     WasmExtensionRuntime,
     WasmExtensionRuntimeASGIApplication,
 )
-from app.invocation import EchoInvoker, Invoker
+from app.invocation import Invoker
 from app.rpc import RuntimeService, SanitizingInterceptor, unknown_method
+from app.runtime import Runtime
 from app.settings import Settings, get_settings
 from app.telemetry import configure_logging, get_logger
 
 _log = get_logger("app.asgi")
 
 
-class _Readiness:
-    """Whether this process should receive traffic, and why not."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    invoker: Invoker | None = None,
+    runtime: Runtime | None = None,
+) -> Starlette:
+    """Build the ASGI application.
 
-    def __init__(self) -> None:
-        self.ready = False
-        self.reasons: list[str] = ["starting"]
-
-
-def create_app(settings: Settings | None = None, *, invoker: Invoker | None = None) -> Starlette:
-    """Build the ASGI application for ``settings`` (read from the environment if omitted)."""
+    With neither ``invoker`` nor ``runtime`` the production :class:`Runtime` is
+    built from ``settings``; tests and the benchmark's protocol floor pass an
+    invoker of their own.
+    """
     settings = settings or get_settings()
-    readiness = _Readiness()
-    service = RuntimeService(invoker or EchoInvoker())
+    if runtime is None and invoker is None:
+        runtime = Runtime(settings)
+    service = RuntimeService(invoker or runtime)  # type: ignore[arg-type]
     connect_app = WasmExtensionRuntimeASGIApplication(
         service,
         interceptors=[SanitizingInterceptor()],
         read_max_bytes=settings.read_max_bytes,
+    )
+    state = {"started": False}
+    webhook_secret = (
+        settings.promotion_webhook_secret.get_secret_value().encode()
+        if settings.promotion_webhook_secret
+        else None
     )
 
     async def healthz(_: Request) -> PlainTextResponse:
         return PlainTextResponse("ok")
 
     async def readyz(_: Request) -> JSONResponse:
-        if readiness.ready:
+        reasons = [] if state["started"] else ["not started"]
+        if runtime is not None:
+            reasons += runtime.readiness()
+        if not reasons:
             return JSONResponse({"ready": True})
-        return JSONResponse({"ready": False, "reasons": readiness.reasons}, status_code=503)
+        return JSONResponse({"ready": False, "reasons": reasons}, status_code=503)
+
+    async def promotion_event(request: Request) -> JSONResponse:
+        try:
+            body = await _read_capped(request, MAX_EVENT_BYTES)
+            event = verify_and_parse(body, request.headers.get(SIGNATURE_HEADER), webhook_secret)
+        except EventRejected as rejected:
+            _log.warning("promotion.rejected", status=rejected.status, reason=rejected.reason)
+            return JSONResponse({"error": rejected.reason}, status_code=rejected.status)
+        if runtime is None:
+            return JSONResponse({"error": "no catalog in this process"}, status_code=503)
+        extension_id = event.data.extension_id
+        await runtime.refresh_extension(extension_id)
+        _log.info("promotion.applied", extension=extension_id, event_id=event.id)
+        promoted, versions = runtime.catalog.extensions().get(extension_id, (None, []))
+        return JSONResponse(
+            {"extension_id": extension_id, "promoted": promoted, "versions": versions}
+        )
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        readiness.ready, readiness.reasons = True, []
+        if runtime is not None:
+            await runtime.start()
+        state["started"] = True
         _log.info("runtime.started", server=settings.server, dev=settings.dev)
         try:
             yield
         finally:
-            readiness.ready, readiness.reasons = False, ["stopping"]
+            state["started"] = False
+            if runtime is not None:
+                await runtime.close()
 
     desc = WasmExtensionRuntime.desc()
     return Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            Route("/events/promotion", promotion_event, methods=["POST"]),
             *(
                 Route(f"/{desc.type_name}/{method.name}", connect_app, methods=["POST", "GET"])
                 for method in desc.methods
@@ -78,6 +119,18 @@ def create_app(settings: Settings | None = None, *, invoker: Invoker | None = No
         ],
         lifespan=lifespan,
     )
+
+
+async def _read_capped(request: Request, limit: int) -> bytes:
+    """The body, refusing more than ``limit`` bytes without buffering them."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise EventRejected(413, "event too large")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 _application: Starlette | None = None

@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     max_module_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
     module_cache_entries: int = Field(default=256, gt=0)
 
+    # Promotion events (signed CloudEvents webhook) and the polling fallback.
+    promotion_webhook_secret: SecretStr | None = None
+    catalog_poll_interval_s: float = Field(default=30.0, ge=0, description="0 disables polling")
+
     # Sandbox ceilings and defaults; see the README's limits table.
     default_fuel: int = Field(default=200_000_000, gt=0)
     default_memory_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
@@ -68,6 +72,13 @@ class Settings(BaseSettings):
     max_output_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     max_log_bytes: int = Field(default=256 * 1024, gt=0)
     max_wasm_stack_bytes: int = Field(default=512 * 1024, gt=0)
+    default_max_host_calls: int = Field(default=32, ge=0)
+    max_host_calls: int = Field(default=256, ge=0)
+    max_table_elements: int = Field(
+        default=100_000,
+        gt=0,
+        description="Largest wasm table a guest may create (each element costs host memory).",
+    )
 
     executor_threads: int = Field(default=2, gt=0, le=64)
     executor_queue: int = Field(default=64, ge=0, le=10_000)

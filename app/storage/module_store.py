@@ -13,7 +13,7 @@ import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from app.errors import ErrorKind, InvocationFailure
 from app.storage._disk_cache import DiskCache
@@ -31,11 +31,11 @@ class Compiler(Protocol):
         """Identifies the engine build and config a serialized artifact is valid for."""
         ...
 
-    def compile(self, wasm: bytes, abi: str) -> object: ...
+    def compile(self, wasm: bytes, abi: str) -> Any: ...
 
-    def serialize(self, compiled: object) -> bytes: ...
+    def serialize(self, compiled: Any) -> bytes: ...
 
-    def deserialize(self, data: bytes, abi: str) -> object: ...
+    def deserialize(self, data: bytes, abi: str) -> Any: ...
 
 
 @dataclass(slots=True)
@@ -75,7 +75,7 @@ class ModuleStore:
         """Digests held in memory, least recently used first."""
         return list(self._cache)
 
-    async def get(self, digest: str, key: str, abi: str) -> object:
+    async def get(self, digest: str, key: str, abi: str) -> Any:
         """The compiled module whose bytes hash to ``digest``, read from ``key``."""
         module = self._cache.get(digest)
         if module is not None:
@@ -126,7 +126,7 @@ class ModuleStore:
         self.stats.compiles += 1
         return await asyncio.to_thread(self._compile, digest, data, abi)
 
-    def _from_disk(self, digest: str, abi: str) -> object | None:
+    def _from_disk(self, digest: str, abi: str) -> Any:
         assert self._disk is not None
         artifact = self._disk.load(digest)
         if artifact is None:

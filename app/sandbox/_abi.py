@@ -1,0 +1,79 @@
+"""Checking a module against the guest ABI before it is ever instantiated.
+
+Refusing at compile time means a bad upload fails once, as INVALID_MODULE
+with the offending name, instead of as a confusing trap on every call.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import wasmtime
+
+from app.errors import ErrorKind, InvocationFailure
+
+WASI_MODULE = "wasi_snapshot_preview1"
+_HOST_IMPORTS = {("ameide", "host_log"), ("ameide", "host_call")}
+_PAGE = 64 * 1024
+
+
+class Abi(StrEnum):
+    """How the runtime hands input to a guest and takes its output."""
+
+    RAW = "raw"
+    """Exports ``memory``, ``alloc(len) -> ptr`` and ``handle(ptr, len) -> i64``."""
+    WASI_STDIO = "wasi-stdio"
+    """A WASI preview1 command: stdin in, stdout out, stderr as logs."""
+
+
+def _invalid(message: str) -> InvocationFailure:
+    return InvocationFailure(ErrorKind.INVALID_MODULE, message)
+
+
+def _signature(ty: wasmtime.FuncType) -> tuple[list[str], list[str]]:
+    return [str(t) for t in ty.params], [str(t) for t in ty.results]
+
+
+_RAW_EXPORTS: dict[str, tuple[list[str], list[str]]] = {
+    "alloc": (["i32"], ["i32"]),
+    "handle": (["i32", "i32"], ["i64"]),
+}
+_WASI_EXPORTS: dict[str, tuple[list[str], list[str]]] = {"_start": ([], [])}
+
+
+def check_imports(module: wasmtime.Module, abi: Abi) -> None:
+    """Only the runtime's host functions (and WASI for ``wasi-stdio``) may be imported."""
+    for imp in module.imports:
+        name = imp.name or ""
+        if (imp.module, name) in _HOST_IMPORTS:
+            continue
+        if abi is Abi.WASI_STDIO and imp.module == WASI_MODULE:
+            continue
+        raise _invalid(f"import {imp.module}.{name} is not provided by the runtime (abi {abi})")
+
+
+def check_exports(module: wasmtime.Module, abi: Abi) -> None:
+    """The exports the ABI calls must exist with the right types."""
+    exports = {exp.name: exp.type for exp in module.exports}
+    wanted = _RAW_EXPORTS if abi is Abi.RAW else _WASI_EXPORTS
+    if abi is Abi.RAW and not isinstance(exports.get("memory"), wasmtime.MemoryType):
+        raise _invalid("abi raw requires an exported memory named 'memory'")
+    for name, (params, results) in wanted.items():
+        ty = exports.get(name)
+        if not isinstance(ty, wasmtime.FuncType):
+            raise _invalid(f"abi {abi} requires an exported function '{name}'")
+        got = _signature(ty)
+        if got != (params, results):
+            raise _invalid(
+                f"export '{name}' has type ({', '.join(got[0])}) -> ({', '.join(got[1])}),"
+                f" abi {abi} requires ({', '.join(params)}) -> ({', '.join(results)})"
+            )
+
+
+def min_memory_bytes(module: wasmtime.Module) -> int:
+    """Initial size of the module's exported memories (what instantiation must allocate)."""
+    total = 0
+    for exp in module.exports:
+        if isinstance(exp.type, wasmtime.MemoryType):
+            total = max(total, exp.type.limits.min * _PAGE)
+    return total

@@ -1,0 +1,185 @@
+"""Everything one invocation accumulates while its guest runs.
+
+Host functions are registered once per engine (so instances can be
+pre-linked), so they find the invocation they serve through a thread-local:
+wasmtime runs host functions on the thread that called into wasm.
+
+Failures are *recorded here*, never raised through wasmtime: wasmtime-py
+keeps the last host-function exception in one process-wide variable and
+re-raises it from whichever thread next sees a trap, so with several worker
+threads a raised exception can surface in another invocation (measured: 10
+of 300 fuel-exhausted calls received a neighbour's exception). A host
+function that must stop the guest records the reason and sets the store's
+fuel to zero; the guest traps at its next fuel check and the runner reports
+the recorded reason.
+"""
+
+from __future__ import annotations
+
+import errno
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import wasmtime
+
+from app.errors import ErrorKind, InvocationFailure
+from app.invocation import ExecutionContext, LogLevel, LogLine
+from app.sandbox.limits import Limits
+from app.telemetry import get_logger
+
+if TYPE_CHECKING:
+    from app.sandbox.bridge import HostBridge
+
+TRUNCATION_MARKER = "[log truncated]"
+_MAX_PENDING_STDERR = 64 * 1024
+
+_log = get_logger("app.sandbox.guest")
+_LOG_METHODS = {
+    LogLevel.DEBUG: "debug",
+    LogLevel.INFO: "info",
+    LogLevel.WARN: "warning",
+    LogLevel.ERROR: "error",
+}
+
+
+@dataclass(slots=True, eq=False)
+class InvocationState:
+    """Per-invocation limits, sinks and the first failure, owned by one run."""
+
+    limits: Limits
+    deadline: float
+    """``time.monotonic()`` at which the guest is stopped with TIMEOUT."""
+    cancel: threading.Event
+    context: ExecutionContext
+    include_logs: bool
+    bridge: HostBridge | None = None
+    store: wasmtime.Store | None = None
+    failure: InvocationFailure | None = None
+    fuel_left_at_stop: int | None = None
+    logs: list[LogLine] = field(default_factory=list)
+    log_bytes: int = 0
+    logs_truncated: bool = False
+    host_calls: int = 0
+    peak_memory: int = 0
+    stdout: bytearray = field(default_factory=bytearray)
+    stderr_pending: bytearray = field(default_factory=bytearray)
+    wasi_epoch_ns: int = 0
+    """``time.monotonic_ns()`` when the WASI context was made (its monotonic zero)."""
+
+    # -- failures ---------------------------------------------------------
+    def record(self, kind: ErrorKind, message: str) -> None:
+        """Remember why the invocation failed; the first reason wins."""
+        if self.failure is None:
+            self.failure = InvocationFailure(kind, message)
+
+    def stop(self, kind: ErrorKind, message: str) -> None:
+        """Record a failure and make the guest trap at its next fuel check.
+
+        Only valid on the thread running the guest (the store is not shared).
+        """
+        self.record(kind, message)
+        if self.store is not None and self.fuel_left_at_stop is None:
+            self.fuel_left_at_stop = self.store.get_fuel()
+            self.store.set_fuel(0)
+
+    def remaining_s(self) -> float:
+        """Seconds before the deadline (negative once it passed)."""
+        return self.deadline - time.monotonic()
+
+    # -- callbacks from app.sandbox._ffi ------------------------------------
+    def on_epoch(self) -> bool:
+        """Go on unless a failure is recorded, the caller left or time is up."""
+        if self.failure is not None:
+            return False
+        if self.cancel.is_set():
+            self.record(ErrorKind.TIMEOUT, "invocation cancelled: the caller stopped waiting")
+            return False
+        if time.monotonic() >= self.deadline:
+            self.record(ErrorKind.TIMEOUT, self.timeout_message())
+            return False
+        return True
+
+    def on_stdout(self, data: bytes) -> int:
+        """Keep stdout up to the output cap; past it, fail the write and the invocation."""
+        if len(self.stdout) + len(data) > self.limits.output_bytes:
+            self.record(
+                ErrorKind.OUTPUT_TOO_LARGE,
+                f"output exceeds the limit of {self.limits.output_bytes} bytes",
+            )
+            return -errno.EFBIG
+        self.stdout += data
+        return len(data)
+
+    def on_stderr(self, data: bytes) -> int:
+        """Turn stderr into log lines, one per newline (always accepted, capped as logs)."""
+        self.stderr_pending += data
+        while (cut := self.stderr_pending.find(b"\n")) >= 0:
+            line = bytes(self.stderr_pending[:cut])
+            del self.stderr_pending[: cut + 1]
+            self.log(LogLevel.INFO, line)
+        if len(self.stderr_pending) > _MAX_PENDING_STDERR:
+            self.flush_stderr()
+        return len(data)
+
+    def flush_stderr(self) -> None:
+        """Log a last stderr line that had no newline."""
+        if self.stderr_pending:
+            line = bytes(self.stderr_pending)
+            self.stderr_pending.clear()
+            self.log(LogLevel.INFO, line)
+
+    # -- logs ---------------------------------------------------------------
+    def log_budget(self) -> int:
+        """Log bytes the guest may still write."""
+        return max(0, self.limits.log_bytes - self.log_bytes)
+
+    def truncate_logs(self) -> None:
+        """Drop further lines and leave one marker saying so."""
+        if not self.logs_truncated:
+            self.logs_truncated = True
+            if self.include_logs:
+                self.logs.append(LogLine(LogLevel.WARN, TRUNCATION_MARKER))
+
+    def log(self, level: LogLevel, raw: bytes) -> None:
+        """Keep one guest line if the budget allows and emit it as a structured log."""
+        if self.logs_truncated or len(raw) > self.log_budget():
+            self.truncate_logs()
+            return
+        self.log_bytes += len(raw)
+        message = raw.decode("utf-8", errors="replace")
+        if self.include_logs:
+            self.logs.append(LogLine(level, message))
+        getattr(_log, _LOG_METHODS[level])(
+            "guest_log",
+            guest_message=message,
+            tenant=self.context.tenant_id,
+            organization=self.context.organization_id,
+            request_id=self.context.request_id,
+        )
+
+    def timeout_message(self) -> str:
+        return f"deadline exceeded (limit {self.limits.timeout_ms} ms)"
+
+
+_current = threading.local()
+
+
+@contextmanager
+def activate(state: InvocationState) -> Iterator[None]:
+    """Make ``state`` the one host functions on this thread serve (nesting restores)."""
+    previous = getattr(_current, "state", None)
+    _current.state = state
+    try:
+        yield
+    finally:
+        _current.state = previous
+
+
+def current() -> InvocationState | None:
+    """The invocation running wasm on this thread, if any."""
+    state: InvocationState | None = getattr(_current, "state", None)
+    return state

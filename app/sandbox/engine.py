@@ -1,0 +1,161 @@
+"""The one shared wasmtime engine: configuration, compilation and the epoch clock.
+
+A process has one :class:`SandboxEngine`. Compiled modules belong to the
+engine that compiled them, and the engine's configuration (fuel, epochs,
+stack) is what makes every limit enforceable, so it is fixed here once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import platform
+import threading
+from dataclasses import dataclass
+
+import wasmtime
+
+from app.errors import ErrorKind, InvocationFailure
+from app.sandbox import _abi, _hostfuncs
+from app.sandbox._abi import Abi
+from app.sandbox._traps import clean_message
+from app.settings import Settings
+
+_WASM_MAGIC = b"\0asm"
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CompiledModule:
+    """A validated module, pre-linked so an invocation only instantiates it."""
+
+    module: wasmtime.Module
+    abi: Abi
+    pre: wasmtime.InstancePre
+    min_memory_bytes: int
+    """Initial memory the module declares; above the limit it fails as MEMORY_LIMIT."""
+
+
+class SandboxEngine:
+    """Owns the ``wasmtime.Engine``, its pre-built linkers and the epoch ticker thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._config_items = {
+            "consume_fuel": "1",
+            "epoch_interruption": "1",
+            "max_wasm_stack": str(settings.max_wasm_stack_bytes),
+            "cranelift_opt_level": "speed",
+        }
+        config = wasmtime.Config()
+        config.consume_fuel = True
+        config.epoch_interruption = True
+        config.max_wasm_stack = settings.max_wasm_stack_bytes
+        config.cranelift_opt_level = "speed"
+        self.engine = wasmtime.Engine(config)
+        self._linkers: dict[Abi, wasmtime.Linker] = {}
+        for abi in Abi:
+            linker = wasmtime.Linker(self.engine)
+            _hostfuncs.define(linker, wasi=abi is Abi.WASI_STDIO)
+            self._linkers[abi] = linker
+        self.tick_s = settings.epoch_tick_ms / 1000.0
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    # -- epoch clock ----------------------------------------------------------
+    def start(self) -> None:
+        """Start the epoch ticker (idempotent). Deadlines are only enforced while it runs."""
+        with self._lock:
+            if self._ticker is not None and self._ticker.is_alive():
+                return
+            self._stop.clear()
+            self._ticker = threading.Thread(
+                target=self._tick, name="wasm-epoch-ticker", daemon=True
+            )
+            self._ticker.start()
+
+    @property
+    def running(self) -> bool:
+        """Whether the epoch ticker runs."""
+        return self._ticker is not None and self._ticker.is_alive()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.tick_s):
+            self.engine.increment_epoch()
+
+    def close(self) -> None:
+        """Stop the ticker. Close the executor first: guests can no longer time out."""
+        with self._lock:
+            self._stop.set()
+            ticker, self._ticker = self._ticker, None
+        if ticker is not None:
+            ticker.join(timeout=5 * self.tick_s + 1.0)
+
+    def __enter__(self) -> SandboxEngine:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- modules ------------------------------------------------------------------
+    @property
+    def fingerprint(self) -> str:
+        """Changes whenever compiled artifacts stop being interchangeable (cache key part)."""
+        parts = [
+            f"wasmtime={importlib.metadata.version('wasmtime')}",
+            f"machine={platform.machine()}",
+            *(f"{k}={v}" for k, v in sorted(self._config_items.items())),
+        ]
+        return hashlib.sha256(";".join(parts).encode()).hexdigest()[:32]
+
+    def compile(self, wasm: bytes, abi: Abi | str) -> CompiledModule:
+        """Validate and compile ``wasm`` (CPU-heavy: call it off the event loop)."""
+        if bytes(wasm[:4]) != _WASM_MAGIC:
+            # wasmtime-py would parse anything else as the text format.
+            raise InvocationFailure(
+                ErrorKind.INVALID_MODULE, "not a wasm binary (no \\0asm header)"
+            )
+        try:
+            module = wasmtime.Module(self.engine, wasm)
+        except wasmtime.WasmtimeError as err:
+            raise InvocationFailure(
+                ErrorKind.INVALID_MODULE, f"not a valid wasm module: {clean_message(str(err))}"
+            ) from None
+        return self._prepare(module, abi)
+
+    def serialize(self, compiled: CompiledModule) -> bytes:
+        """Native code for the on-disk cache; only this engine fingerprint can load it."""
+        return bytes(compiled.module.serialize())
+
+    def deserialize(self, data: bytes, abi: Abi | str) -> CompiledModule:
+        """Load :meth:`serialize` output. The bytes run as native code: trusted input only."""
+        try:
+            module = wasmtime.Module.deserialize(self.engine, data)
+        except wasmtime.WasmtimeError as err:
+            raise InvocationFailure(
+                ErrorKind.INVALID_MODULE,
+                f"cannot load precompiled module: {clean_message(str(err))}",
+            ) from None
+        return self._prepare(module, abi)
+
+    def _prepare(self, module: wasmtime.Module, abi_name: Abi | str) -> CompiledModule:
+        try:
+            abi = Abi(abi_name)
+        except ValueError:
+            raise InvocationFailure(
+                ErrorKind.INVALID_MODULE, f"unknown abi {abi_name!r}; expected raw or wasi-stdio"
+            ) from None
+        _abi.check_imports(module, abi)
+        _abi.check_exports(module, abi)
+        try:
+            pre = self._linkers[abi].instantiate_pre(module)
+        except wasmtime.WasmtimeError as err:
+            # Names were checked above, so this is a signature mismatch.
+            raise InvocationFailure(
+                ErrorKind.INVALID_MODULE,
+                f"an import does not match the runtime's: {clean_message(str(err))}",
+            ) from None
+        return CompiledModule(
+            module=module, abi=abi, pre=pre, min_memory_bytes=_abi.min_memory_bytes(module)
+        )

@@ -1,0 +1,218 @@
+"""Running one invocation: a fresh store and instance, limits, ABI, metrics.
+
+:func:`run` is synchronous and meant for a worker thread (see
+``app.sandbox.executor``). Every call gets its own ``wasmtime.Store`` and
+instance; nothing a guest touched survives the call, and a store is never
+shared between threads (wasmtime aborts the process if an instance is used
+with another store).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import wasmtime
+
+from app.errors import ErrorKind, InvocationFailure
+from app.invocation import ExecutionContext, Metrics, Outcome
+from app.sandbox import _ffi, _traps
+from app.sandbox._abi import Abi
+from app.sandbox._state import InvocationState, activate
+from app.sandbox.bridge import HostBridge
+from app.sandbox.engine import CompiledModule, SandboxEngine
+from app.sandbox.limits import Limits
+
+_MASK64 = (1 << 64) - 1
+_MAX_TABLES = 16
+
+
+def run(
+    engine: SandboxEngine,
+    compiled: CompiledModule,
+    input: bytes,
+    limits: Limits,
+    *,
+    context: ExecutionContext,
+    deadline: float | None,
+    include_logs: bool,
+    host_bridge: HostBridge | None = None,
+    cancel: threading.Event | None = None,
+) -> Outcome:
+    """Run ``compiled`` on ``input`` under ``limits``; raises ``InvocationFailure``.
+
+    ``deadline`` is the caller's ``time.monotonic()`` limit; the guest stops at
+    the earlier of it and ``limits.timeout_ms``, or as soon as ``cancel`` is
+    set. ``Outcome.resolved_version`` is left empty for the caller.
+    """
+    started = time.monotonic()
+    stop_at = started + limits.timeout_ms / 1000.0
+    if deadline is not None:
+        stop_at = min(stop_at, deadline)
+    state = InvocationState(
+        limits=limits,
+        deadline=stop_at,
+        cancel=cancel or threading.Event(),
+        context=context,
+        include_logs=include_logs,
+        bridge=host_bridge,
+    )
+    if stop_at <= started or state.cancel.is_set():
+        raise InvocationFailure(
+            ErrorKind.TIMEOUT, "no time left to run the extension", _metrics(state, started)
+        )
+    engine.start()
+    key = _ffi.register(state)
+    try:
+        with activate(state):
+            output = _run_in_store(engine, compiled, input, state, key)
+        metrics = _metrics(state, started)
+    except InvocationFailure as failure:
+        failure.metrics = _metrics(state, started)
+        raise
+    finally:
+        _ffi.unregister(key)
+        state.store = None  # drop the store (and the guest's memory) now
+    return Outcome(
+        output=output,
+        resolved_version="",
+        metrics=metrics,
+        logs=state.logs,
+        logs_truncated=state.logs_truncated,
+    )
+
+
+def _new_store(engine: SandboxEngine, state: InvocationState, key: int) -> wasmtime.Store:
+    store = wasmtime.Store(engine.engine)
+    store.set_fuel(state.limits.fuel)
+    store.set_limits(
+        memory_size=state.limits.memory_bytes,
+        table_elements=engine.settings.max_table_elements,
+        instances=1,
+        tables=_MAX_TABLES,
+        memories=1,
+    )
+    _ffi.watch_epochs(store, key)
+    return store
+
+
+def _run_in_store(
+    engine: SandboxEngine, compiled: CompiledModule, data: bytes, state: InvocationState, key: int
+) -> bytes:
+    store = _new_store(engine, state, key)
+    state.store = store
+    if compiled.abi is Abi.WASI_STDIO:
+        config = wasmtime.WasiConfig()  # no preopens, no env, no args, no sockets
+        _ffi.set_stdio(config, data, key)
+        state.wasi_epoch_ns = time.monotonic_ns()
+        store.set_wasi(config)
+    instance = _instantiate(compiled, store, state)
+    memory = _ffi.export(store, instance, "memory")
+    memory = memory if isinstance(memory, wasmtime.Memory) else None
+    try:
+        if compiled.abi is Abi.RAW:
+            assert memory is not None  # checked at compile time
+            output = _call_raw(store, instance, memory, data, state)
+        else:
+            output = _call_wasi(store, instance, state)
+    except (wasmtime.Trap, wasmtime.WasmtimeError) as err:
+        _observe(store, memory, state)  # classify() looks at how close memory is to the limit
+        raise _traps.classify(err, state) from None
+    finally:
+        _observe(store, memory, state)
+    if state.failure is not None:
+        raise state.failure
+    return output
+
+
+def _instantiate(
+    compiled: CompiledModule, store: wasmtime.Store, state: InvocationState
+) -> wasmtime.Instance:
+    try:
+        return compiled.pre.instantiate(store)
+    except wasmtime.Trap as err:  # the module's start function trapped
+        raise _traps.classify(err, state) from None
+    except wasmtime.WasmtimeError as err:
+        if state.failure is not None or isinstance(err, wasmtime.ExitTrap):
+            raise _traps.classify(err, state) from None
+        # Imports were resolved at compile time; what is left is a store limit.
+        limit = state.limits.memory_bytes
+        if compiled.min_memory_bytes > limit:
+            message = (
+                f"module declares {compiled.min_memory_bytes} bytes of initial memory,"
+                f" the limit is {limit} bytes"
+            )
+        else:
+            message = f"module needs more memory or table space than allowed ({limit} bytes)"
+        raise InvocationFailure(ErrorKind.MEMORY_LIMIT, message) from None
+
+
+def _call_raw(
+    store: wasmtime.Store,
+    instance: wasmtime.Instance,
+    memory: wasmtime.Memory,
+    data: bytes,
+    state: InvocationState,
+) -> bytes:
+    alloc = _ffi.export(store, instance, "alloc")
+    handle = _ffi.export(store, instance, "handle")
+    assert isinstance(alloc, wasmtime.Func) and isinstance(handle, wasmtime.Func)
+    ptr = (_ffi.call(store, alloc, len(data), results=1) or 0) & 0xFFFFFFFF
+    _check_failure(state)
+    size = memory.data_len(store)
+    if not 0 <= ptr <= size - len(data):
+        raise InvocationFailure(ErrorKind.TRAP, "alloc returned a pointer outside guest memory")
+    if data:
+        memory.write(store, data, ptr)
+    packed = (_ffi.call(store, handle, ptr, len(data), results=1) or 0) & _MASK64
+    _check_failure(state)
+    out_ptr, out_len = packed >> 32, packed & 0xFFFFFFFF
+    if out_ptr + out_len > memory.data_len(store):
+        raise InvocationFailure(
+            ErrorKind.TRAP,
+            f"handle returned output [{out_ptr}, {out_ptr + out_len}) outside guest memory"
+            f" of {memory.data_len(store)} bytes",
+        )
+    if out_len > state.limits.output_bytes:
+        raise InvocationFailure(
+            ErrorKind.OUTPUT_TOO_LARGE,
+            f"output of {out_len} bytes exceeds the limit of {state.limits.output_bytes} bytes",
+        )
+    return bytes(memory.read(store, out_ptr, out_ptr + out_len)) if out_len else b""
+
+
+def _call_wasi(store: wasmtime.Store, instance: wasmtime.Instance, state: InvocationState) -> bytes:
+    start = _ffi.export(store, instance, "_start")
+    assert isinstance(start, wasmtime.Func)
+    try:
+        _ffi.call(store, start, results=0)
+    except wasmtime.ExitTrap as exit_:
+        if exit_.code != 0:
+            raise
+    finally:
+        state.flush_stderr()
+    return bytes(state.stdout)
+
+
+def _check_failure(state: InvocationState) -> None:
+    # A host function may have stopped the guest through its fuel and the
+    # guest returned before the next fuel check: the recorded reason stands.
+    if state.failure is not None:
+        raise state.failure
+
+
+def _observe(store: wasmtime.Store, memory: wasmtime.Memory | None, state: InvocationState) -> None:
+    if memory is not None:
+        state.peak_memory = max(state.peak_memory, memory.data_len(store))
+
+
+def _metrics(state: InvocationState, started: float) -> Metrics:
+    fuel_left = state.fuel_left_at_stop
+    if fuel_left is None:
+        fuel_left = state.store.get_fuel() if state.store is not None else state.limits.fuel
+    return Metrics(
+        duration_us=int((time.monotonic() - started) * 1_000_000),
+        fuel_consumed=max(0, state.limits.fuel - fuel_left),
+        peak_memory_bytes=state.peak_memory,
+        host_calls=state.host_calls,
+    )

@@ -1,0 +1,165 @@
+"""Executor: bounded admission, queue deadlines, cancellation reaching the guest."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+
+import pytest
+import structlog
+
+from app.errors import ErrorKind, InvocationFailure
+from app.invocation import Outcome
+from app.sandbox import CompiledModule, Executor, Limits, SandboxEngine, run
+from app.settings import Settings
+from tests.sandbox import _modules
+from tests.sandbox.conftest import CONTEXT
+
+
+@pytest.fixture
+def executor() -> Iterator[Executor]:
+    ex = Executor(Settings(executor_threads=1, executor_queue=1))
+    yield ex
+    ex.close()
+
+
+def blocker(release: threading.Event) -> Callable[[threading.Event], str]:
+    def job(cancel: threading.Event) -> str:
+        release.wait(5)
+        return "done"
+
+    return job
+
+
+async def test_result_and_queue_time(executor: Executor) -> None:
+    result, queue_us = await executor.submit(lambda cancel: 41 + 1, deadline=None)
+    assert result == 42
+    assert queue_us >= 0
+    assert executor.in_flight == 0
+
+
+async def test_full_queue_is_overloaded_at_once(executor: Executor) -> None:
+    release = threading.Event()
+    running = asyncio.ensure_future(executor.submit(blocker(release), deadline=None))
+    queued = asyncio.ensure_future(executor.submit(blocker(release), deadline=None))
+    await asyncio.sleep(0.05)
+    started = time.monotonic()
+    with pytest.raises(InvocationFailure) as info:
+        await executor.submit(lambda cancel: None, deadline=None)
+    assert info.value.kind is ErrorKind.OVERLOADED
+    assert time.monotonic() - started < 0.01
+    release.set()
+    assert [r for r, _ in await asyncio.gather(running, queued)] == ["done", "done"]
+    assert executor.in_flight == 0
+
+
+async def test_deadline_passing_in_queue_times_out_without_running(executor: Executor) -> None:
+    release = threading.Event()
+    ran = threading.Event()
+    running = asyncio.ensure_future(executor.submit(blocker(release), deadline=None))
+    await asyncio.sleep(0.02)
+    started = time.monotonic()
+    with pytest.raises(InvocationFailure) as info:
+        await executor.submit(lambda cancel: ran.set(), deadline=time.monotonic() + 0.1)
+    assert info.value.kind is ErrorKind.TIMEOUT
+    assert time.monotonic() - started < 0.3
+    release.set()
+    await running
+    await asyncio.sleep(0.02)
+    assert not ran.is_set()
+    assert executor.in_flight == 0
+
+
+async def test_exceptions_propagate(executor: Executor) -> None:
+    def boom(cancel: threading.Event) -> None:
+        raise InvocationFailure(ErrorKind.TRAP, "boom")
+
+    with pytest.raises(InvocationFailure, match="boom"):
+        await executor.submit(boom, deadline=None)
+    assert executor.in_flight == 0
+
+
+async def test_cancelled_caller_stops_the_guest(
+    executor: Executor,
+    engine: SandboxEngine,
+    limits: Limits,
+    compile_module: Callable[..., CompiledModule],
+) -> None:
+    compiled = compile_module(_modules.INFINITE_LOOP)
+    endless = replace(limits, fuel=10**15, timeout_ms=10_000)
+    outcome: list[BaseException] = []
+
+    def job(cancel: threading.Event) -> Outcome:
+        try:
+            return run(
+                engine,
+                compiled,
+                b"",
+                endless,
+                context=CONTEXT,
+                deadline=None,
+                include_logs=False,
+                cancel=cancel,
+            )
+        except InvocationFailure as failure:
+            outcome.append(failure)
+            raise
+
+    task = asyncio.ensure_future(executor.submit(job, deadline=None))
+    await asyncio.sleep(0.1)
+    started = time.monotonic()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    while executor.in_flight and time.monotonic() - started < 2:
+        await asyncio.sleep(0.005)
+    assert executor.in_flight == 0
+    assert time.monotonic() - started < 0.2
+    assert isinstance(outcome[0], InvocationFailure)
+    assert outcome[0].kind is ErrorKind.TIMEOUT and "cancelled" in outcome[0].message
+
+
+async def test_closed_executor_is_unavailable() -> None:
+    ex = Executor(Settings(executor_threads=1, executor_queue=0))
+    ex.close()
+    with pytest.raises(InvocationFailure) as info:
+        await ex.submit(lambda cancel: None, deadline=None)
+    assert info.value.kind is ErrorKind.UNAVAILABLE
+
+
+async def test_guest_logs_carry_the_callers_log_context(
+    executor: Executor,
+    engine: SandboxEngine,
+    limits: Limits,
+    compile_module: Callable[..., CompiledModule],
+) -> None:
+    compiled = compile_module(_modules.LOGGER)
+
+    def job(cancel: threading.Event) -> Outcome:
+        return run(
+            engine,
+            compiled,
+            b"\x03",
+            limits,
+            context=CONTEXT,
+            deadline=None,
+            include_logs=False,
+            cancel=cancel,
+        )
+
+    with (
+        structlog.testing.capture_logs(
+            processors=[structlog.contextvars.merge_contextvars]
+        ) as logs,
+        structlog.contextvars.bound_contextvars(extension="ext-1", version="1.2.0"),
+    ):
+        outcome, _ = await executor.submit(job, deadline=None)
+    assert outcome.logs == []  # not asked for, but still logged for operators
+    (line,) = [entry for entry in logs if entry["event"] == "guest_log"]
+    assert line["log_level"] == "warning"
+    assert line["guest_message"] == "hello"
+    assert (line["extension"], line["version"]) == ("ext-1", "1.2.0")
+    assert (line["tenant"], line["request_id"]) == ("t-1", "r-1")
