@@ -7,7 +7,9 @@ UV     := $(BIN)/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run test lint fmt gen gen-check tools clean
+.PHONY: install run test lint fmt gen clean
+
+include mk/guest-toolchain.mk
 
 install: $(VENV)/.installed
 
@@ -21,20 +23,19 @@ $(VENV)/.installed: pyproject.toml uv.lock
 run: install
 	$(BIN)/extensions-runtime serve --dev --host 127.0.0.1 --port 8080
 
-## Lint, type-check and run every test.
-test: install lint
+## Lint, type-check and run every test (installs the guest toolchain first).
+test: install guest-toolchain lint
 	$(BIN)/pytest
 
 lint: install
-	$(BIN)/ruff check app tests
-	$(BIN)/ruff format --check app tests
+	$(BIN)/ruff check app tests bench examples
+	$(BIN)/ruff format --check app tests bench examples
 	$(BIN)/mypy app
 	$(BIN)/buf lint
-	$(BIN)/hadolint Dockerfile.dev Dockerfile.release
 
 fmt: install
-	$(BIN)/ruff check --fix app tests
-	$(BIN)/ruff format app tests
+	$(BIN)/ruff check --fix app tests bench examples
+	$(BIN)/ruff format app tests bench examples
 
 ## Regenerate app/gen from proto/ (offline: local plugins from .venv).
 gen: install

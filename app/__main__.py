@@ -17,6 +17,7 @@ from app.settings import Settings
 from app.telemetry import configure_logging, get_logger
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples" / "extensions"
+DEV_CACHE_DIR = Path(__file__).resolve().parent.parent / "var" / "module-cache"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,7 +38,89 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="embedded default: examples/extensions, relaxed auth, debug page",
     )
+
+    invoke = commands.add_parser("invoke", help="run a module locally as the service would")
+    invoke.add_argument("module", type=Path, help="path to a .wasm module")
+    invoke.add_argument("--abi", choices=["raw", "wasi-stdio"], default="wasi-stdio")
+    source = invoke.add_mutually_exclusive_group()
+    source.add_argument("--input", help="input as a JSON document (or any text)")
+    source.add_argument("--input-file", type=Path, help="read the input bytes from a file")
+    invoke.add_argument("--fuel", type=int)
+    invoke.add_argument("--memory-bytes", type=int)
+    invoke.add_argument("--timeout-ms", type=int)
+    invoke.add_argument("--output-bytes", type=int)
+    invoke.add_argument("--json", action="store_true", help="print one JSON report")
+
+    publish = commands.add_parser("publish", help="upload a module and its definition")
+    publish.add_argument("module", type=Path)
+    publish.add_argument("--id", required=True, dest="extension_id")
+    publish.add_argument("--version", required=True)
+    publish.add_argument("--abi", choices=["raw", "wasi-stdio"], default="wasi-stdio")
+    publish.add_argument("--tier", default="pure")
+    publish.add_argument("--limits", default="{}", help="declared limits as JSON")
+    publish.add_argument("--host-call", action="append", default=[], dest="host_calls")
+    publish.add_argument("--config", default="{}", help="static config as JSON")
+    publish.add_argument("--promote", action="store_true", help="make it the promoted version")
     return parser
+
+
+def _invoke(args: argparse.Namespace) -> int:
+    from app._invoke import UsageError, invoke_module
+    from app.sandbox import DeclaredLimits
+
+    configure_logging("warning", "console")
+    try:
+        if args.input_file is not None:
+            data = args.input_file.read_bytes()
+        else:
+            data = (args.input or "").encode()
+        declared = DeclaredLimits(
+            fuel=args.fuel,
+            memory_bytes=args.memory_bytes,
+            timeout_ms=args.timeout_ms,
+            output_bytes=args.output_bytes,
+        )
+        return invoke_module(
+            Settings(),
+            args.module,
+            abi=args.abi,
+            input_data=data,
+            declared=declared,
+            as_json=args.json,
+        )
+    except (UsageError, OSError, ValueError) as exc:
+        sys.stderr.write(f"extensions-runtime invoke: {exc}\n")
+        return 2
+
+
+def _publish(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+
+    from app._publish import build_definition, publish
+
+    configure_logging("warning", "console")
+    try:
+        wasm = args.module.read_bytes()
+        definition = build_definition(
+            wasm,
+            extension_id=args.extension_id,
+            version=args.version,
+            abi=args.abi,
+            tier=args.tier,
+            limits=json.loads(args.limits),
+            host_calls=args.host_calls,
+            config=json.loads(args.config),
+        )
+        settings = Settings()
+        if settings.extensions_dir is None and not settings.s3_endpoint_url:
+            settings = settings.model_copy(update={"extensions_dir": EXAMPLES_DIR})
+        where = asyncio.run(publish(settings, definition, wasm, promote=args.promote))
+    except (OSError, ValueError) as exc:
+        sys.stderr.write(f"extensions-runtime publish: {exc}\n")
+        return 2
+    sys.stdout.write(f"published {definition.id} {definition.version} to {where}\n")
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -49,8 +132,10 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["dev"] = True
         overrides.setdefault("log_format", "console")
     settings = Settings(**overrides)  # type: ignore[arg-type]
-    if settings.dev and settings.extensions_dir is None:
+    if settings.dev and settings.extensions_dir is None and not settings.s3_endpoint_url:
         settings = settings.model_copy(update={"extensions_dir": EXAMPLES_DIR})
+    if settings.dev and settings.module_cache_dir is None:
+        settings = settings.model_copy(update={"module_cache_dir": DEV_CACHE_DIR})
     configure_logging(settings.log_level, settings.log_format)
     from app._serve import serve
 
@@ -64,6 +149,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "invoke":
+            return _invoke(args)
+        if args.command == "publish":
+            return _publish(args)
     except ValidationError as exc:
         configure_logging()
         get_logger("app.cli").error("cli.invalid_settings", errors=exc.errors(include_url=False))

@@ -42,6 +42,7 @@ class Runtime:
             self.engine,
             max_entries=settings.module_cache_entries,
             max_module_bytes=settings.max_module_bytes,
+            disk_dir=settings.module_cache_dir,
         )
         self.executor = Executor(settings)
         self._poller: asyncio.Task[None] | None = None

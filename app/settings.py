@@ -55,18 +55,22 @@ class Settings(BaseSettings):
     s3_max_attempts: int = Field(default=3, ge=1, le=10)
     max_module_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
     module_cache_entries: int = Field(default=256, gt=0)
+    module_cache_dir: Path | None = Field(
+        default=None,
+        description="Private directory for precompiled modules, shared by worker processes.",
+    )
 
     # Promotion events (signed CloudEvents webhook) and the polling fallback.
     promotion_webhook_secret: SecretStr | None = None
     catalog_poll_interval_s: float = Field(default=30.0, ge=0, description="0 disables polling")
 
     # Sandbox ceilings and defaults; see the README's limits table.
-    default_fuel: int = Field(default=200_000_000, gt=0)
+    default_fuel: int = Field(default=4_000_000_000, gt=0)
     default_memory_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     default_timeout_ms: int = Field(default=1_000, gt=0)
     default_output_bytes: int = Field(default=1024 * 1024, gt=0)
     default_log_bytes: int = Field(default=64 * 1024, gt=0)
-    max_fuel: int = Field(default=2_000_000_000, gt=0)
+    max_fuel: int = Field(default=40_000_000_000, gt=0)
     max_memory_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
     max_timeout_ms: int = Field(default=10_000, gt=0)
     max_output_bytes: int = Field(default=4 * 1024 * 1024, gt=0)

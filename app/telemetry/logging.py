@@ -65,5 +65,9 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
 
 
 def get_logger(name: str) -> Any:
-    """A structlog logger; binds ``logger`` so lines say where they came from."""
-    return structlog.get_logger(name).bind(logger=name)
+    """A lazy structlog logger tagged with ``component``.
+
+    Lazy matters: modules create loggers at import, before ``configure_logging``
+    runs, and must still honour the configured level and format.
+    """
+    return structlog.get_logger(component=name)

@@ -1,0 +1,99 @@
+"""``extensions-runtime invoke``: run a module locally exactly as the service would.
+
+Same engine configuration, same limit resolution (the flags act as the
+extension's declared limits, capped by the same ceilings), same host functions.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from app.errors import InvocationFailure
+from app.invocation import ExecutionContext, Metrics, Outcome
+from app.sandbox import DeclaredLimits, SandboxEngine, effective_limits, run
+from app.settings import Settings
+
+
+class UsageError(Exception):
+    """Bad command line or unreadable module: exit status 2."""
+
+
+def _output_json(output: bytes) -> Any:
+    try:
+        return json.loads(output)
+    except ValueError:
+        try:
+            return output.decode()
+        except UnicodeDecodeError:
+            return {"base64": base64.b64encode(output).decode()}
+
+
+def invoke_module(
+    settings: Settings,
+    module: Path,
+    *,
+    abi: str,
+    input_data: bytes,
+    declared: DeclaredLimits,
+    as_json: bool,
+) -> int:
+    """Run ``module`` once; prints the result and returns the exit status."""
+    try:
+        wasm = module.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {module}: {exc.strerror}") from None
+    outcome: Outcome | None = None
+    failure: InvocationFailure | None = None
+    with SandboxEngine(settings) as engine:
+        try:
+            compiled = engine.compile(wasm, abi)
+        except InvocationFailure as exc:
+            raise UsageError(f"{module}: {exc.kind.value}: {exc.message}") from None
+        limits = effective_limits(declared, settings, None)
+        started = time.perf_counter()
+        try:
+            outcome = run(
+                engine,
+                compiled,
+                input_data,
+                limits,
+                context=ExecutionContext(request_id="local"),
+                deadline=time.monotonic() + limits.timeout_ms / 1000,
+                include_logs=True,
+            )
+            outcome.metrics.duration_us = int((time.perf_counter() - started) * 1e6)
+        except InvocationFailure as exc:
+            failure = exc
+    metrics = outcome.metrics if outcome else (failure.metrics if failure else None)
+    if as_json:
+        report = {
+            "output": _output_json(outcome.output) if outcome else None,
+            "error": {"kind": failure.kind.value, "message": failure.message} if failure else None,
+            "metrics": asdict(metrics or Metrics()),
+            "logs": [
+                {"level": line.level.name, "message": line.message}
+                for line in (outcome.logs if outcome else [])
+            ],
+            "limits": asdict(limits),
+        }
+        sys.stdout.write(json.dumps(report) + "\n")
+    else:
+        if outcome is not None:
+            for line in outcome.logs:
+                sys.stderr.write(f"[{line.level.name}] {line.message}\n")
+            sys.stdout.buffer.write(outcome.output)
+            sys.stdout.flush()
+            if metrics:
+                sys.stderr.write(
+                    f"\n-- fuel {metrics.fuel_consumed}, peak memory {metrics.peak_memory_bytes}"
+                    f" B, {metrics.duration_us} us\n"
+                )
+        if failure is not None:
+            sys.stderr.write(f"error: {failure.kind.value}: {failure.message}\n")
+    return 0 if failure is None else 1
