@@ -7,6 +7,7 @@ Nothing else in the package reads ``os.environ``.
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -60,6 +61,28 @@ class Settings(BaseSettings):
         description="Private directory for precompiled modules, shared by worker processes.",
     )
 
+    # Caller authentication (bearer JWT). Turning it off is for local work only.
+    auth_enabled: bool = True
+    auth_hs256_secret: SecretStr | None = None
+    auth_jwks_file: Path | None = None
+    auth_jwks_url: str | None = None
+    auth_audience: str = "extensions-runtime"
+    auth_issuer: str | None = None
+    auth_leeway_s: int = Field(default=5, ge=0, le=300)
+    admin_scope: str = "extensions-runtime:admin"
+
+    # Risk tiers (hot-reloaded YAML/JSON) and the host-call bridge.
+    policy_file: Path | None = None
+    hostcall_services: dict[str, str] = Field(
+        default_factory=dict, description="service name -> base URL of its Connect endpoint"
+    )
+    hostcall_token_secret: SecretStr | None = None
+    hostcall_token_ttl_s: int = Field(default=30, gt=0, le=600)
+    hostcall_token_issuer: str = "extensions-runtime"
+    hostcall_timeout_ms: int = Field(default=2_000, gt=0)
+    hostcall_max_request_bytes: int = Field(default=256 * 1024, gt=0)
+    hostcall_max_response_bytes: int = Field(default=1024 * 1024, gt=0)
+
     # Promotion events (signed CloudEvents webhook) and the polling fallback.
     promotion_webhook_secret: SecretStr | None = None
     catalog_poll_interval_s: float = Field(default=30.0, ge=0, description="0 disables polling")
@@ -103,5 +126,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         if raw is None:
             continue
         value = raw.get_secret_value() if isinstance(raw, SecretStr) else raw
+        if isinstance(value, dict):
+            value = json.dumps(value)
         env[prefix + name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
     return env

@@ -1,0 +1,146 @@
+"""Risk tiers: limit ceilings and host-call allowlists, from a hot-reloaded file.
+
+Tiers are operator configuration, not code, so an operator can tighten a tier
+at 3 a.m. by editing a ConfigMap. Deny by default: an unknown tier allows no
+host calls, and a call must match both the tier's allowlist and the
+extension's own requested calls. A bad file is logged and the last good policy
+stays in force.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from app.telemetry import get_logger
+
+_log = get_logger("app.hostcalls.policy")
+_PATTERN = r"^[A-Za-z0-9.*_-]{1,64}/[A-Za-z0-9*_]{1,64}$"
+
+
+class Ceilings(BaseModel):
+    """Upper bounds a tier puts on any extension's declared limits."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fuel: int | None = Field(default=None, gt=0)
+    memory_bytes: int | None = Field(default=None, gt=0)
+    timeout_ms: int | None = Field(default=None, gt=0)
+    output_bytes: int | None = Field(default=None, gt=0)
+    log_bytes: int | None = Field(default=None, ge=0)
+    max_host_calls: int | None = Field(default=None, ge=0)
+
+
+class Tier(BaseModel):
+    """One risk tier."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    description: str = ""
+    allow: tuple[str, ...] = Field(default=(), max_length=256)
+    ceilings: Ceilings = Field(default_factory=Ceilings)
+    real_clock_and_random: bool = False
+
+
+class PolicyDocument(BaseModel):
+    """The whole file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tiers: dict[str, Tier]
+
+
+def _matches(patterns: tuple[str, ...], target: str) -> bool:
+    return any(fnmatch.fnmatchcase(target, pattern) for pattern in patterns)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """An immutable snapshot; readers never see a half-loaded file."""
+
+    tiers: dict[str, Tier]
+
+    def tier(self, name: str) -> Tier | None:
+        return self.tiers.get(name)
+
+    def allows(self, tier: str, requested: tuple[str, ...], service: str, method: str) -> bool:
+        """Whether ``service/method`` is in tier allowlist ∩ the definition's requests."""
+        known = self.tiers.get(tier)
+        if known is None:
+            return False
+        target = f"{service}/{method}"
+        return _matches(known.allow, target) and _matches(requested, target)
+
+
+DENY_ALL = Policy(tiers={})
+
+
+def parse_policy(text: str) -> Policy:
+    """Parse and validate a policy document (YAML or JSON)."""
+    raw: Any = yaml.safe_load(text)
+    document = PolicyDocument.model_validate(raw)
+    import re
+
+    for name, tier in document.tiers.items():
+        if not re.match(r"^[a-z][a-z0-9-]{0,31}$", name):
+            raise ValueError(f"tier name {name!r} is invalid")
+        for pattern in tier.allow:
+            if not re.match(_PATTERN, pattern):
+                raise ValueError(f"tier {name}: allow pattern {pattern!r} is not 'service/method'")
+    return Policy(tiers=dict(document.tiers))
+
+
+class PolicyStore:
+    """Holds the current policy and reloads the file when it changes.
+
+    ``current()`` is called on every invocation, so the change check is one
+    ``stat`` at most every ``check_interval_s``; a reload that fails keeps the
+    last good policy and counts the failure.
+    """
+
+    def __init__(self, path: Path | None, *, check_interval_s: float = 1.0) -> None:
+        self._path = path
+        self._interval = check_interval_s
+        self._lock = threading.Lock()
+        self._policy = DENY_ALL
+        self._signature: tuple[int, int, int] | None = None
+        self._next_check = 0.0
+        self.reload_failures = 0
+        self.last_error: str | None = None
+        if path is not None:
+            self._reload(force=True)
+
+    def current(self) -> Policy:
+        if self._path is not None:
+            import time
+
+            now = time.monotonic()
+            if now >= self._next_check:
+                self._next_check = now + self._interval
+                self._reload()
+        return self._policy
+
+    def _reload(self, *, force: bool = False) -> None:
+        assert self._path is not None
+        with self._lock:
+            try:
+                stat = self._path.stat()
+                signature = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+                if not force and signature == self._signature:
+                    return
+                policy = parse_policy(self._path.read_text())
+            except (OSError, ValueError, ValidationError, yaml.YAMLError) as exc:
+                self.reload_failures += 1
+                self.last_error = f"{type(exc).__name__}: {str(exc)[:300]}"
+                _log.error("policy.reload_failed", path=str(self._path), error=self.last_error)
+                return
+            self._signature = signature
+            self._policy = policy
+            self.last_error = None
+            _log.info("policy.loaded", path=str(self._path), tiers=sorted(policy.tiers))
