@@ -130,6 +130,7 @@ def _serve(args: argparse.Namespace) -> int:
             overrides[name] = getattr(args, name)
     if args.dev:
         overrides["dev"] = True
+        overrides["auth_enabled"] = False
         overrides.setdefault("log_format", "console")
     settings = Settings(**overrides)  # type: ignore[arg-type]
     if settings.dev and settings.extensions_dir is None and not settings.s3_endpoint_url:

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
+from app.auth import Authenticator
 from app.catalog.events import (
     MAX_EVENT_BYTES,
     SIGNATURE_HEADER,
@@ -51,7 +52,7 @@ def create_app(
     settings = settings or get_settings()
     if runtime is None and invoker is None:
         runtime = Runtime(settings)
-    service = RuntimeService(invoker or runtime)  # type: ignore[arg-type]
+    service = RuntimeService(invoker or runtime, Authenticator(settings))  # type: ignore[arg-type]
     connect_app = WasmExtensionRuntimeASGIApplication(
         service,
         interceptors=[SanitizingInterceptor()],

@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     )
     hostcall_token_secret: SecretStr | None = None
     hostcall_token_ttl_s: int = Field(default=30, gt=0, le=600)
-    hostcall_token_issuer: str = "extensions-runtime"
+    hostcall_token_issuer: str = "extensions-runtime"  # noqa: S105 - an issuer name, not a secret
     hostcall_timeout_ms: int = Field(default=2_000, gt=0)
     hostcall_max_request_bytes: int = Field(default=256 * 1024, gt=0)
     hostcall_max_response_bytes: int = Field(default=1024 * 1024, gt=0)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
 from connectrpc.request import RequestContext
 from protobuf import Oneof
 
+from app.auth import Authenticator, AuthError, bind
 from app.errors import ErrorKind, InvocationFailure
 from app.gen.ameide.extensions.v1 import runtime_pb
 from app.gen.ameide.extensions.v1.runtime_connect import WasmExtensionRuntime
@@ -33,8 +37,9 @@ def metrics_message(metrics: Metrics) -> runtime_pb.InvocationMetrics:
 class RuntimeService(WasmExtensionRuntime):
     """Implements ``ameide.extensions.v1.WasmExtensionRuntime``."""
 
-    def __init__(self, invoker: Invoker) -> None:
+    def __init__(self, invoker: Invoker, authenticator: Authenticator) -> None:
         self._invoker = invoker
+        self._auth = authenticator
 
     async def invoke_extension(
         self,
@@ -45,9 +50,18 @@ class RuntimeService(WasmExtensionRuntime):
         request_id = request_id_for(request, ctx)
         ctx.response_headers["x-request-id"] = request_id
         try:
+            principal = self._auth.authenticate(ctx.request_headers.get("authorization"))
             invocation = _invocation(request, ctx, request_id)
+            invocation = replace(invocation, context=bind(principal, invocation.context))
             outcome = await self._invoker.invoke(invocation)
             return _response(outcome, request.output_format)
+        except AuthError as refused:
+            code = (
+                Code.UNAUTHENTICATED
+                if refused.status == "unauthenticated"
+                else Code.PERMISSION_DENIED
+            )
+            raise ConnectError(code, refused.message) from None
         except InvocationFailure as failure:
             raise to_connect_error(
                 failure,

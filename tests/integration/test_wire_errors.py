@@ -65,7 +65,7 @@ class _Refusing:
 
 @pytest.fixture(scope="module")
 def crashing_url() -> object:
-    with thread_server(create_app(Settings(), invoker=_Crashing())) as url:
+    with thread_server(create_app(Settings(auth_enabled=False), invoker=_Crashing())) as url:
         yield url
 
 
@@ -80,7 +80,7 @@ def test_handler_crash_is_generic_internal(crashing_url: str) -> None:
 
 
 def test_invocation_failure_maps_to_code_and_detail() -> None:
-    with thread_server(create_app(Settings(), invoker=_Refusing())) as url:
+    with thread_server(create_app(Settings(auth_enabled=False), invoker=_Refusing())) as url:
         response = connect_json(url, {"extensionId": "echo"})
     assert response.json()["code"] == "resource_exhausted"
     assert response.json()["details"][0]["debug"]["kind"] == "ERROR_KIND_OVERLOADED"

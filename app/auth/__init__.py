@@ -1,0 +1,5 @@
+"""Caller token verification and ExecutionContext binding."""
+
+from app.auth.verifier import Authenticator, AuthError, Principal, bind
+
+__all__ = ["AuthError", "Authenticator", "Principal", "bind"]

@@ -1,0 +1,149 @@
+"""Caller authentication: verify the bearer JWT and bind it to the ExecutionContext.
+
+The ExecutionContext is what host calls are scoped to, so it must be the
+caller's real identity: a context naming another tenant than the token is
+refused (``permission_denied``), and empty context fields are filled from the
+token. Tokens are verified with an HS256 shared secret (dev/test) or with
+asymmetric keys from a JWKS file or URL (production); expiry, audience and
+issuer are always checked.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from typing import Any
+
+import jwt
+from jwt import PyJWKClient, PyJWKSet
+
+from app.invocation import ExecutionContext
+from app.settings import Settings
+from app.telemetry import get_logger
+
+_log = get_logger("app.auth")
+_ASYMMETRIC = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA"]
+_MAX_TOKEN_CHARS = 8192
+
+
+class AuthError(Exception):
+    """Refused; ``status`` is ``unauthenticated`` or ``permission_denied``."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who the verified token says the caller is."""
+
+    tenant_id: str
+    organization_id: str
+    user_id: str
+    scopes: frozenset[str]
+    subject: str
+
+
+class Authenticator:
+    """Verifies bearer tokens; with auth disabled everyone is anonymous."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.enabled = settings.auth_enabled
+        self._audience = settings.auth_audience
+        self._issuer = settings.auth_issuer
+        self._leeway = settings.auth_leeway_s
+        self._secret = (
+            settings.auth_hs256_secret.get_secret_value().encode()
+            if settings.auth_hs256_secret
+            else None
+        )
+        self._jwks: PyJWKSet | None = None
+        self._jwks_client: PyJWKClient | None = None
+        if settings.auth_jwks_file is not None:
+            self._jwks = PyJWKSet.from_dict(json.loads(settings.auth_jwks_file.read_text()))
+        if settings.auth_jwks_url:
+            self._jwks_client = PyJWKClient(settings.auth_jwks_url, cache_keys=True, timeout=5)
+        if self.enabled and not (self._secret or self._jwks or self._jwks_client):
+            raise ValueError(
+                "caller auth is on but no key is configured: set EXTENSIONS_RUNTIME_AUTH_"
+                "HS256_SECRET, _AUTH_JWKS_FILE or _AUTH_JWKS_URL (or _AUTH_ENABLED=false for dev)"
+            )
+        if not self.enabled:
+            _log.warning(
+                "auth.DISABLED",
+                message="caller authentication is OFF: any caller may claim any tenant. "
+                "Never run like this outside local development.",
+            )
+
+    def _key(self, token: str, header: dict[str, Any]) -> tuple[Any, list[str]]:
+        if header.get("alg") == "HS256":
+            if self._secret is None:
+                raise AuthError("unauthenticated", "HS256 tokens are not accepted")
+            return self._secret, ["HS256"]
+        kid = header.get("kid")
+        if self._jwks is not None:
+            for key in self._jwks.keys:
+                if key.key_id == kid:
+                    return key.key, _ASYMMETRIC
+        if self._jwks_client is not None:
+            try:
+                return self._jwks_client.get_signing_key_from_jwt(token).key, _ASYMMETRIC
+            except jwt.PyJWKClientError:
+                pass
+        raise AuthError("unauthenticated", "token signed with an unknown key")
+
+    def authenticate(self, authorization: str | None) -> Principal | None:
+        """The caller's principal; ``None`` when auth is disabled."""
+        if not self.enabled:
+            return None
+        if not authorization or not authorization.lower().startswith("bearer "):
+            raise AuthError("unauthenticated", "a bearer token is required")
+        token = authorization[7:].strip()
+        if len(token) > _MAX_TOKEN_CHARS:
+            raise AuthError("unauthenticated", "token too large")
+        try:
+            header = jwt.get_unverified_header(token)
+            key, algorithms = self._key(token, header)
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=algorithms,
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
+                options={"require": ["exp", "sub", "aud"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthError("unauthenticated", "token expired") from None
+        except jwt.InvalidTokenError as exc:
+            raise AuthError("unauthenticated", f"invalid token ({type(exc).__name__})") from None
+        scopes = claims.get("scope", "")
+        return Principal(
+            tenant_id=str(claims.get("tenant_id", "")),
+            organization_id=str(claims.get("organization_id", "")),
+            user_id=str(claims.get("user_id", claims["sub"])),
+            scopes=frozenset(scopes.split()) if isinstance(scopes, str) else frozenset(),
+            subject=str(claims["sub"]),
+        )
+
+
+def bind(principal: Principal | None, context: ExecutionContext) -> ExecutionContext:
+    """The context with the token's identity; a contradicting context is refused."""
+    if principal is None:
+        return context
+    for field in ("tenant_id", "organization_id", "user_id"):
+        given = getattr(context, field)
+        if given and given != getattr(principal, field):
+            raise AuthError(
+                "permission_denied", f"context {field} does not match the caller's token"
+            )
+    if not principal.tenant_id:
+        raise AuthError("permission_denied", "the caller's token names no tenant")
+    return replace(
+        context,
+        tenant_id=principal.tenant_id,
+        organization_id=principal.organization_id,
+        user_id=principal.user_id,
+    )

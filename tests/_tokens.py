@@ -1,0 +1,34 @@
+"""Caller tokens for tests."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jwt
+
+SECRET = "test-caller-secret-with-enough-bytes-0123456789"
+AUDIENCE = "extensions-runtime"
+
+
+def caller_token(
+    tenant: str = "t1",
+    org: str = "o1",
+    user: str = "u1",
+    *,
+    secret: str = SECRET,
+    ttl: int = 60,
+    audience: str = AUDIENCE,
+    **extra: Any,
+) -> str:
+    now = int(time.time())
+    claims = {
+        "sub": user,
+        "tenant_id": tenant,
+        "organization_id": org,
+        "aud": audience,
+        "iat": now,
+        "exp": now + ttl,
+        **extra,
+    }
+    return jwt.encode(claims, secret, algorithm="HS256")

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from pydantic import SecretStr
+
+from app.auth import Authenticator, AuthError, bind
+from app.invocation import ExecutionContext
+from app.settings import Settings
+from tests._tokens import SECRET, caller_token
+
+
+def _auth(**over: object) -> Authenticator:
+    return Authenticator(Settings(auth_hs256_secret=SecretStr(SECRET), **over))  # type: ignore[arg-type]
+
+
+def test_valid_token_binds_identity_into_empty_context() -> None:
+    principal = _auth().authenticate("Bearer " + caller_token("t9", "o9", "u9", scope="a b"))
+    assert principal is not None
+    assert principal.scopes == {"a", "b"}
+    bound = bind(principal, ExecutionContext(request_id="r"))
+    assert (bound.tenant_id, bound.organization_id, bound.user_id) == ("t9", "o9", "u9")
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        (None, "bearer token is required"),
+        ("Basic abc", "bearer token is required"),
+        ("Bearer " + caller_token(ttl=-60), "expired"),
+        ("Bearer " + caller_token(secret="another-secret-entirely-0123456789abc"), "invalid"),
+        ("Bearer " + caller_token(audience="someone-else"), "invalid"),
+        ("Bearer not.a.jwt", "invalid"),
+    ],
+)
+def test_bad_tokens_are_unauthenticated(header: str | None, message: str) -> None:
+    with pytest.raises(AuthError) as info:
+        _auth().authenticate(header)
+    assert info.value.status == "unauthenticated"
+    assert message in info.value.message
+
+
+def test_issuer_is_checked() -> None:
+    auth = _auth(auth_issuer="https://issuer.ameide.io")
+    with pytest.raises(AuthError):
+        auth.authenticate("Bearer " + caller_token())
+    good = caller_token(iss="https://issuer.ameide.io")
+    assert auth.authenticate("Bearer " + good) is not None
+
+
+def test_context_contradicting_the_token_is_permission_denied() -> None:
+    principal = _auth().authenticate("Bearer " + caller_token("t1"))
+    with pytest.raises(AuthError) as info:
+        bind(principal, ExecutionContext(tenant_id="t2"))
+    assert info.value.status == "permission_denied"
+
+
+def test_asymmetric_keys_from_a_jwks_file(tmp_path: Path) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    jwk.update(kid="k1", use="sig", alg="RS256")
+    (tmp_path / "jwks.json").write_text(json.dumps({"keys": [jwk]}))
+    auth = Authenticator(Settings(auth_jwks_file=tmp_path / "jwks.json"))
+    now = int(time.time())
+    claims = {"sub": "u", "tenant_id": "t", "aud": "extensions-runtime", "exp": now + 60}
+    token = jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k1"})
+    principal = auth.authenticate("Bearer " + token)
+    assert principal is not None and principal.tenant_id == "t"
+    # HS256 is refused when no shared secret is configured (no alg confusion).
+    with pytest.raises(AuthError):
+        auth.authenticate("Bearer " + caller_token())
+
+
+def test_auth_on_without_keys_refuses_to_start() -> None:
+    with pytest.raises(ValueError, match="no key is configured"):
+        Authenticator(Settings())

@@ -1,0 +1,63 @@
+"""Caller auth on the wire: refused callers never reach the sandbox."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from app.asgi import create_app
+from app.runtime import Runtime
+from app.settings import Settings
+from tests._clients import connect_json
+from tests._servers import ROOT, thread_server
+from tests._tokens import SECRET, caller_token
+
+BODY = {"context": {"tenantId": "t1"}, "extensionId": "echo", "inputJson": {"x": 1}}
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Runtime]]:
+    settings = Settings(
+        auth_hs256_secret=SecretStr(SECRET),
+        extensions_dir=ROOT / "examples" / "extensions",
+        module_cache_dir=Path(tmp_path_factory.mktemp("cache")),
+    )
+    runtime = Runtime(settings)
+    with thread_server(create_app(settings, runtime=runtime)) as url:
+        yield url, runtime
+
+
+def _ran(runtime: Runtime) -> int:
+    return runtime.modules.stats.hits + runtime.modules.stats.misses
+
+
+@pytest.mark.parametrize(
+    ("token", "code"),
+    [
+        (None, "unauthenticated"),
+        (caller_token(ttl=-120), "unauthenticated"),
+        (caller_token(secret="wrong-secret-wrong-secret-wrong-secret"), "unauthenticated"),
+        (caller_token(tenant="t2"), "permission_denied"),
+    ],
+)
+def test_refused_callers_never_run_the_module(
+    served: tuple[str, Runtime], token: str | None, code: str
+) -> None:
+    url, runtime = served
+    before = _ran(runtime)
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    response = connect_json(url, BODY, **headers)
+    assert response.json()["code"] == code
+    assert _ran(runtime) == before, "the module ran for a refused caller"
+
+
+def test_valid_token_runs(served: tuple[str, Runtime]) -> None:
+    url, runtime = served
+    before = _ran(runtime)
+    response = connect_json(url, BODY, authorization=f"Bearer {caller_token('t1')}")
+    assert response.status_code == 200, response.text
+    assert response.json()["outputJson"] == {"x": 1}
+    assert _ran(runtime) == before + 1
