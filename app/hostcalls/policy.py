@@ -10,17 +10,15 @@ stays in force.
 from __future__ import annotations
 
 import fnmatch
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from app.telemetry import get_logger
+from app._hotfile import HotFile
 
-_log = get_logger("app.hostcalls.policy")
 _PATTERN = r"^[A-Za-z0-9.*_-]{1,64}/[A-Za-z0-9*_]{1,64}$"
 
 
@@ -96,51 +94,8 @@ def parse_policy(text: str) -> Policy:
     return Policy(tiers=dict(document.tiers))
 
 
-class PolicyStore:
-    """Holds the current policy and reloads the file when it changes.
-
-    ``current()`` is called on every invocation, so the change check is one
-    ``stat`` at most every ``check_interval_s``; a reload that fails keeps the
-    last good policy and counts the failure.
-    """
+class PolicyStore(HotFile[Policy]):
+    """The current policy, reloaded when the file changes (deny-all without a file)."""
 
     def __init__(self, path: Path | None, *, check_interval_s: float = 1.0) -> None:
-        self._path = path
-        self._interval = check_interval_s
-        self._lock = threading.Lock()
-        self._policy = DENY_ALL
-        self._signature: tuple[int, int, int] | None = None
-        self._next_check = 0.0
-        self.reload_failures = 0
-        self.last_error: str | None = None
-        if path is not None:
-            self._reload(force=True)
-
-    def current(self) -> Policy:
-        if self._path is not None:
-            import time
-
-            now = time.monotonic()
-            if now >= self._next_check:
-                self._next_check = now + self._interval
-                self._reload()
-        return self._policy
-
-    def _reload(self, *, force: bool = False) -> None:
-        assert self._path is not None
-        with self._lock:
-            try:
-                stat = self._path.stat()
-                signature = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
-                if not force and signature == self._signature:
-                    return
-                policy = parse_policy(self._path.read_text())
-            except (OSError, ValueError, ValidationError, yaml.YAMLError) as exc:
-                self.reload_failures += 1
-                self.last_error = f"{type(exc).__name__}: {str(exc)[:300]}"
-                _log.error("policy.reload_failed", path=str(self._path), error=self.last_error)
-                return
-            self._signature = signature
-            self._policy = policy
-            self.last_error = None
-            _log.info("policy.loaded", path=str(self._path), tiers=sorted(policy.tiers))
+        super().__init__(path, parse_policy, DENY_ALL, name="policy", interval_s=check_interval_s)

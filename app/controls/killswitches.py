@@ -1,0 +1,165 @@
+"""Kill switches and degradations, from a mounted file and from the admin RPC.
+
+A switch can name a version, an extension, a tenant or a whole risk tier. The
+file is the durable, fleet-wide source (a ConfigMap, hot-reloaded); admin RPC
+switches take effect at once in the process that received them and are meant
+for the minutes until the ConfigMap catches up.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from app._hotfile import HotFile
+
+TargetKind = Literal["version", "extension", "tenant", "tier"]
+
+
+class Target(BaseModel):
+    """Exactly one of: extension+version, extension, tenant, risk tier."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    extension_id: str | None = Field(default=None, max_length=64)
+    version: str | None = Field(default=None, max_length=64)
+    tenant_id: str | None = Field(default=None, max_length=128)
+    risk_tier: str | None = Field(default=None, max_length=32)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Target:
+        kinds = [
+            self.extension_id is not None,
+            self.tenant_id is not None,
+            self.risk_tier is not None,
+        ]
+        if sum(kinds) != 1 or (self.version is not None and self.extension_id is None):
+            raise ValueError("name exactly one of extension_id[+version], tenant_id, risk_tier")
+        return self
+
+    @property
+    def kind(self) -> TargetKind:
+        if self.extension_id is not None:
+            return "version" if self.version is not None else "extension"
+        return "tenant" if self.tenant_id is not None else "tier"
+
+    def covers(self, extension_id: str, version: str, tier: str, tenant: str) -> bool:
+        if self.extension_id is not None:
+            return self.extension_id == extension_id and self.version in (None, version)
+        if self.tenant_id is not None:
+            return self.tenant_id == tenant
+        return self.risk_tier == tier
+
+
+class Ceilings(BaseModel):
+    """Lowered limits for a degraded target."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fuel: int | None = Field(default=None, gt=0)
+    memory_bytes: int | None = Field(default=None, gt=0)
+    timeout_ms: int | None = Field(default=None, gt=0)
+    output_bytes: int | None = Field(default=None, gt=0)
+    max_host_calls: int | None = Field(default=None, ge=0)
+
+
+class Switch(Target):
+    """A kill switch: the target plus the reason callers are shown."""
+
+    reason: str = Field(default="disabled by an operator", max_length=512)
+
+
+class Degradation(Target):
+    """Lowered ceilings for an extension or a tier."""
+
+    ceilings: Ceilings
+    reason: str = Field(default="", max_length=512)
+
+
+class ControlsDocument(BaseModel):
+    """The mounted file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    disabled: tuple[Switch, ...] = ()
+    degraded: tuple[Degradation, ...] = ()
+
+
+def parse_controls(text: str) -> ControlsDocument:
+    return ControlsDocument.model_validate(yaml.safe_load(text) or {})
+
+
+@dataclass(slots=True)
+class Decision:
+    """What controls say about one invocation."""
+
+    disabled_reason: str | None = None
+    ceilings: list[Ceilings] = field(default_factory=list)
+
+
+class Controls:
+    """File switches (hot-reloaded) plus admin switches held in this process."""
+
+    def __init__(self, path: Path | None, *, check_interval_s: float = 1.0) -> None:
+        self.file = HotFile(
+            path, parse_controls, ControlsDocument(), name="controls", interval_s=check_interval_s
+        )
+        self._lock = threading.Lock()
+        self._admin_disabled: dict[Target, Switch] = {}
+        self._admin_degraded: dict[Target, Degradation] = {}
+
+    def _key(self, target: Target) -> Target:
+        return Target(**target.model_dump(include=set(Target.model_fields)))
+
+    def disable(self, switch: Switch) -> None:
+        with self._lock:
+            self._admin_disabled[self._key(switch)] = switch
+
+    def enable(self, target: Target) -> bool:
+        with self._lock:
+            return self._admin_disabled.pop(self._key(target), None) is not None
+
+    def degrade(self, degradation: Degradation) -> None:
+        with self._lock:
+            key = self._key(degradation)
+            if degradation.ceilings == Ceilings():
+                self._admin_degraded.pop(key, None)
+            else:
+                self._admin_degraded[key] = degradation
+
+    def listing(self) -> tuple[list[tuple[Switch, str]], list[tuple[Degradation, str]]]:
+        """Active switches and degradations with their source ("config" or "admin")."""
+        document = self.file.current()
+        with self._lock:
+            disabled = [(s, "config") for s in document.disabled] + [
+                (s, "admin") for s in self._admin_disabled.values()
+            ]
+            degraded = [(d, "config") for d in document.degraded] + [
+                (d, "admin") for d in self._admin_degraded.values()
+            ]
+        return disabled, degraded
+
+    def decide(self, extension_id: str, version: str, tier: str, tenant: str) -> Decision:
+        """Whether this invocation may run, and under which lowered ceilings."""
+        document = self.file.current()
+        with self._lock:
+            switches: Iterable[Switch] = (*document.disabled, *self._admin_disabled.values())
+            degradations: Iterable[Degradation] = (
+                *document.degraded,
+                *self._admin_degraded.values(),
+            )
+        decision = Decision()
+        for switch in switches:
+            if switch.covers(extension_id, version, tier, tenant):
+                decision.disabled_reason = switch.reason
+                break
+        decision.ceilings = [
+            d.ceilings for d in degradations if d.covers(extension_id, version, tier, tenant)
+        ]
+        return decision
