@@ -83,6 +83,23 @@ class Settings(BaseSettings):
     hostcall_max_request_bytes: int = Field(default=256 * 1024, gt=0)
     hostcall_max_response_bytes: int = Field(default=1024 * 1024, gt=0)
 
+    # Observability.
+    metrics_tenant_label: bool = Field(
+        default=False, description="Add a tenant label to invocation metrics (cardinality!)."
+    )
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP traces endpoint, e.g. http://otel-collector:4318/v1/traces",
+    )
+    tracing_enabled: bool = Field(default=True, description="ASGI server spans per request")
+    controls_file: Path | None = Field(
+        default=None, description="Mounted kill-switch/degradation file (hot-reloaded)."
+    )
+    breaker_window_s: float = Field(default=30.0, gt=0)
+    breaker_min_calls: int = Field(default=20, gt=0)
+    breaker_failure_rate: float = Field(default=0.5, gt=0, le=1)
+    breaker_cooldown_s: float = Field(default=15.0, gt=0)
+
     # Promotion events (signed CloudEvents webhook) and the polling fallback.
     promotion_webhook_secret: SecretStr | None = None
     catalog_poll_interval_s: float = Field(default=30.0, ge=0, description="0 disables polling")

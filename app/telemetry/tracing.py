@@ -1,0 +1,36 @@
+"""OpenTelemetry tracing.
+
+Spans are created through the OpenTelemetry API everywhere; only this module
+installs an SDK provider, and only when an OTLP endpoint is configured, so an
+unconfigured process pays for no-op spans only. Tests install their own
+provider with an in-memory exporter.
+"""
+
+from __future__ import annotations
+
+from opentelemetry import trace
+
+from app.settings import Settings
+
+TRACER_NAME = "extensions-runtime"
+
+
+def configure_tracing(settings: Settings) -> None:
+    """Install an SDK provider exporting over OTLP/HTTP, if an endpoint is set."""
+    if not settings.otlp_endpoint:
+        return
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "extensions-runtime"}))
+    provider.add_span_processor(
+        BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.otlp_endpoint), max_queue_size=2048)
+    )
+    trace.set_tracer_provider(provider)
+
+
+def tracer() -> trace.Tracer:
+    """The runtime's tracer (resolved per call so a provider set later is honoured)."""
+    return trace.get_tracer(TRACER_NAME)
