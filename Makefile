@@ -32,6 +32,7 @@ lint: install
 	$(BIN)/ruff format --check app tests bench examples
 	$(BIN)/mypy app
 	$(BIN)/buf lint
+	$(BIN)/hadolint Dockerfile.dev Dockerfile.release
 
 fmt: install
 	$(BIN)/ruff check --fix app tests bench examples
@@ -44,3 +45,7 @@ gen: install
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+# Deployment tooling (Helm, kubernetes-validate) and checks; included last so
+# `install` stays the default goal.
+include mk/deploy.mk

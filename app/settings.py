@@ -92,7 +92,7 @@ class Settings(BaseSettings):
         description="OTLP/HTTP traces endpoint, e.g. http://otel-collector:4318/v1/traces",
     )
     tracing_enabled: bool = Field(default=True, description="ASGI server spans per request")
-    controls_file: Path | None = Field(
+    kill_switches_file: Path | None = Field(
         default=None, description="Mounted kill-switch/degradation file (hot-reloaded)."
     )
     breaker_window_s: float = Field(default=30.0, gt=0)
