@@ -14,6 +14,7 @@ from app.errors import ErrorKind, InvocationFailure
 
 WASI_MODULE = "wasi_snapshot_preview1"
 _HOST_IMPORTS = {("ameide", "host_log"), ("ameide", "host_call")}
+_CLOCK_AND_RANDOM = {"clock_time_get", "clock_res_get", "random_get"}
 _PAGE = 64 * 1024
 
 
@@ -50,6 +51,13 @@ def check_imports(module: wasmtime.Module, abi: Abi) -> None:
         if abi is Abi.WASI_STDIO and imp.module == WASI_MODULE:
             continue
         raise _invalid(f"import {imp.module}.{name} is not provided by the runtime (abi {abi})")
+
+
+def imports_clock_or_random(module: wasmtime.Module) -> bool:
+    """Whether the module imports a WASI function the deterministic mode replaces."""
+    return any(
+        imp.module == WASI_MODULE and imp.name in _CLOCK_AND_RANDOM for imp in module.imports
+    )
 
 
 def check_exports(module: wasmtime.Module, abi: Abi) -> None:

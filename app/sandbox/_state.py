@@ -12,11 +12,17 @@ of 300 fuel-exhausted calls received a neighbour's exception). A host
 function that must stop the guest records the reason and sets the store's
 fuel to zero; the guest traps at its next fuel check and the runner reports
 the recorded reason.
+
+A wasi-stdio invocation without a tier grant for real clocks and randomness
+is *deterministic*: its clocks are virtual (:meth:`InvocationState.read_clock`)
+and its random bytes come from a constant-seeded keystream
+(:meth:`InvocationState.random_bytes`), so the same input gives the same output.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import threading
 import time
 from collections.abc import Iterator
@@ -35,6 +41,12 @@ if TYPE_CHECKING:
     from app.sandbox.bridge import HostBridge
 
 TRUNCATION_MARKER = "[log truncated]"
+REALTIME_START_NS = 946_684_800 * 1_000_000_000
+"""Where the virtual realtime clock starts: 2000-01-01T00:00:00Z in ns since the epoch."""
+CLOCK_STEP_NS = 1_000
+"""How far every virtual clock read advances the clock (also its reported resolution)."""
+CLOCK_REALTIME = 0
+_RANDOM_SEED = b"ameide extensions-runtime deterministic random v1"
 _MAX_PENDING_STDERR = 64 * 1024
 
 _log = get_logger("app.sandbox.guest")
@@ -58,6 +70,8 @@ class InvocationState:
     include_logs: bool
     bridge: HostBridge | None = None
     store: wasmtime.Store | None = None
+    memory: wasmtime.Memory | None = None
+    """The guest's exported memory once instantiated (saves host functions a lookup)."""
     failure: InvocationFailure | None = None
     fuel_left_at_stop: int | None = None
     logs: list[LogLine] = field(default_factory=list)
@@ -69,6 +83,13 @@ class InvocationState:
     stderr_pending: bytearray = field(default_factory=bytearray)
     wasi_epoch_ns: int = 0
     """``time.monotonic_ns()`` when the WASI context was made (its monotonic zero)."""
+    deterministic: bool = False
+    """Virtual clocks and seeded random (wasi-stdio unless the tier grants real ones)."""
+    virtual_ns: int = 0
+    """How far the virtual clocks have advanced: the monotonic reading."""
+    random_calls: int = 0
+    random_used: int = 0
+    """Deterministic random bytes handed out (checked against a per-invocation budget)."""
 
     # -- failures ---------------------------------------------------------
     def record(self, kind: ErrorKind, message: str) -> None:
@@ -89,6 +110,33 @@ class InvocationState:
     def remaining_s(self) -> float:
         """Seconds before the deadline (negative once it passed)."""
         return self.deadline - time.monotonic()
+
+    # -- deterministic clocks and random ---------------------------------------
+    def clock_now(self, clock_id: int) -> int:
+        """The virtual clock's value without reading (advancing) it.
+
+        Realtime is ``REALTIME_START_NS`` plus the advance, every other clock
+        (monotonic) the advance alone: both move together.
+        """
+        base = REALTIME_START_NS if clock_id == CLOCK_REALTIME else 0
+        return base + self.virtual_ns
+
+    def read_clock(self, clock_id: int) -> int:
+        """Read a virtual clock: its value now, and ``CLOCK_STEP_NS`` later next time."""
+        value = self.clock_now(clock_id)
+        self.virtual_ns += CLOCK_STEP_NS
+        return value
+
+    def advance_clock(self, ns: int) -> None:
+        """Move the virtual clocks forward by ``ns`` (a completed sleep)."""
+        self.virtual_ns += max(0, ns)
+
+    def random_bytes(self, length: int) -> bytes:
+        """The next ``length`` deterministic random bytes (one SHAKE-256 output per call)."""
+        seed = _RANDOM_SEED + self.random_calls.to_bytes(8, "little")
+        self.random_calls += 1
+        self.random_used += length
+        return hashlib.shake_256(seed).digest(length)
 
     # -- callbacks from app.sandbox._ffi ------------------------------------
     def on_epoch(self) -> bool:

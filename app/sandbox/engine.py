@@ -31,6 +31,9 @@ class CompiledModule:
     module: wasmtime.Module
     abi: Abi
     pre: wasmtime.InstancePre
+    """Linked with the deterministic clocks and random (the wasi-stdio default)."""
+    pre_real: wasmtime.InstancePre
+    """Linked with wasmtime's real clocks and random (a tier grant); ``pre`` for raw."""
     min_memory_bytes: int
     """Initial memory the module declares; above the limit it fails as MEMORY_LIMIT."""
 
@@ -57,6 +60,8 @@ class SandboxEngine:
             linker = wasmtime.Linker(self.engine)
             _hostfuncs.define(linker, wasi=abi is Abi.WASI_STDIO)
             self._linkers[abi] = linker
+        self._real_wasi_linker = wasmtime.Linker(self.engine)
+        _hostfuncs.define(self._real_wasi_linker, wasi=True, deterministic=False)
         self.tick_s = settings.epoch_tick_ms / 1000.0
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
@@ -148,14 +153,26 @@ class SandboxEngine:
             ) from None
         _abi.check_imports(module, abi)
         _abi.check_exports(module, abi)
-        try:
-            pre = self._linkers[abi].instantiate_pre(module)
-        except wasmtime.WasmtimeError as err:
-            # Names were checked above, so this is a signature mismatch.
-            raise InvocationFailure(
-                ErrorKind.INVALID_MODULE,
-                f"an import does not match the runtime's: {clean_message(str(err))}",
-            ) from None
+        pre = _link(self._linkers[abi], module)
+        # Both variants are linked once here so that run() only picks one.
+        pre_real = pre
+        if abi is Abi.WASI_STDIO and _abi.imports_clock_or_random(module):
+            pre_real = _link(self._real_wasi_linker, module)
         return CompiledModule(
-            module=module, abi=abi, pre=pre, min_memory_bytes=_abi.min_memory_bytes(module)
+            module=module,
+            abi=abi,
+            pre=pre,
+            pre_real=pre_real,
+            min_memory_bytes=_abi.min_memory_bytes(module),
         )
+
+
+def _link(linker: wasmtime.Linker, module: wasmtime.Module) -> wasmtime.InstancePre:
+    try:
+        return linker.instantiate_pre(module)
+    except wasmtime.WasmtimeError as err:
+        # Names were checked before, so this is a signature mismatch.
+        raise InvocationFailure(
+            ErrorKind.INVALID_MODULE,
+            f"an import does not match the runtime's: {clean_message(str(err))}",
+        ) from None

@@ -38,12 +38,17 @@ def run(
     include_logs: bool,
     host_bridge: HostBridge | None = None,
     cancel: threading.Event | None = None,
+    real_clock_and_random: bool = False,
 ) -> Outcome:
     """Run ``compiled`` on ``input`` under ``limits``; raises ``InvocationFailure``.
 
     ``deadline`` is the caller's ``time.monotonic()`` limit; the guest stops at
     the earlier of it and ``limits.timeout_ms``, or as soon as ``cancel`` is
     set. ``Outcome.resolved_version`` is left empty for the caller.
+
+    A wasi-stdio guest sees virtual clocks (realtime from 2000-01-01) and a
+    constant-seeded random source unless ``real_clock_and_random`` (a risk-tier
+    grant) gives it wasmtime's real ones. Raw guests have neither.
     """
     started = time.monotonic()
     stop_at = started + limits.timeout_ms / 1000.0
@@ -56,6 +61,7 @@ def run(
         context=context,
         include_logs=include_logs,
         bridge=host_bridge,
+        deterministic=compiled.abi is Abi.WASI_STDIO and not real_clock_and_random,
     )
     if stop_at <= started or state.cancel.is_set():
         raise InvocationFailure(
@@ -73,6 +79,7 @@ def run(
     finally:
         _ffi.unregister(key)
         state.store = None  # drop the store (and the guest's memory) now
+        state.memory = None
     return Outcome(
         output=output,
         resolved_version="",
@@ -106,9 +113,11 @@ def _run_in_store(
         _ffi.set_stdio(config, data, key)
         state.wasi_epoch_ns = time.monotonic_ns()
         store.set_wasi(config)
-    instance = _instantiate(compiled, store, state)
+    pre = compiled.pre if state.deterministic else compiled.pre_real
+    instance = _instantiate(compiled, pre, store, state)
     memory = _ffi.export(store, instance, "memory")
     memory = memory if isinstance(memory, wasmtime.Memory) else None
+    state.memory = memory
     try:
         if compiled.abi is Abi.RAW:
             assert memory is not None  # checked at compile time
@@ -126,10 +135,13 @@ def _run_in_store(
 
 
 def _instantiate(
-    compiled: CompiledModule, store: wasmtime.Store, state: InvocationState
+    compiled: CompiledModule,
+    pre: wasmtime.InstancePre,
+    store: wasmtime.Store,
+    state: InvocationState,
 ) -> wasmtime.Instance:
     try:
-        return compiled.pre.instantiate(store)
+        return pre.instantiate(store)
     except wasmtime.Trap as err:  # the module's start function trapped
         raise _traps.classify(err, state) from None
     except wasmtime.WasmtimeError as err:

@@ -299,3 +299,110 @@ WASI_HOST_CALL_NO_ALLOC = wasi(
 )
 
 WASI_WITHOUT_START = bytes(wasmtime.wat2wasm('(module (memory (export "memory") 1))'))
+
+# -- clocks and random (deterministic unless the run grants real ones) ----------
+
+_CLOCK_RANDOM_IMPORTS = """
+  (import "wasi_snapshot_preview1" "clock_time_get"
+    (func $clock_time_get (param i32 i64 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "clock_res_get"
+    (func $clock_res_get (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "random_get"
+    (func $random_get (param i32 i32) (result i32)))"""
+
+# Reads realtime twice, monotonic once, realtime's resolution and 16 random
+# bytes; writes the five errnos (u32 each), 8 bytes of padding, the four u64
+# values and the random bytes ("<5I8x4Q16s", 76 bytes).
+CLOCK_RANDOM = wasi(
+    """
+  (func (export "_start")
+    (i32.store (i32.const 100) (call $clock_time_get (i32.const 0) (i64.const 1) (i32.const 128)))
+    (i32.store (i32.const 104) (call $clock_time_get (i32.const 0) (i64.const 1) (i32.const 136)))
+    (i32.store (i32.const 108) (call $clock_time_get (i32.const 1) (i64.const 1) (i32.const 144)))
+    (i32.store (i32.const 112) (call $clock_res_get (i32.const 0) (i32.const 152)))
+    (i32.store (i32.const 116) (call $random_get (i32.const 160) (i32.const 16)))
+    (drop (call $write (i32.const 1) (i32.const 100) (i32.const 76))))""",
+    imports=_CLOCK_RANDOM_IMPORTS,
+)
+
+# random_get(ptr, len) with ptr and len (u32 each) from stdin; writes its errno.
+RANDOM_AT = wasi(
+    """
+  (func (export "_start")
+    (drop (call $read (i32.const 64) (i32.const 8)))
+    (i32.store (i32.const 72)
+      (call $random_get (i32.load (i32.const 64)) (i32.load (i32.const 68))))
+    (drop (call $write (i32.const 1) (i32.const 72) (i32.const 4))))""",
+    imports=_CLOCK_RANDOM_IMPORTS,
+)
+
+# clock_time_get(id, 0, ptr) and clock_res_get(id, ptr) with id and ptr (u32
+# each) from stdin; writes both errnos.
+CLOCK_AT = wasi(
+    """
+  (func (export "_start")
+    (drop (call $read (i32.const 64) (i32.const 8)))
+    (i32.store (i32.const 72)
+      (call $clock_time_get (i32.load (i32.const 64)) (i64.const 0) (i32.load (i32.const 68))))
+    (i32.store (i32.const 76)
+      (call $clock_res_get (i32.load (i32.const 64)) (i32.load (i32.const 68))))
+    (drop (call $write (i32.const 1) (i32.const 72) (i32.const 8))))""",
+    imports=_CLOCK_RANDOM_IMPORTS,
+)
+
+# 17 calls of random_get(65536, 1 MiB) into 17 pages; writes the 17 errnos.
+RANDOM_BUDGET = wasi(
+    """
+  (func (export "_start")
+    (local $i i32)
+    (loop $again
+      (i32.store (i32.add (i32.const 64) (i32.shl (local.get $i) (i32.const 2)))
+        (call $random_get (i32.const 65536) (i32.const 1048576)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $again (i32.lt_u (local.get $i) (i32.const 17))))
+    (drop (call $write (i32.const 1) (i32.const 64) (i32.const 68))))""",
+    imports=_CLOCK_RANDOM_IMPORTS,
+    pages=17,
+)
+
+# Input: clock id (u32), subscription flags (u32, 1 = absolute), timeout (u64).
+# Reads that clock (t1), polls one clock subscription whose timeout is the
+# input's, plus t1 if absolute, then reads the clock again (t2). Writes poll's
+# errno, the event count and t1, t2 ("<IIQQ").
+SLEEP_AND_READ = wasi(
+    """
+  (func (export "_start")
+    (drop (call $read (i32.const 64) (i32.const 16)))
+    (drop (call $clock_time_get (i32.load (i32.const 64)) (i64.const 1) (i32.const 304)))
+    (i64.store (i32.const 128) (i64.const 7))                ;; userdata
+    (i32.store8 (i32.const 136) (i32.const 0))               ;; tag: clock
+    (i32.store (i32.const 144) (i32.load (i32.const 64)))    ;; clock id
+    (i64.store (i32.const 152)
+      (i64.add (i64.load (i32.const 72))
+        (select (i64.load (i32.const 304)) (i64.const 0)
+          (i32.and (i32.load (i32.const 68)) (i32.const 1)))))
+    (i64.store (i32.const 160) (i64.const 0))                ;; precision
+    (i32.store16 (i32.const 168) (i32.load (i32.const 68)))  ;; flags
+    (i32.store (i32.const 296)
+      (call $poll_oneoff (i32.const 128) (i32.const 200) (i32.const 1) (i32.const 240)))
+    (i32.store (i32.const 300) (i32.load (i32.const 240)))
+    (drop (call $clock_time_get (i32.load (i32.const 64)) (i64.const 1) (i32.const 312)))
+    (drop (call $write (i32.const 1) (i32.const 296) (i32.const 24))))""",
+    imports=_CLOCK_RANDOM_IMPORTS
+    + """
+  (import "wasi_snapshot_preview1" "poll_oneoff"
+    (func $poll_oneoff (param i32 i32 i32 i32) (result i32)))""",
+)
+
+# Reads realtime from the module's start function (before the runner has the
+# instance) and 8 random bytes; _start writes both ("<Q8s").
+CLOCK_IN_START = wasi(
+    """
+  (func $early
+    (drop (call $clock_time_get (i32.const 0) (i64.const 1) (i32.const 128)))
+    (drop (call $random_get (i32.const 136) (i32.const 8))))
+  (start $early)
+  (func (export "_start")
+    (drop (call $write (i32.const 1) (i32.const 128) (i32.const 16))))""",
+    imports=_CLOCK_RANDOM_IMPORTS,
+)
