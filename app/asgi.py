@@ -12,9 +12,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from app.auth import Authenticator
@@ -24,15 +25,21 @@ from app.catalog.events import (
     EventRejected,
     verify_and_parse,
 )
+from app.errors import InvocationFailure
+from app.gen.ameide.extensions.v1.admin_connect import (
+    ExtensionRuntimeAdmin,
+    ExtensionRuntimeAdminASGIApplication,
+)
 from app.gen.ameide.extensions.v1.runtime_connect import (
     WasmExtensionRuntime,
     WasmExtensionRuntimeASGIApplication,
 )
 from app.invocation import Invoker
-from app.rpc import RuntimeService, SanitizingInterceptor, unknown_method
+from app.rpc import AdminService, RuntimeService, SanitizingInterceptor, unknown_method
 from app.runtime import Runtime
 from app.settings import Settings, get_settings
 from app.telemetry import configure_logging, get_logger
+from app.telemetry.metrics import exposition
 
 _log = get_logger("app.asgi")
 
@@ -52,18 +59,32 @@ def create_app(
     settings = settings or get_settings()
     if runtime is None and invoker is None:
         runtime = Runtime(settings)
-    service = RuntimeService(invoker or runtime, Authenticator(settings))  # type: ignore[arg-type]
+    authenticator = Authenticator(settings)
+    service = RuntimeService(invoker or runtime, authenticator)  # type: ignore[arg-type]
     connect_app = WasmExtensionRuntimeASGIApplication(
         service,
         interceptors=[SanitizingInterceptor()],
         read_max_bytes=settings.read_max_bytes,
     )
+    rpc_routes = _connect_routes(WasmExtensionRuntime.desc(), connect_app)
+    if runtime is not None:
+        admin_app = ExtensionRuntimeAdminASGIApplication(
+            AdminService(runtime, authenticator, settings.admin_scope),
+            interceptors=[SanitizingInterceptor()],
+            read_max_bytes=64 * 1024,
+        )
+        rpc_routes += _connect_routes(ExtensionRuntimeAdmin.desc(), admin_app)
     state = {"started": False}
     webhook_secret = (
         settings.promotion_webhook_secret.get_secret_value().encode()
         if settings.promotion_webhook_secret
         else None
     )
+
+    async def metrics(_: Request) -> Response:
+        if runtime is None:
+            return PlainTextResponse("", media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition(runtime.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def healthz(_: Request) -> PlainTextResponse:
         return PlainTextResponse("ok")
@@ -86,7 +107,12 @@ def create_app(
         if runtime is None:
             return JSONResponse({"error": "no catalog in this process"}, status_code=503)
         extension_id = event.data.extension_id
-        await runtime.refresh_extension(extension_id)
+        try:
+            await runtime.refresh_extension(extension_id)
+        except InvocationFailure as failure:
+            # Storage is down: the catalog is left as it was, and the sender retries.
+            _log.warning("promotion.deferred", extension=extension_id, reason=failure.message)
+            return JSONResponse({"error": failure.message}, status_code=503)
         _log.info("promotion.applied", extension=extension_id, event_id=event.id)
         promoted, versions = runtime.catalog.extensions().get(extension_id, (None, []))
         return JSONResponse(
@@ -106,20 +132,25 @@ def create_app(
             if runtime is not None:
                 await runtime.close()
 
-    desc = WasmExtensionRuntime.desc()
     return Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
             Route("/events/promotion", promotion_event, methods=["POST"]),
-            *(
-                Route(f"/{desc.type_name}/{method.name}", connect_app, methods=["POST", "GET"])
-                for method in desc.methods
-            ),
+            *rpc_routes,
             Route("/{path:path}", unknown_method, methods=["POST"]),
         ],
         lifespan=lifespan,
     )
+
+
+def _connect_routes(desc: Any, app: Any) -> list[Route]:
+    """Exact method paths only, so unknown methods reach ``unknown_method``."""
+    return [
+        Route(f"/{desc.type_name}/{method.name}", app, methods=["POST", "GET"])
+        for method in desc.methods
+    ]
 
 
 async def _read_capped(request: Request, limit: int) -> bytes:

@@ -12,8 +12,16 @@ import contextlib
 import threading
 import time
 
+import structlog
+from opentelemetry.trace import Status, StatusCode
+from prometheus_client import CollectorRegistry
+
+from app._scrape import scrape
 from app.catalog import Catalog, ExtensionDefinition
+from app.controls import GUEST_FAULTS, BreakerConfig, Breakers, Controls
+from app.controls import Ceilings as Degraded
 from app.errors import ErrorKind, InvocationFailure
+from app.hostcalls import Ceilings, HttpBridge, PolicyStore
 from app.invocation import Invocation, Outcome
 from app.sandbox import (
     DeclaredLimits,
@@ -25,6 +33,8 @@ from app.sandbox import (
 from app.settings import Settings
 from app.storage import ModuleStore, ObjectSource, source_from_settings
 from app.telemetry import get_logger
+from app.telemetry.metrics import InvocationMetrics, ScrapeCollector
+from app.telemetry.tracing import tracer
 
 _log = get_logger("app.runtime")
 
@@ -45,6 +55,20 @@ class Runtime:
             disk_dir=settings.module_cache_dir,
         )
         self.executor = Executor(settings)
+        self.policy = PolicyStore(settings.policy_file)
+        self.host_bridge = HttpBridge(settings)
+        self.controls = Controls(settings.kill_switches_file)
+        self.breakers = Breakers(
+            BreakerConfig(
+                window_s=settings.breaker_window_s,
+                min_calls=settings.breaker_min_calls,
+                failure_rate=settings.breaker_failure_rate,
+                cooldown_s=settings.breaker_cooldown_s,
+            )
+        )
+        self.registry = CollectorRegistry()
+        self.metrics = InvocationMetrics(self.registry, tenant_label=settings.metrics_tenant_label)
+        self.registry.register(ScrapeCollector(lambda: scrape(self)))
         self._poller: asyncio.Task[None] | None = None
         self._refreshing: dict[str, asyncio.Task[None]] = {}
         self.storage_problem: str | None = "not started"
@@ -62,6 +86,7 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
         self.executor.close()
+        self.host_bridge.close()
         self.engine.close()
         await self.source.close()
 
@@ -101,17 +126,124 @@ class Runtime:
         return [self.storage_problem] if self.storage_problem else []
 
     async def invoke(self, invocation: Invocation) -> Outcome:
+        """Resolve, check controls, run; every call is counted, timed and traced."""
         started = time.perf_counter()
-        definition = self.catalog.resolve(invocation.extension_id, invocation.version)
-        compiled = await self.modules.get(
-            definition.sha256, definition.wasm_blob_ref.key, definition.abi
+        labels = {"extension": "_unknown", "version": "", "tier": ""}
+        result = "ok"
+        outcome: Outcome | None = None
+        with tracer().start_as_current_span(
+            "extension.invoke",
+            attributes={
+                "ameide.extension": invocation.extension_id,
+                "ameide.tenant": invocation.context.tenant_id,
+                "ameide.request_id": invocation.context.request_id,
+            },
+        ) as span:
+            try:
+                definition = self._resolve(invocation)
+                labels = {
+                    "extension": definition.id,
+                    "version": definition.version,
+                    "tier": definition.risk_tier,
+                }
+                span.set_attribute("ameide.version", definition.version)
+                span.set_attribute("ameide.risk_tier", definition.risk_tier)
+                context = invocation.context
+                with structlog.contextvars.bound_contextvars(
+                    extension=definition.id,
+                    version=definition.version,
+                    tenant=context.tenant_id,
+                    organization=context.organization_id,
+                    request_id=context.request_id,
+                ):
+                    outcome = await self._guarded(definition, invocation)
+                span.set_attribute("ameide.fuel_consumed", outcome.metrics.fuel_consumed)
+                return outcome
+            except InvocationFailure as failure:
+                result = failure.kind.value.lower()
+                span.set_attribute("ameide.error_kind", failure.kind.value)
+                span.set_status(Status(StatusCode.ERROR, failure.kind.value))
+                raise
+            except BaseException:
+                result = "internal"
+                raise
+            finally:
+                metrics = outcome.metrics if outcome else None
+                self.metrics.observe(
+                    **labels,
+                    outcome=result,
+                    tenant=invocation.context.tenant_id,
+                    seconds=time.perf_counter() - started,
+                    fuel=metrics.fuel_consumed if metrics else 0,
+                    peak_memory=metrics.peak_memory_bytes if metrics else 0,
+                )
+
+    def _resolve(self, invocation: Invocation) -> ExtensionDefinition:
+        try:
+            return self.catalog.resolve(invocation.extension_id, invocation.version)
+        except InvocationFailure as failure:
+            if failure.kind is ErrorKind.NOT_FOUND and self.storage_problem is not None:
+                # Unknown because storage is unusable, not because it does not exist:
+                # tell callers to retry rather than give up.
+                raise InvocationFailure(
+                    ErrorKind.UNAVAILABLE, "extension storage is unavailable, retry later"
+                ) from None
+            raise
+
+    async def _guarded(self, definition: ExtensionDefinition, invocation: Invocation) -> Outcome:
+        """Kill switches and the breaker, then the run; the breaker learns the result."""
+        decision = self.controls.decide(
+            definition.id, definition.version, definition.risk_tier, invocation.context.tenant_id
         )
-        limits = effective_limits(_declared(definition), self.settings, invocation.remaining_ms())
+        if decision.disabled_reason is not None:
+            raise InvocationFailure(
+                ErrorKind.EXTENSION_DISABLED,
+                f"{definition.id} {definition.version} is disabled: {decision.disabled_reason}",
+            )
+        if not self.breakers.allow(definition.id, definition.version):
+            raise InvocationFailure(
+                ErrorKind.UNAVAILABLE,
+                f"{definition.id} {definition.version} is failing repeatedly; its circuit "
+                "breaker is open, retry later",
+            )
+        failed = False
+        try:
+            return await self._run(definition, invocation, decision.ceilings)
+        except InvocationFailure as failure:
+            failed = failure.kind in GUEST_FAULTS
+            raise
+        finally:
+            self.breakers.record(definition.id, definition.version, failed)
+
+    async def _run(
+        self, definition: ExtensionDefinition, invocation: Invocation, degraded: list[Degraded]
+    ) -> Outcome:
+        started = time.perf_counter()
+        with tracer().start_as_current_span("module.load"):
+            compiled = await self.modules.get(
+                definition.sha256, definition.wasm_blob_ref.key, definition.abi
+            )
+        policy = self.policy.current()
+        tier = policy.tier(definition.risk_tier)
+        limits = effective_limits(
+            _declared(definition),
+            self.settings,
+            invocation.remaining_ms(),
+            ceiling=_ceiling(tier.ceilings if tier is not None else None, degraded),
+        )
+        bridge = self.host_bridge.for_invocation(
+            policy=policy,
+            tier=definition.risk_tier,
+            requested=definition.host_calls,
+            extension_id=definition.id,
+            version=definition.version,
+        )
+        real_clock_and_random = tier is not None and tier.real_clock_and_random
+        if limits.timeout_ms <= 0:
+            raise InvocationFailure(ErrorKind.TIMEOUT, "the caller's deadline has passed")
         deadline = time.monotonic() + limits.timeout_ms / 1000.0
         if invocation.deadline is not None:
             deadline = min(deadline, invocation.deadline)
-        if limits.timeout_ms <= 0:
-            raise InvocationFailure(ErrorKind.TIMEOUT, "the caller's deadline has passed")
 
         def work(cancel: threading.Event) -> Outcome:
             return run(
@@ -122,14 +254,38 @@ class Runtime:
                 context=invocation.context,
                 deadline=deadline,
                 include_logs=invocation.include_logs,
+                host_bridge=bridge,
                 cancel=cancel,
+                real_clock_and_random=real_clock_and_random,
             )
 
-        outcome, queue_us = await self.executor.submit(work, deadline=deadline)
+        with tracer().start_as_current_span("sandbox.run") as span:
+            outcome, queue_us = await self.executor.submit(work, deadline=deadline)
+            span.set_attribute("ameide.queue_us", queue_us)
         outcome.resolved_version = definition.version
         outcome.metrics.queue_us = queue_us
         outcome.metrics.duration_us = int((time.perf_counter() - started) * 1e6)
         return outcome
+
+
+def _ceiling(tier: Ceilings | None, degraded: list[Degraded]) -> DeclaredLimits | None:
+    """The lowest of a tier's ceilings and any operator degradations, field by field."""
+    sources: list[Ceilings | Degraded] = [*([tier] if tier else []), *degraded]
+    if not sources:
+        return None
+
+    def lowest(name: str) -> int | None:
+        values = [v for c in sources if (v := getattr(c, name, None)) is not None]
+        return min(values) if values else None
+
+    return DeclaredLimits(
+        fuel=lowest("fuel"),
+        memory_bytes=lowest("memory_bytes"),
+        timeout_ms=lowest("timeout_ms"),
+        output_bytes=lowest("output_bytes"),
+        log_bytes=lowest("log_bytes"),
+        max_host_calls=lowest("max_host_calls"),
+    )
 
 
 def _declared(definition: ExtensionDefinition) -> DeclaredLimits:

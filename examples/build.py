@@ -107,6 +107,7 @@ ALL = (
     Example("echo", "1.0.0", "echo.wat"),
     Example("wordcount", "1.0.0", "wordcount.c", tuple(C_RAW)),
     Example("spin", "1.0.0", "spin.wat"),
+    Example("enrich", "1.0.0", "enrich.wat"),
 )
 
 

@@ -28,15 +28,19 @@ def free_port() -> int:
 
 
 def wait_ready(
-    url: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None
+    url: str,
+    timeout: float = 30.0,
+    proc: subprocess.Popen[bytes] | None = None,
+    path: str = "/readyz",
 ) -> None:
+    """Until ``url + path`` answers 200; ``/healthz`` for a server expected not ready."""
     deadline = time.monotonic() + timeout
     last: object = None
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode} before it was ready")
         try:
-            response = httpx.get(f"{url}/readyz", timeout=1.0)
+            response = httpx.get(url + path, timeout=1.0)
             if response.status_code == 200:
                 return
             last = response.text
@@ -53,8 +57,10 @@ def cli_server(
     env: Mapping[str, str] | None = None,
     dev: bool = True,
     log_path: Path | None = None,
+    wait_path: str = "/readyz",
 ) -> Iterator[str]:
-    """``extensions-runtime serve`` in a subprocess; yields its base URL."""
+    """``extensions-runtime serve`` in a subprocess; yields its base URL once
+    ``wait_path`` answers 200 (``/healthz`` to test a server that is not ready)."""
     port = free_port()
     args = [str(BIN / "extensions-runtime"), "serve", "--server", server, "--port", str(port)]
     if dev:
@@ -64,7 +70,7 @@ def cli_server(
     proc = subprocess.Popen(args, env=full_env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(url, proc=proc)
+        wait_ready(url, proc=proc, path=wait_path)
         yield url
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -94,10 +94,15 @@ class Authenticator:
                 pass
         raise AuthError("unauthenticated", "token signed with an unknown key")
 
-    def authenticate(self, authorization: str | None) -> Principal | None:
-        """The caller's principal; ``None`` when auth is disabled."""
-        if not self.enabled:
+    def authenticate(self, authorization: str | None, *, require: bool = False) -> Principal | None:
+        """The caller's principal; ``None`` when auth is disabled and not ``require``d.
+
+        ``require`` is for the admin surface, which never runs anonymously.
+        """
+        if not self.enabled and not require:
             return None
+        if not (self._secret or self._jwks or self._jwks_client):
+            raise AuthError("unauthenticated", "no token keys are configured")
         if not authorization or not authorization.lower().startswith("bearer "):
             raise AuthError("unauthenticated", "a bearer token is required")
         token = authorization[7:].strip()

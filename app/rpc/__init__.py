@@ -1,11 +1,13 @@
 """The RPC surface: ``WasmExtensionRuntime`` handlers, interceptors and wire errors."""
 
+from app.rpc._admin import AdminService
 from app.rpc._errors import code_for, to_connect_error
 from app.rpc._interceptors import SanitizingInterceptor
 from app.rpc._service import RuntimeService
 from app.rpc._unknown import unknown_method
 
 __all__ = [
+    "AdminService",
     "RuntimeService",
     "SanitizingInterceptor",
     "code_for",

@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import structlog
 import wasmtime
 
 from app.errors import ErrorKind, InvocationFailure
@@ -89,6 +90,9 @@ class InvocationState:
     """How far the virtual clocks have advanced: the monotonic reading."""
     random_calls: int = 0
     random_used: int = 0
+    log_fields: dict[str, object] = field(default_factory=structlog.contextvars.get_contextvars)
+    """The caller's bound log fields (extension, version...), captured on the worker
+    thread: WASI stderr callbacks run on wasmtime's own threads, which have none."""
     """Deterministic random bytes handed out (checked against a per-invocation budget)."""
 
     # -- failures ---------------------------------------------------------
@@ -201,13 +205,13 @@ class InvocationState:
         message = raw.decode("utf-8", errors="replace")
         if self.include_logs:
             self.logs.append(LogLine(level, message))
-        getattr(_log, _LOG_METHODS[level])(
-            "guest_log",
-            guest_message=message,
-            tenant=self.context.tenant_id,
-            organization=self.context.organization_id,
-            request_id=self.context.request_id,
-        )
+        fields = {
+            **self.log_fields,
+            "tenant": self.context.tenant_id,
+            "organization": self.context.organization_id,
+            "request_id": self.context.request_id,
+        }
+        getattr(_log, _LOG_METHODS[level])("guest_log", guest_message=message, **fields)
 
     def timeout_message(self) -> str:
         return f"deadline exceeded (limit {self.limits.timeout_ms} ms)"

@@ -33,6 +33,7 @@ class Executor:
         self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="wasm")
         self._lock = threading.Lock()
         self._admitted = 0
+        self.rejections = 0
         self._running: set[threading.Event] = set()
         self._closed = False
 
@@ -46,6 +47,7 @@ class Executor:
             if self._closed:
                 raise InvocationFailure(ErrorKind.UNAVAILABLE, "the runtime is shutting down")
             if self._admitted >= self.capacity:
+                self.rejections += 1
                 raise InvocationFailure(
                     ErrorKind.OVERLOADED,
                     f"all {self.threads} sandbox threads are busy and the queue is full",

@@ -44,6 +44,8 @@ MANIFEST_FIELDS = {
 }
 LIMIT_FIELDS = {"fuel", "memory_bytes", "timeout_ms", "output_bytes", "max_host_calls", "log_bytes"}
 ZERO_ALLOWED = {"max_host_calls"}  # the sandbox refuses log_bytes 0
+HOST_CALLS = {"enrich": ["graph/GetNode"]}  # every other example makes no host calls
+DENIED = json.dumps({"error": {"kind": "HOST_CALL_DENIED", "message": "test"}}).encode()
 
 
 def _load_build() -> ModuleType:
@@ -83,6 +85,7 @@ class Run:
     logs: list[tuple[int, str]] = field(default_factory=list)
     exit_code: int = 0
     fuel: int = 0
+    host_requests: list[bytes] = field(default_factory=list)
 
     def json(self) -> Any:
         return json.loads(self.output)
@@ -108,16 +111,29 @@ def _memory(caller: wasmtime.Caller) -> wasmtime.Memory:
     return memory
 
 
-def _linker(engine: wasmtime.Engine, logs: list[tuple[int, str]]) -> wasmtime.Linker:
-    """The ``ameide`` host functions: logs are collected, every host call is denied."""
+def _linker(
+    engine: wasmtime.Engine,
+    logs: list[tuple[int, str]],
+    requests: list[bytes] | None = None,
+    answer: bytes | None = DENIED,
+) -> wasmtime.Linker:
+    """The ``ameide`` host functions: logs and host-call requests are collected.
+
+    Every host call gets ``answer`` (a denial unless told otherwise; ``None``
+    answers -1, "no response", as the runtime does when it stops the guest).
+    """
     linker = wasmtime.Linker(engine)
+    seen = requests if requests is not None else []
 
     def host_log(caller: wasmtime.Caller, level: int, ptr: int, length: int) -> None:
         ptr, length = ptr & 0xFFFFFFFF, length & 0xFFFFFFFF
         logs.append((level, bytes(_memory(caller).read(caller, ptr, ptr + length)).decode()))
 
-    def host_call(caller: wasmtime.Caller, _ptr: int, _length: int) -> int:
-        answer = json.dumps({"error": {"kind": "HOST_CALL_DENIED", "message": "test"}}).encode()
+    def host_call(caller: wasmtime.Caller, ptr: int, length: int) -> int:
+        ptr, length = ptr & 0xFFFFFFFF, length & 0xFFFFFFFF
+        seen.append(bytes(_memory(caller).read(caller, ptr, ptr + length)))
+        if answer is None:
+            return -1
         alloc = caller.get("alloc")
         assert isinstance(alloc, wasmtime.Func)
         ptr = alloc(caller, len(answer)) & 0xFFFFFFFF
@@ -145,10 +161,18 @@ def _store(engine: wasmtime.Engine, limits: dict[str, Any]) -> tuple[wasmtime.St
     return store, fuel
 
 
-def run_raw(engine: wasmtime.Engine, wasm: bytes, data: bytes, limits: dict[str, Any]) -> Run:
+def run_raw(
+    engine: wasmtime.Engine,
+    wasm: bytes,
+    data: bytes,
+    limits: dict[str, Any],
+    answer: bytes | None = DENIED,
+) -> Run:
     store, fuel = _store(engine, limits)
     logs: list[tuple[int, str]] = []
-    instance = _linker(engine, logs).instantiate(store, wasmtime.Module(engine, wasm))
+    requests: list[bytes] = []
+    linker = _linker(engine, logs, requests, answer)
+    instance = linker.instantiate(store, wasmtime.Module(engine, wasm))
     exports = instance.exports(store)
     memory, alloc, handle = exports["memory"], exports["alloc"], exports["handle"]
     assert isinstance(memory, wasmtime.Memory)
@@ -158,13 +182,20 @@ def run_raw(engine: wasmtime.Engine, wasm: bytes, data: bytes, limits: dict[str,
     packed = handle(store, ptr, len(data)) & 0xFFFFFFFFFFFFFFFF
     out_ptr, out_len = packed >> 32, packed & 0xFFFFFFFF
     output = bytes(memory.read(store, out_ptr, out_ptr + out_len))
-    return Run(output, logs, 0, fuel - store.get_fuel())
+    return Run(output, logs, 0, fuel - store.get_fuel(), requests)
 
 
-def run_wasi(engine: wasmtime.Engine, wasm: bytes, data: bytes, limits: dict[str, Any]) -> Run:
+def run_wasi(
+    engine: wasmtime.Engine,
+    wasm: bytes,
+    data: bytes,
+    limits: dict[str, Any],
+    answer: bytes | None = DENIED,
+) -> Run:
     store, fuel = _store(engine, limits)
     logs: list[tuple[int, str]] = []
-    linker = _linker(engine, logs)
+    requests: list[bytes] = []
+    linker = _linker(engine, logs, requests, answer)
     linker.define_wasi()
     with tempfile.TemporaryDirectory(prefix="wasi-stdio-") as tmp:
         stdin, stdout, stderr = (Path(tmp, name) for name in ("stdin", "stdout", "stderr"))
@@ -183,13 +214,20 @@ def run_wasi(engine: wasmtime.Engine, wasm: bytes, data: bytes, limits: dict[str
         except wasmtime.ExitTrap as exit_:
             exit_code = exit_.code
         logs += [(2, line) for line in stderr.read_text().splitlines()]
-        return Run(stdout.read_bytes(), logs, exit_code, fuel - store.get_fuel())
+        return Run(stdout.read_bytes(), logs, exit_code, fuel - store.get_fuel(), requests)
 
 
-def run(engine: wasmtime.Engine, extension_id: str, data: bytes, wasm: bytes | None = None) -> Run:
+def run(
+    engine: wasmtime.Engine,
+    extension_id: str,
+    data: bytes,
+    wasm: bytes | None = None,
+    *,
+    answer: bytes | None = DENIED,
+) -> Run:
     manifest = _manifest(extension_id)
     runner = run_raw if manifest["abi"] == "raw" else run_wasi
-    return runner(engine, wasm or _module_bytes(extension_id), data, manifest["limits"])
+    return runner(engine, wasm or _module_bytes(extension_id), data, manifest["limits"], answer)
 
 
 # ---- manifests ---------------------------------------------------------------
@@ -216,7 +254,10 @@ def test_manifest_is_a_valid_definition(path: Path) -> None:
     for name, value in manifest["limits"].items():
         floor = 0 if name in ZERO_ALLOWED else 1
         assert value is None or (type(value) is int and value >= floor), (name, value)
-    assert manifest["host_calls"] == []
+    assert manifest["host_calls"] == HOST_CALLS.get(extension_id, [])
+    if manifest["host_calls"]:
+        assert manifest["limits"]["max_host_calls"] >= 1
+        assert manifest["risk_tier"] != "pure"
     assert isinstance(manifest["config"], dict)
     assert manifest["description"]
     # ... and the runtime's own (strict) model accepts it as it is.
@@ -441,6 +482,41 @@ def test_spin_is_stopped_by_fuel(engine: wasmtime.Engine) -> None:
     assert trap.value.trap_code == wasmtime.TrapCode.OUT_OF_FUEL
 
 
+def test_enrich_calls_graph_and_splices_the_answer(engine: wasmtime.Engine) -> None:
+    answer = b'{"status":200,"body":{"id":"n1","name":"Node One"}}'
+    result = run(engine, "enrich", b'{"id": "n1"}', answer=answer)
+    assert result.host_requests == [b'{"service":"graph","method":"GetNode","body":{"id": "n1"}}']
+    assert json.loads(result.host_requests[0]) == {
+        "service": "graph",
+        "method": "GetNode",
+        "body": {"id": "n1"},
+    }
+    assert result.output == b'{"input":{"id": "n1"},"enriched":' + answer + b"}"
+    assert result.json() == {
+        "input": {"id": "n1"},
+        "enriched": {"status": 200, "body": {"id": "n1", "name": "Node One"}},
+    }
+    assert result.logs == []
+
+
+def test_enrich_passes_a_refusal_through(engine: wasmtime.Engine) -> None:
+    result = run(engine, "enrich", b'{"id":"n2"}')
+    assert result.json() == {"input": {"id": "n2"}, "enriched": json.loads(DENIED)}
+
+
+def test_enrich_without_input_or_answer_still_writes_json(engine: wasmtime.Engine) -> None:
+    result = run(engine, "enrich", b"", answer=None)
+    assert json.loads(result.host_requests[0])["body"] is None
+    assert result.json() == {"input": None, "enriched": None}
+
+
+def test_enrich_handles_large_answers(engine: wasmtime.Engine) -> None:
+    answer = json.dumps({"status": 200, "body": {"blob": "x" * 300_000}}).encode()
+    data = json.dumps({"id": "n1", "pad": "y" * 100_000}).encode()
+    result = run(engine, "enrich", data, answer=answer)
+    assert result.json() == {"input": json.loads(data), "enriched": json.loads(answer)}
+
+
 # ---- rebuilding from source -----------------------------------------------------
 
 CASES: dict[str, list[bytes]] = {
@@ -448,6 +524,7 @@ CASES: dict[str, list[bytes]] = {
     "echo": [b"", b"abc" * 30_000],
     "wordcount": [b'{"text": "a b\\nc"}', b"raw text here\n", b'{"x": 1}', b"x " * 50_000],
     "spin": [b"0", b"100000"],
+    "enrich": [b'{"id": "n1"}', b"", b"[1, 2, 3]"],
 }
 
 

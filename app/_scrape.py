@@ -1,0 +1,71 @@
+"""What ``/metrics`` reads from the runtime's parts at scrape time.
+
+Counters that already live in the module store, executor, bridge, breakers and
+reloaders are exported from where they are, not mirrored on the hot path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from app.controls import BreakerState
+
+if TYPE_CHECKING:
+    from app.runtime import Runtime
+
+# The dashboard's encoding: 0 closed, 1 half-open, 2 open.
+_BREAKER_VALUE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
+
+
+def scrape(runtime: Runtime) -> Iterable[tuple[str, str, str, list[str], Any]]:
+    """Families for :class:`app.telemetry.metrics.ScrapeCollector`."""
+    stats = runtime.modules.stats
+    for name, value, doc in (
+        ("module_cache_hits", stats.hits, "Compiled modules served from memory."),
+        ("module_cache_misses", stats.misses, "Lookups that missed the memory cache."),
+        ("module_cache_disk_hits", stats.disk_hits, "Precompiled modules loaded from disk."),
+        ("module_cache_compiles", stats.compiles, "Modules compiled."),
+        ("module_downloads", stats.downloads, "Module blobs read from storage."),
+        ("integrity_failures", stats.integrity_failures, "Blobs that failed their digest."),
+        ("executor_rejections", runtime.executor.rejections, "Calls refused as OVERLOADED."),
+    ):
+        yield "counter", name, doc, [], [([], float(value))]
+    yield (
+        "gauge",
+        "executor_queue_depth",
+        "Invocations admitted to the sandbox pool (running plus waiting).",
+        [],
+        [([], float(runtime.executor.in_flight))],
+    )
+    yield (
+        "gauge",
+        "breaker_state",
+        "Circuit breaker per version: 0 closed, 1 half-open, 2 open.",
+        ["extension", "version"],
+        [([e, v], float(_BREAKER_VALUE[s])) for (e, v), s in runtime.breakers.states().items()],
+    )
+    yield (
+        "counter",
+        "host_calls",
+        "Guest host calls by target and outcome.",
+        ["service", "method", "outcome"],
+        [([s, m, o], float(n)) for (s, m, o), n in runtime.host_bridge.counts.snapshot().items()],
+    )
+    yield (
+        "counter",
+        "config_reload_failures",
+        "Operator files that failed to reload (the last good version stays in force).",
+        ["file"],
+        [
+            (["policy"], float(runtime.policy.reload_failures)),
+            (["kill_switches"], float(runtime.controls.file.reload_failures)),
+        ],
+    )
+    yield (
+        "gauge",
+        "catalog_definitions",
+        "Extension versions loaded in the catalog.",
+        [],
+        [([], float(sum(len(v) for _, v in runtime.catalog.extensions().values())))],
+    )

@@ -1,0 +1,219 @@
+"""The ``ExtensionRuntimeAdmin`` handlers: what operators use at 3 a.m.
+
+Every call needs a verified token carrying the admin scope, even when caller
+auth is off for local development: a kill switch is not something an
+anonymous caller should be able to flip.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
+from connectrpc.request import RequestContext
+from protobuf import Oneof
+from pydantic import ValidationError
+
+from app.auth import Authenticator, AuthError
+from app.controls import Ceilings, Degradation, Switch, Target
+from app.gen.ameide.extensions.v1 import admin_pb
+from app.gen.ameide.extensions.v1.admin_connect import ExtensionRuntimeAdmin
+from app.telemetry import get_logger
+
+if TYPE_CHECKING:
+    from app.runtime import Runtime
+
+_log = get_logger("app.rpc.admin")
+
+
+def _target(wire: admin_pb.ControlTarget | None) -> Target:
+    chosen: Any = wire.target if wire is not None else None
+    field: str | None = chosen.field if chosen is not None else None
+    value: Any = chosen.value if chosen is not None else None
+    try:
+        if field == "version":
+            return Target(extension_id=value.extension_id, version=value.version)
+        if field == "extension_id":
+            return Target(extension_id=value)
+        if field == "tenant_id":
+            return Target(tenant_id=value)
+        if field == "risk_tier":
+            return Target(risk_tier=value)
+    except ValidationError:
+        pass
+    raise ConnectError(Code.INVALID_ARGUMENT, "target must name exactly one thing")
+
+
+def _wire_target(target: Target) -> admin_pb.ControlTarget:
+    chosen: Any
+    if target.kind == "version":
+        ref = admin_pb.VersionRef(
+            extension_id=target.extension_id or "", version=target.version or ""
+        )
+        chosen = Oneof("version", ref)
+    elif target.kind == "extension":
+        chosen = Oneof("extension_id", target.extension_id or "")
+    elif target.kind == "tenant":
+        chosen = Oneof("tenant_id", target.tenant_id or "")
+    else:
+        chosen = Oneof("risk_tier", target.risk_tier or "")
+    return admin_pb.ControlTarget(target=chosen)
+
+
+def _ceilings(wire: admin_pb.LimitCeilings | None) -> Ceilings:
+    if wire is None:
+        return Ceilings()
+    return Ceilings(
+        fuel=wire.fuel or None,
+        memory_bytes=wire.memory_bytes or None,
+        timeout_ms=wire.timeout_ms or None,
+        output_bytes=wire.output_bytes or None,
+        max_host_calls=wire.max_host_calls if wire.degrade_host_calls else None,
+    )
+
+
+def _wire_ceilings(ceilings: Ceilings) -> admin_pb.LimitCeilings:
+    return admin_pb.LimitCeilings(
+        fuel=ceilings.fuel or 0,
+        memory_bytes=ceilings.memory_bytes or 0,
+        timeout_ms=ceilings.timeout_ms or 0,
+        output_bytes=ceilings.output_bytes or 0,
+        max_host_calls=ceilings.max_host_calls or 0,
+        degrade_host_calls=ceilings.max_host_calls is not None,
+    )
+
+
+class AdminService(ExtensionRuntimeAdmin):
+    """Implements ``ameide.extensions.v1.ExtensionRuntimeAdmin``."""
+
+    def __init__(self, runtime: Runtime, authenticator: Authenticator, scope: str) -> None:
+        self._runtime = runtime
+        self._auth = authenticator
+        self._scope = scope
+
+    def _require_admin(self, ctx: RequestContext[Any, Any]) -> str:
+        header = ctx.request_headers.get("authorization")
+        try:
+            principal = self._auth.authenticate(header, require=True)
+        except AuthError as refused:
+            raise ConnectError(Code.PERMISSION_DENIED, refused.message) from None
+        if principal is None or self._scope not in principal.scopes:
+            raise ConnectError(Code.PERMISSION_DENIED, f"the admin scope {self._scope} is required")
+        return principal.subject
+
+    async def list_extensions(
+        self, request: admin_pb.ListExtensionsRequest, ctx: RequestContext[Any, Any], /
+    ) -> admin_pb.ListExtensionsResponse:
+        self._require_admin(ctx)
+        runtime = self._runtime
+        cached = set(runtime.modules.cached())
+        states = []
+        for extension_id, (promoted, versions) in sorted(runtime.catalog.extensions().items()):
+            version_states = []
+            for version in versions:
+                definition = runtime.catalog.resolve(extension_id, version)
+                reason = runtime.controls.decide(
+                    extension_id, version, definition.risk_tier, tenant=""
+                ).disabled_reason
+                breaker = runtime.breakers.state(extension_id, version)
+                version_states.append(
+                    admin_pb.VersionState(
+                        version=version,
+                        risk_tier=definition.risk_tier,
+                        sha256=definition.sha256,
+                        abi=definition.abi,
+                        cached=definition.sha256 in cached,
+                        disabled=reason is not None,
+                        disabled_reason=reason or "",
+                        breaker=admin_pb.BreakerState(int(breaker)) if breaker else None,
+                    )
+                )
+            states.append(
+                admin_pb.ExtensionState(
+                    extension_id=extension_id,
+                    promoted_version=promoted or "",
+                    versions=version_states,
+                )
+            )
+        return admin_pb.ListExtensionsResponse(extensions=states)
+
+    async def list_controls(
+        self, request: admin_pb.ListControlsRequest, ctx: RequestContext[Any, Any], /
+    ) -> admin_pb.ListControlsResponse:
+        self._require_admin(ctx)
+        disabled, degraded = self._runtime.controls.listing()
+        return admin_pb.ListControlsResponse(
+            disabled=[
+                admin_pb.Control(target=_wire_target(s), reason=s.reason, source=source)
+                for s, source in disabled
+            ],
+            degraded=[
+                admin_pb.Control(
+                    target=_wire_target(d),
+                    reason=d.reason,
+                    source=source,
+                    ceilings=_wire_ceilings(d.ceilings),
+                )
+                for d, source in degraded
+            ],
+        )
+
+    async def disable(
+        self, request: admin_pb.DisableRequest, ctx: RequestContext[Any, Any], /
+    ) -> admin_pb.DisableResponse:
+        operator = self._require_admin(ctx)
+        target = _target(request.target)
+        reason = request.reason.strip()[:512] or "disabled by an operator"
+        self._runtime.controls.disable(Switch(**target.model_dump(), reason=reason))
+        _log.warning(
+            "admin.disabled",
+            target=target.model_dump(exclude_none=True),
+            reason=reason,
+            operator=operator,
+        )
+        return admin_pb.DisableResponse()
+
+    async def enable(
+        self, request: admin_pb.EnableRequest, ctx: RequestContext[Any, Any], /
+    ) -> admin_pb.EnableResponse:
+        operator = self._require_admin(ctx)
+        target = _target(request.target)
+        removed = self._runtime.controls.enable(target)
+        _log.warning(
+            "admin.enabled",
+            target=target.model_dump(exclude_none=True),
+            removed=removed,
+            operator=operator,
+        )
+        return admin_pb.EnableResponse(removed=removed)
+
+    async def degrade(
+        self, request: admin_pb.DegradeRequest, ctx: RequestContext[Any, Any], /
+    ) -> admin_pb.DegradeResponse:
+        operator = self._require_admin(ctx)
+        target = _target(request.target)
+        if target.kind not in ("extension", "tier", "version"):
+            raise ConnectError(Code.INVALID_ARGUMENT, "degrade an extension, version or tier")
+        ceilings = _ceilings(request.ceilings)
+        self._runtime.controls.degrade(
+            Degradation(**target.model_dump(), ceilings=ceilings, reason=request.reason[:512])
+        )
+        _log.warning(
+            "admin.degraded",
+            target=target.model_dump(exclude_none=True),
+            ceilings=ceilings.model_dump(exclude_none=True),
+            operator=operator,
+        )
+        return admin_pb.DegradeResponse()
+
+    async def refresh_catalog(
+        self, request: admin_pb.RefreshCatalogRequest, ctx: RequestContext[Any, Any], /
+    ) -> admin_pb.RefreshCatalogResponse:
+        self._require_admin(ctx)
+        if request.extension_id:
+            await self._runtime.refresh_extension(request.extension_id)
+        else:
+            await self._runtime.refresh_all()
+        count = sum(len(v) for _, v in self._runtime.catalog.extensions().values())
+        return admin_pb.RefreshCatalogResponse(definitions=count)
