@@ -137,8 +137,9 @@ def host_log(caller: wasmtime.Caller, level: int, ptr: int, length: int) -> None
         state.stop(ErrorKind.INTERNAL, "host_log failed")
 
 
-def _error_response(kind: ErrorKind, message: str) -> bytes:
-    return json.dumps({"error": {"kind": kind.value, "message": message}}).encode()
+def _error_response(kind: str, message: str) -> bytes:
+    """An error the guest can handle; kinds match the host-call bridge's lower-case ones."""
+    return json.dumps({"error": {"kind": kind, "message": message}}).encode()
 
 
 def _respond(caller: wasmtime.Caller, state: InvocationState, payload: bytes) -> int:
@@ -163,10 +164,10 @@ def _answer(state: InvocationState, request: bytes) -> bytes | None:
     """The bridge's response, a denial for the guest, or ``None`` if the invocation ends."""
     state.host_calls += 1
     if state.bridge is None:
-        return _error_response(ErrorKind.HOST_CALL_DENIED, "host calls are not enabled")
+        return _error_response("denied", "host calls are not enabled")
     if state.host_calls > state.limits.max_host_calls:
         return _error_response(
-            ErrorKind.HOST_CALL_DENIED,
+            "budget_exhausted",
             f"host call budget of {state.limits.max_host_calls} calls is spent",
         )
     remaining_ms = state.remaining_s() * 1000.0
@@ -177,7 +178,7 @@ def _answer(state: InvocationState, request: bytes) -> bytes | None:
         return state.bridge.call(request, state.context, remaining_ms)
     except InvocationFailure as failure:
         if failure.kind is ErrorKind.HOST_CALL_DENIED:
-            return _error_response(failure.kind, failure.message)
+            return _error_response("denied", failure.message)
         state.stop(failure.kind, failure.message)
     except Exception:  # noqa: BLE001 - must not unwind into wasmtime
         _log.exception("host bridge failed", request_id=state.context.request_id)

@@ -57,7 +57,7 @@ async def test_tier_ceiling_on_host_calls_applies(runtime: Runtime) -> None:
     _set_policy(runtime, "tiers: {read: {allow: ['*/*'], ceilings: {max_host_calls: 0}}}\n")
     outcome = await runtime.invoke(ENRICH)
     enriched = json.loads(outcome.output)["enriched"]
-    assert enriched["error"]["kind"] == "HOST_CALL_DENIED"  # the sandbox's budget, not the bridge
+    assert enriched["error"]["kind"] == "budget_exhausted"  # the sandbox's budget, not the bridge
     assert runtime.host_bridge.counts.snapshot() == {}
 
 

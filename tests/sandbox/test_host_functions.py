@@ -56,7 +56,7 @@ def test_host_log_levels(invoke: Runner, level: int, expected: LogLevel) -> None
 def test_host_call_without_bridge_is_denied_to_the_guest(invoke: Runner) -> None:
     outcome = invoke(_modules.HOST_CALL, b'{"service":"x"}')
     response = json.loads(outcome.output)
-    assert response["error"]["kind"] == "HOST_CALL_DENIED"
+    assert response["error"]["kind"] == "denied"
     assert outcome.metrics.host_calls == 1
 
 
@@ -72,7 +72,7 @@ def test_host_call_through_bridge(invoke: Runner) -> None:
 
 def test_host_call_budget(invoke: Runner) -> None:
     outcome = invoke(_modules.HOST_CALL_TWICE, b"ping", host_bridge=EchoBridge(), max_host_calls=1)
-    assert json.loads(outcome.output)["error"]["kind"] == "HOST_CALL_DENIED"
+    assert json.loads(outcome.output)["error"]["kind"] == "budget_exhausted"
     assert outcome.metrics.host_calls == 2
 
 
@@ -80,7 +80,7 @@ def test_bridge_denial_reaches_the_guest(invoke: Runner) -> None:
     denial = InvocationFailure(ErrorKind.HOST_CALL_DENIED, "billing/charge is not allowed")
     outcome = invoke(_modules.HOST_CALL, b"ping", host_bridge=RaisingBridge(denial))
     assert json.loads(outcome.output)["error"] == {
-        "kind": "HOST_CALL_DENIED",
+        "kind": "denied",
         "message": "billing/charge is not allowed",
     }
 
