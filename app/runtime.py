@@ -19,7 +19,6 @@ from prometheus_client import CollectorRegistry
 from app._scrape import scrape
 from app.catalog import Catalog, ExtensionDefinition
 from app.controls import GUEST_FAULTS, BreakerConfig, Breakers, Controls
-from app.controls import Ceilings as Degraded
 from app.errors import ErrorKind, InvocationFailure
 from app.hostcalls import Ceilings, HttpBridge, PolicyStore
 from app.invocation import Invocation, Outcome
@@ -216,7 +215,7 @@ class Runtime:
             self.breakers.record(definition.id, definition.version, failed)
 
     async def _run(
-        self, definition: ExtensionDefinition, invocation: Invocation, degraded: list[Degraded]
+        self, definition: ExtensionDefinition, invocation: Invocation, degraded: list[Ceilings]
     ) -> Outcome:
         started = time.perf_counter()
         with tracer().start_as_current_span("module.load"):
@@ -268,9 +267,9 @@ class Runtime:
         return outcome
 
 
-def _ceiling(tier: Ceilings | None, degraded: list[Degraded]) -> DeclaredLimits | None:
+def _ceiling(tier: Ceilings | None, degraded: list[Ceilings]) -> DeclaredLimits | None:
     """The lowest of a tier's ceilings and any operator degradations, field by field."""
-    sources: list[Ceilings | Degraded] = [*([tier] if tier else []), *degraded]
+    sources: list[Ceilings] = [*([tier] if tier else []), *degraded]
     if not sources:
         return None
 

@@ -2,7 +2,6 @@
 
 from app.controls.breaker import GUEST_FAULTS, BreakerConfig, Breakers, BreakerState
 from app.controls.killswitches import (
-    Ceilings,
     Controls,
     Decision,
     Degradation,
@@ -10,6 +9,7 @@ from app.controls.killswitches import (
     Target,
     parse_controls,
 )
+from app.hostcalls.policy import Ceilings
 
 __all__ = [
     "GUEST_FAULTS",

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app._hotfile import HotFile
+from app.hostcalls.policy import Ceilings  # one notion of limit ceilings for tiers and operators
 
 TargetKind = Literal["version", "extension", "tenant", "tier"]
 
@@ -55,18 +56,6 @@ class Target(BaseModel):
         if self.tenant_id is not None:
             return self.tenant_id == tenant
         return self.risk_tier == tier
-
-
-class Ceilings(BaseModel):
-    """Lowered limits for a degraded target."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    fuel: int | None = Field(default=None, gt=0)
-    memory_bytes: int | None = Field(default=None, gt=0)
-    timeout_ms: int | None = Field(default=None, gt=0)
-    output_bytes: int | None = Field(default=None, gt=0)
-    max_host_calls: int | None = Field(default=None, ge=0)
 
 
 class Switch(Target):
