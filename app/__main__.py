@@ -34,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="ASGI server; pyvoy is the only one answering all four protocols",
     )
+    serve.add_argument("--workers", type=int, default=None, help="processes (pyvoy only)")
     serve.add_argument(
         "--dev",
         action="store_true",
@@ -126,7 +127,7 @@ def _publish(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     overrides: dict[str, object] = {}
-    for name in ("host", "port", "server"):
+    for name in ("host", "port", "server", "workers"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     if args.dev:

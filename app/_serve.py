@@ -60,43 +60,57 @@ async def _serve_hypercorn(settings: Settings, app: object) -> int:
 
 
 async def _serve_pyvoy(settings: Settings) -> int:
+    """One Envoy process per worker; they share the port through SO_REUSEPORT.
+
+    Each worker is a separate Python interpreter with its own event loop and
+    sandbox pool (small wasm calls are GIL-bound, so processes, not threads,
+    scale them); the precompiled-module directory is shared on disk.
+    """
     from pyvoy import PyvoyServer, StartupError
 
-    server = PyvoyServer(
-        "app.asgi:application",
-        address=settings.host,
-        port=settings.port,
-        lifespan=True,
-        env=settings_env(settings),
-        stdout=None,
-        stderr=None,
-    )
+    if settings.workers > 1 and settings.port == 0:
+        _log.error("serve.workers_need_a_port", workers=settings.workers)
+        return 2
+    servers = [
+        PyvoyServer(
+            "app.asgi:application",
+            address=settings.host,
+            port=settings.port,
+            lifespan=True,
+            env=settings_env(settings),
+            stdout=None,
+            stderr=None,
+        )
+        for _ in range(settings.workers)
+    ]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    started: list[PyvoyServer] = []
     try:
-        async with server:
-            _log.info(
-                "serve.listening",
-                server="pyvoy",
-                address=server.listener_address,
-                port=server.listener_port,
-            )
-            waiter = asyncio.ensure_future(server.wait())
-            stopper = asyncio.ensure_future(stop.wait())
-            done, _ = await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            if stopper in done:
-                waiter.cancel()
-                await server.stop()
-                return 0
+        for server in servers:
+            await server.start()
+            started.append(server)
+        _log.info(
+            "serve.listening",
+            server="pyvoy",
+            address=started[0].listener_address,
+            port=started[0].listener_port,
+            workers=len(started),
+        )
+        waiters = [asyncio.ensure_future(server.wait()) for server in started]
+        stopper = asyncio.ensure_future(stop.wait())
+        done, _ = await asyncio.wait({*waiters, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waiters:
+            waiter.cancel()
+        if stopper not in done:
             stopper.cancel()
-            code = waiter.result()
-            _log.error("serve.envoy_exited", code=code)
+            _log.error("serve.envoy_exited")
             return 1
+        return 0
     except StartupError:
         _log.error("serve.startup_failed", server="pyvoy")
         return 1
-
-
-__all__ = ["serve"]
+    finally:
+        await asyncio.gather(*(server.stop() for server in started), return_exceptions=True)

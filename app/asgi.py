@@ -8,6 +8,7 @@ it inside Envoy) use the lazily built module attribute ``application``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -34,7 +35,7 @@ from app.gen.ameide.extensions.v1.runtime_connect import (
     WasmExtensionRuntime,
     WasmExtensionRuntimeASGIApplication,
 )
-from app.invocation import Invoker
+from app.invocation import EchoInvoker, Invoker
 from app.rpc import AdminService, RuntimeService, SanitizingInterceptor, unknown_method
 from app.runtime import Runtime
 from app.settings import Settings, get_settings
@@ -57,6 +58,8 @@ def create_app(
     invoker of their own.
     """
     settings = settings or get_settings()
+    if invoker is None and runtime is None and settings.protocol_floor:
+        invoker = EchoInvoker()
     if runtime is None and invoker is None:
         runtime = Runtime(settings)
     authenticator = Authenticator(settings)
@@ -84,7 +87,11 @@ def create_app(
     async def metrics(_: Request) -> Response:
         if runtime is None:
             return PlainTextResponse("", media_type=CONTENT_TYPE_LATEST)
-        return Response(exposition(runtime.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(
+            exposition(runtime.registry),
+            media_type=CONTENT_TYPE_LATEST,
+            headers={"x-served-by": str(os.getpid())},
+        )
 
     async def healthz(_: Request) -> PlainTextResponse:
         return PlainTextResponse("ok")
@@ -94,8 +101,10 @@ def create_app(
         if runtime is not None:
             reasons += runtime.readiness()
         if not reasons:
-            return JSONResponse({"ready": True})
-        return JSONResponse({"ready": False, "reasons": reasons}, status_code=503)
+            return JSONResponse({"ready": True, "pid": os.getpid()})
+        return JSONResponse(
+            {"ready": False, "reasons": reasons, "pid": os.getpid()}, status_code=503
+        )
 
     async def promotion_event(request: Request) -> JSONResponse:
         try:

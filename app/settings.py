@@ -30,6 +30,13 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     server: ServerName = "pyvoy"
+    workers: int = Field(
+        default=1, ge=1, le=64, description="Server processes sharing the port (pyvoy)."
+    )
+    protocol_floor: bool = Field(
+        default=False,
+        description="Benchmark baseline: answer with the input, never touching wasm.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import replace
 from typing import Any
@@ -21,6 +22,7 @@ from app.rpc._errors import to_connect_error
 from app.rpc._payload import input_bytes, parse_json_output
 
 _OutputFormat = runtime_pb.OutputFormat
+_PID = str(os.getpid())  # which worker process answered, for operators and tests
 
 
 def metrics_message(metrics: Metrics) -> runtime_pb.InvocationMetrics:
@@ -49,6 +51,7 @@ class RuntimeService(WasmExtensionRuntime):
     ) -> runtime_pb.InvokeExtensionResponse:
         request_id = request_id_for(request, ctx)
         ctx.response_headers["x-request-id"] = request_id
+        ctx.response_headers["x-served-by"] = _PID
         try:
             principal = self._auth.authenticate(ctx.request_headers.get("authorization"))
             invocation = _invocation(request, ctx, request_id)
