@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 
 import structlog
 from opentelemetry.trace import Status, StatusCode
@@ -23,8 +24,10 @@ from app.errors import ErrorKind, InvocationFailure
 from app.hostcalls import Ceilings, HttpBridge, PolicyStore
 from app.invocation import Invocation, Outcome
 from app.sandbox import (
+    CompiledModule,
     DeclaredLimits,
     Executor,
+    FastPath,
     SandboxEngine,
     effective_limits,
     run,
@@ -54,6 +57,7 @@ class Runtime:
             disk_dir=settings.module_cache_dir,
         )
         self.executor = Executor(settings)
+        self.fastpath = FastPath(settings.inline_threshold_us, settings.inline_slice_ms)
         self.policy = PolicyStore(settings.policy_file)
         self.host_bridge = HttpBridge(settings)
         self.controls = Controls(settings.kill_switches_file)
@@ -214,6 +218,27 @@ class Runtime:
         finally:
             self.breakers.record(definition.id, definition.version, failed)
 
+    def _inline(
+        self,
+        compiled: CompiledModule,
+        work: Callable[[threading.Event, float | None], Outcome],
+        deadline: float,
+    ) -> Outcome | None:
+        """The outcome of a fast-path run, or ``None`` to use the pool (see FastPath)."""
+        fastpath = self.fastpath
+        if not fastpath.eligible(compiled):
+            return None
+        slice_deadline = min(deadline, time.monotonic() + fastpath.slice_s)
+        try:
+            outcome = work(_never_cancelled(), slice_deadline)
+        except InvocationFailure as failure:
+            if failure.kind is ErrorKind.TIMEOUT and time.monotonic() < deadline:
+                fastpath.overran(compiled)
+                return None
+            raise
+        fastpath.inline_runs += 1
+        return outcome
+
     async def _run(
         self, definition: ExtensionDefinition, invocation: Invocation, degraded: list[Ceilings]
     ) -> Outcome:
@@ -244,27 +269,39 @@ class Runtime:
         if invocation.deadline is not None:
             deadline = min(deadline, invocation.deadline)
 
-        def work(cancel: threading.Event) -> Outcome:
-            return run(
+        def work(cancel: threading.Event, slice_deadline: float | None = None) -> Outcome:
+            began = time.perf_counter()
+            outcome = run(
                 self.engine,
                 compiled,
                 invocation.input,
                 limits,
                 context=invocation.context,
-                deadline=deadline,
+                deadline=slice_deadline or deadline,
                 include_logs=invocation.include_logs,
                 host_bridge=bridge,
                 cancel=cancel,
                 real_clock_and_random=real_clock_and_random,
             )
+            self.fastpath.observe(compiled, (time.perf_counter() - began) * 1e6)
+            return outcome
 
         with tracer().start_as_current_span("sandbox.run") as span:
-            outcome, queue_us = await self.executor.submit(work, deadline=deadline)
+            inline = self._inline(compiled, work, deadline)
+            if inline is not None:
+                outcome, queue_us = inline, 0
+            else:
+                outcome, queue_us = await self.executor.submit(work, deadline=deadline)
+            span.set_attribute("ameide.inline", inline is not None)
             span.set_attribute("ameide.queue_us", queue_us)
         outcome.resolved_version = definition.version
         outcome.metrics.queue_us = queue_us
         outcome.metrics.duration_us = int((time.perf_counter() - started) * 1e6)
         return outcome
+
+
+def _never_cancelled() -> threading.Event:
+    return threading.Event()
 
 
 def _ceiling(tier: Ceilings | None, degraded: list[Ceilings]) -> DeclaredLimits | None:

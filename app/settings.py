@@ -132,6 +132,10 @@ class Settings(BaseSettings):
     )
 
     executor_threads: int = Field(default=2, gt=0, le=64)
+    inline_threshold_us: int = Field(
+        default=500, ge=0, description="Run pure guests faster than this inline; 0 disables."
+    )
+    inline_slice_ms: float = Field(default=2.0, gt=0, le=50)
     executor_queue: int = Field(default=64, ge=0, le=10_000)
     epoch_tick_ms: int = Field(default=10, gt=0, le=1000)
 

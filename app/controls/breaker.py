@@ -44,6 +44,8 @@ class BreakerState(IntEnum):
 @dataclass(slots=True)
 class _Breaker:
     outcomes: deque[tuple[float, bool]] = field(default_factory=lambda: deque(maxlen=2048))
+    failures: int = 0
+    """Failures among ``outcomes``, kept in step so a call costs O(1)."""
     state: BreakerState = BreakerState.CLOSED
     opened_at: float = 0.0
     probing: bool = False
@@ -99,17 +101,22 @@ class Breakers:
             if breaker.state is BreakerState.HALF_OPEN:
                 breaker.probing = False
                 breaker.outcomes.clear()
+                breaker.failures = 0
                 if failed:
                     breaker.state, breaker.opened_at = BreakerState.OPEN, now
                 else:
                     breaker.state = BreakerState.CLOSED
                 self.transitions += 1
                 return
-            breaker.outcomes.append((now, failed))
-            while breaker.outcomes and breaker.outcomes[0][0] < now - config.window_s:
-                breaker.outcomes.popleft()
-            total = len(breaker.outcomes)
-            failures = sum(1 for _, f in breaker.outcomes if f)
+            outcomes = breaker.outcomes
+            if len(outcomes) == outcomes.maxlen and outcomes[0][1]:
+                breaker.failures -= 1  # the append below pushes it out
+            outcomes.append((now, failed))
+            breaker.failures += failed
+            while outcomes and outcomes[0][0] < now - config.window_s:
+                breaker.failures -= outcomes.popleft()[1]
+            total = len(outcomes)
+            failures = breaker.failures
             if (
                 breaker.state is BreakerState.CLOSED
                 and total >= config.min_calls

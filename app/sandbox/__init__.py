@@ -20,6 +20,7 @@ from app.sandbox._abi import Abi
 from app.sandbox.bridge import HostBridge
 from app.sandbox.engine import CompiledModule, SandboxEngine
 from app.sandbox.executor import Executor
+from app.sandbox.fastpath import FastPath
 from app.sandbox.limits import DeclaredLimits, Limits, effective_limits
 from app.sandbox.runner import run
 
@@ -28,6 +29,7 @@ __all__ = [
     "CompiledModule",
     "DeclaredLimits",
     "Executor",
+    "FastPath",
     "HostBridge",
     "Limits",
     "SandboxEngine",

@@ -102,17 +102,39 @@ class Executor:
 
     @staticmethod
     async def _wait(future: Future[T], deadline: float | None) -> T:
+        """Await the job; a job still queued at ``deadline`` is dropped as TIMEOUT.
+
+        A loop timer does the expiry (cheaper than ``asyncio.wait`` on every
+        call); a job already running enforces the same deadline itself.
+        """
         wrapped = asyncio.wrap_future(future)
+        expired = False
+        timer: asyncio.TimerHandle | None = None
         if deadline is not None:
-            done, _ = await asyncio.wait({wrapped}, timeout=max(0.0, deadline - time.monotonic()))
-            if not done and future.cancel():
-                # Still queued at the deadline: it will never run.
-                raise InvocationFailure(ErrorKind.TIMEOUT, "deadline passed while queued")
-            # Otherwise it runs and enforces the same deadline itself.
+
+            def expire() -> None:
+                nonlocal expired
+                expired = future.cancel()  # succeeds only while still queued
+
+            loop = asyncio.get_running_loop()
+            timer = loop.call_at(loop.time() + max(0.0, deadline - time.monotonic()), expire)
         try:
             return await wrapped
+        except asyncio.CancelledError:
+            if expired:
+                raise InvocationFailure(ErrorKind.TIMEOUT, "deadline passed while queued") from None
+            task = asyncio.current_task()
+            if future.cancelled() and not (task is not None and task.cancelling()):
+                # The pool dropped the job (shutdown), not our caller leaving.
+                raise InvocationFailure(
+                    ErrorKind.UNAVAILABLE, "the runtime is shutting down"
+                ) from None
+            raise
         except FutureCancelled:
             raise InvocationFailure(ErrorKind.UNAVAILABLE, "the runtime is shutting down") from None
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     def close(self, *, wait: bool = True) -> None:
         """Refuse new jobs, drop queued ones and tell running guests to stop."""
