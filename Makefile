@@ -7,7 +7,7 @@ UV     := $(BIN)/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run test lint fmt gen clean
+.PHONY: install run test lint fmt gen clean bench
 
 include mk/guest-toolchain.mk
 
@@ -26,6 +26,11 @@ run: install
 ## Lint, type-check and run every test (installs the guest toolchain first).
 test: install guest-toolchain lint
 	$(BIN)/pytest
+
+## Benchmark the service against its same-run baselines (protocol floor, in-process
+## sandbox); prints a table and writes bench/results/latest.json (bench/README.md).
+bench: install
+	$(BIN)/python bench/run.py
 
 lint: install
 	$(BIN)/ruff check app tests bench examples

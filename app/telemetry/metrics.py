@@ -48,6 +48,7 @@ class InvocationMetrics:
 
     def __init__(self, registry: CollectorRegistry, *, tenant_label: bool) -> None:
         self.tenant_label = tenant_label
+        self._children: dict[tuple[str, ...], tuple[Any, Any, Any, Any]] = {}
         labels = ["extension", "version", "tier", "outcome"] + (["tenant"] if tenant_label else [])
         self.invocations = Counter(
             f"{PREFIX}_invocations",
@@ -88,13 +89,26 @@ class InvocationMetrics:
         fuel: int,
         peak_memory: int,
     ) -> None:
-        values = [extension, version, tier, outcome] + ([tenant] if self.tenant_label else [])
-        self.invocations.labels(*values).inc()
-        self.duration.labels(extension, version, tier).observe(seconds)
+        key = (extension, version, tier, outcome, tenant if self.tenant_label else "")
+        children = self._children.get(key)
+        if children is None:
+            # labels() hashes and locks on every call (~7 µs for four series):
+            # the children are looked up once per label set and kept.
+            values = [extension, version, tier, outcome] + ([tenant] if self.tenant_label else [])
+            children = (
+                self.invocations.labels(*values),
+                self.duration.labels(extension, version, tier),
+                self.fuel.labels(extension, version),
+                self.memory.labels(extension, version),
+            )
+            self._children[key] = children
+        invocations, duration, fuel_counter, memory = children
+        invocations.inc()
+        duration.observe(seconds)
         if fuel:
-            self.fuel.labels(extension, version).inc(fuel)
+            fuel_counter.inc(fuel)
         if peak_memory:
-            self.memory.labels(extension, version).observe(peak_memory)
+            memory.observe(peak_memory)
 
 
 class ScrapeCollector(Collector):

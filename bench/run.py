@@ -1,0 +1,250 @@
+"""`make bench`: the service against its own baselines, measured in one run.
+
+Starts the real service (pyvoy, 1 worker, then 2 workers) and the protocol
+floor (same stack, EchoInvoker, no wasm) on loopback, drives each from a
+separate client process (bench/_load.py), measures the in-process sandbox call
+and the cold/disk/warm start of a module, and prints ratios against the
+baselines. Writes bench/results/latest.json and latest.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests._servers import BIN, free_port, wait_ready  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+EXAMPLES = ROOT / "examples" / "extensions"
+
+
+def log(message: str) -> None:
+    sys.stderr.write(f"[bench {time.strftime('%H:%M:%S')}] {message}\n")
+    sys.stderr.flush()
+
+
+@contextmanager
+def server(name: str, env: dict[str, str], workers: int = 1) -> Any:
+    port = free_port()
+    args = [str(BIN / "extensions-runtime"), "serve", "--dev", "--port", str(port)]
+    args += ["--workers", str(workers)]
+    full = {
+        **os.environ,
+        "EXTENSIONS_RUNTIME_LOG_LEVEL": "warning",
+        "EXTENSIONS_RUNTIME_MODULE_CACHE_DIR": tempfile.mkdtemp(prefix="bench-cache-"),
+        **env,
+    }
+    proc = subprocess.Popen(args, env=full, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, proc=proc)
+        log(f"{name} ready on {url} ({workers} worker(s))")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def load(url: str, protocol: str, workload: str, concurrency: int, requests: int) -> dict[str, Any]:
+    args = [sys.executable, str(ROOT / "bench" / "_load.py"), "--url", url]
+    args += ["--protocol", protocol, "--workload", workload]
+    args += ["--concurrency", str(concurrency), "--requests", str(requests)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300, check=True)
+    result: dict[str, Any] = json.loads(done.stdout)
+    log(
+        f"  {protocol:12} {workload:5} c={concurrency:<3} p50={result['p50_us']:8.0f}us "
+        f"p95={result['p95_us']:8.0f}us rps={result['rps']:7.0f} errors={result['errors']}"
+    )
+    return result
+
+
+def matrix(url: str, quick: bool, *, workloads: tuple[str, ...]) -> dict[str, Any]:
+    n_seq, n_conc = (200, 600) if quick else (500, 2000)
+    out: dict[str, Any] = {}
+    for protocol in ("connect-json", "grpc", "connectrpc"):
+        for workload in workloads:
+            levels = (1, 8, 32, 128) if workload == "echo" and protocol != "connectrpc" else (1, 32)
+            for concurrency in levels:
+                key = f"{protocol}/{workload}/c{concurrency}"
+                out[key] = load(
+                    url, protocol, workload, concurrency, n_seq if concurrency == 1 else n_conc
+                )
+    return out
+
+
+def sandbox_floor(rounds: int) -> dict[str, float]:
+    """The wasm floor: instantiate + call of echo with 1 KiB, in-process, no network."""
+    from app.catalog import ExtensionDefinition
+    from app.invocation import ExecutionContext
+    from app.sandbox import DeclaredLimits, SandboxEngine, effective_limits, run
+    from app.settings import Settings
+
+    settings = Settings(auth_enabled=False)
+    definition = ExtensionDefinition.from_json(
+        (EXAMPLES / "echo/1.0.0/extension.json").read_bytes()
+    )
+    wasm = (EXAMPLES / definition.wasm_blob_ref.key).read_bytes()
+    data = json.dumps({"data": "x" * 1010}).encode()
+    context = ExecutionContext(tenant_id="bench")
+    with SandboxEngine(settings) as engine:
+        compiled = engine.compile(wasm, definition.abi)
+        limits = effective_limits(DeclaredLimits(), settings, None)
+        samples = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            run(
+                engine,
+                compiled,
+                data,
+                limits,
+                context=context,
+                deadline=time.monotonic() + 1,
+                include_logs=False,
+                cancel=threading.Event(),
+            )
+            samples.append((time.perf_counter() - started) * 1e6)
+    samples.sort()
+    return {"p50_us": samples[len(samples) // 2], "p95_us": samples[int(len(samples) * 0.95)]}
+
+
+def start_costs(module: str) -> dict[str, float]:
+    """Cold (read + verify + compile + call), disk-cache and warm first calls, in-process."""
+    from app.invocation import ExecutionContext, Invocation
+    from app.runtime import Runtime
+    from app.settings import Settings
+
+    async def first_call(cache: Path) -> tuple[float, Any]:
+        runtime = Runtime(
+            Settings(auth_enabled=False, extensions_dir=EXAMPLES, module_cache_dir=cache)
+        )
+        await runtime.start()
+        payload = b'{"name":"Ada"}'
+        started = time.perf_counter()
+        await runtime.invoke(Invocation(ExecutionContext(tenant_id="b"), module, "", payload))
+        first = (time.perf_counter() - started) * 1e6
+        started = time.perf_counter()
+        await runtime.invoke(Invocation(ExecutionContext(tenant_id="b"), module, "", payload))
+        warm = (time.perf_counter() - started) * 1e6
+        stats = runtime.modules.stats
+        await runtime.close()
+        return first, (warm, stats.compiles, stats.disk_hits)
+
+    cold, disk, warm = [], [], []
+    for _ in range(5):
+        cache = Path(tempfile.mkdtemp(prefix="bench-start-"))
+        us, (w, compiles, _) = asyncio.run(first_call(cache))
+        assert compiles == 1
+        cold.append(us)
+        warm.append(w)
+        us, (_, compiles, disk_hits) = asyncio.run(first_call(cache))
+        assert (compiles, disk_hits) == (0, 1)
+        disk.append(us)
+    return {
+        "cold_us": statistics.median(cold),
+        "disk_us": statistics.median(disk),
+        "warm_us": statistics.median(warm),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
+    args = parser.parse_args()
+    from app.telemetry import configure_logging
+
+    configure_logging("warning", "console")  # the in-process parts stay quiet
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": (
+            f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+        ),
+    }
+    log("in-process sandbox floor")
+    report["sandbox"] = sandbox_floor(500 if args.quick else 3000)
+    log("start costs (hello, echo)")
+    report["start"] = {m: start_costs(m) for m in ("hello", "echo")}
+    log("protocol floor")
+    with server("floor", {"EXTENSIONS_RUNTIME_PROTOCOL_FLOOR": "true"}) as url:
+        report["floor"] = matrix(url, args.quick, workloads=("echo",))
+    log("service, 1 worker")
+    with server("service", {}) as url:
+        report["service"] = matrix(url, args.quick, workloads=("echo", "hello", "spin"))
+    log("service, 2 workers")
+    with server("service-2w", {}, workers=2) as url:
+        n = 600 if args.quick else 2000
+        report["service_2w"] = {
+            f"connect-json/echo/c{c}": load(url, "connect-json", "echo", c, n) for c in (32,)
+        } | {f"grpc/echo/c{c}": load(url, "grpc", "echo", c, n) for c in (32,)}
+    report["ratios"] = ratios(report)
+    (RESULTS / "latest.json").write_text(json.dumps(report, indent=2))
+    table = markdown(report)
+    (RESULTS / "latest.md").write_text(table)
+    print(table)
+
+
+def ratios(r: dict[str, Any]) -> dict[str, float]:
+    s, f, sandbox = r["service"], r["floor"], r["sandbox"]["p50_us"]
+    out = {}
+    for protocol in ("connect-json", "grpc"):
+        seq, floor_seq = s[f"{protocol}/echo/c1"], f[f"{protocol}/echo/c1"]
+        out[f"{protocol} p50 / floor p50"] = seq["p50_us"] / floor_seq["p50_us"]
+        out[f"{protocol} (p50 - floor) / sandbox"] = (seq["p50_us"] - floor_seq["p50_us"]) / sandbox
+        for c in (32, 128):
+            out[f"{protocol} rps / floor rps @{c}"] = (
+                s[f"{protocol}/echo/c{c}"]["rps"] / f[f"{protocol}/echo/c{c}"]["rps"]
+            )
+        out[f"{protocol} rps 2 workers / 1 worker @32"] = (
+            r["service_2w"][f"{protocol}/echo/c32"]["rps"] / s[f"{protocol}/echo/c32"]["rps"]
+        )
+    return out
+
+
+def markdown(r: dict[str, Any]) -> str:
+    lines = [
+        f"Measured {r['date']} on {r['machine']} (client and server share the 2 cores).",
+        "",
+        "| server | protocol | workload | in flight | p50 µs | p95 µs | p99 µs | req/s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in ("floor", "service", "service_2w"):
+        for key, v in r[name].items():
+            protocol, workload, c = key.split("/")
+            lines.append(
+                f"| {name} | {protocol} | {workload} | {c[1:]} | {v['p50_us']:.0f} | "
+                f"{v['p95_us']:.0f} | {v['p99_us']:.0f} | {v['rps']:.0f} |"
+            )
+    lines += ["", "| ratio | value |", "|---|---|"]
+    lines += [f"| {k} | {v:.2f} |" for k, v in r["ratios"].items()]
+    sb = r["sandbox"]
+    lines += [
+        "",
+        f"In-process sandbox call (echo, 1 KiB): p50 {sb['p50_us']:.0f} µs, "
+        f"p95 {sb['p95_us']:.0f} µs.",
+        "",
+        "| module | cold first call µs | from disk cache µs | warm µs |",
+        "|---|---|---|---|",
+    ]
+    for module, v in r["start"].items():
+        lines.append(f"| {module} | {v['cold_us']:.0f} | {v['disk_us']:.0f} | {v['warm_us']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
