@@ -70,7 +70,7 @@ class InvocationMetrics:
             registry=registry,
         )
         self.memory = Histogram(
-            f"{PREFIX}_peak_memory_bytes",
+            f"{PREFIX}_invocation_peak_memory_bytes",
             "Peak guest linear memory per invocation.",
             ["extension", "version"],
             buckets=MEMORY_BUCKETS,
