@@ -53,8 +53,6 @@ SECRET_SETTINGS = {
     "EXTENSIONS_RUNTIME_HOSTCALL_TOKEN_SECRET",
     "EXTENSIONS_RUNTIME_AUTH_HS256_SECRET",
 }
-# Variables the chart sets ahead of the service reading them.
-PENDING_SETTINGS = {"kill_switches_file"}
 MISSING_TOOLS = "run `make helm-tool` (pinned Helm and kubernetes-validate into .tools/)"
 
 
@@ -182,7 +180,7 @@ def test_helm_lint_strict(name: str) -> None:
             "      s3AccessKeyId:\n        key: a\n        value: hunter2\n",
             "'value' not allowed",
         ),
-        ("killSwitches:\n  versions: [echo]\n", "versions"),
+        ("killSwitches:\n  disabled:\n    - {tenant_id: t, risk_tier: pure}\n", "disabled"),
         ("ameide:\n  environment: prod\n", "environment"),
         ('settings:\n  s3_endpoint_url: ""\n', "extensions_dir"),
     ],
@@ -284,6 +282,23 @@ def test_writable_dirs_and_mounted_config(docs: list[dict[str, Any]]) -> None:
     assert container(docs)["envFrom"] == [{"configMapRef": {"name": f"{RELEASE}-env"}}]
 
 
+def test_rendered_kill_switches_parse_with_the_service() -> None:
+    from app.controls import parse_controls
+
+    docs = render(
+        "default",
+        "killSwitches.disabled[0].risk_tier=write",
+        "killSwitches.disabled[0].reason=incident",
+        "killSwitches.degraded[0].extension_id=echo",
+        "killSwitches.degraded[0].ceilings.timeout_ms=50",
+    )
+    text = only(docs, "ConfigMap", f"{RELEASE}-config")["data"]["kill-switches.yaml"]
+    document = parse_controls(text)
+    assert document.disabled[0].risk_tier == "write"
+    assert document.disabled[0].reason == "incident"
+    assert document.degraded[0].ceilings.timeout_ms == 50
+
+
 def test_config_checksum_follows_settings_not_kill_switches() -> None:
     def checksum(*sets: str) -> str:
         pod = only(render("default", *sets), "Deployment")["spec"]["template"]
@@ -291,7 +306,7 @@ def test_config_checksum_follows_settings_not_kill_switches() -> None:
 
     base = checksum()
     assert checksum("settings.log_level=debug") != base
-    assert checksum("killSwitches.extensions={echo}") == base
+    assert checksum("killSwitches.disabled[0].risk_tier=write") == base
     assert checksum("riskTiers.tiers.pure.ceilings.timeout_ms=5") == base
 
 
@@ -583,7 +598,7 @@ def test_settings_are_accepted_by_the_service(
         env[variable["name"]] = variable.get("value", "from-a-secret")
     prefix = "EXTENSIONS_RUNTIME_"
     names = {key.removeprefix(prefix).lower() for key in env if key.startswith(prefix)}
-    unknown = names - set(Settings.model_fields) - PENDING_SETTINGS
+    unknown = names - set(Settings.model_fields)
     assert not unknown, f"the chart sets variables the service does not read: {unknown}"
     for key in list(os.environ):
         if key.startswith(prefix):
@@ -744,3 +759,28 @@ def test_dockerfile_shape(dockerfile: str) -> None:
         assert "org.opencontainers.image.version" in text
     else:
         assert 'CMD ["--dev"]' in text
+
+
+async def test_every_metric_the_chart_uses_is_exported() -> None:
+    """Alerts and dashboards on a metric the service never exports are silently dead."""
+    from app.invocation import ExecutionContext, Invocation
+    from app.runtime import Runtime
+    from app.settings import Settings
+    from app.telemetry.metrics import exposition
+
+    chart = ROOT / "helm" / "extensions-runtime"
+    used = set()
+    for path in [*chart.glob("templates/*.yaml"), *chart.glob("dashboards/*.json")]:
+        used |= set(re.findall(r"extensions_runtime_[a-z_]+", path.read_text()))
+    runtime = Runtime(Settings(auth_enabled=False, extensions_dir=ROOT / "examples/extensions"))
+    await runtime.start()
+    try:
+        context = ExecutionContext(tenant_id="t")
+        await runtime.invoke(Invocation(context, "echo", "", b"1"))
+        await runtime.invoke(Invocation(context, "enrich", "", b'{"id":"n1"}'))  # a host call
+        text = exposition(runtime.registry).decode()
+    finally:
+        await runtime.close()
+    exported = set(re.findall(r"^(extensions_runtime_[a-z_]+)", text, flags=re.M))
+    assert used, "the chart references no metrics"
+    assert used <= exported, f"not exported: {sorted(used - exported)}"
