@@ -175,6 +175,17 @@ class Runtime:
                 raise
             finally:
                 metrics = outcome.metrics if outcome else None
+                if self.settings.log_invocations:
+                    context = invocation.context
+                    (_log.info if result == "ok" else _log.warning)(
+                        "invocation",
+                        **labels,
+                        outcome=result,
+                        tenant=context.tenant_id,
+                        organization=context.organization_id,
+                        request_id=context.request_id,
+                        duration_us=int((time.perf_counter() - started) * 1e6),
+                    )
                 self.metrics.observe(
                     **labels,
                     outcome=result,

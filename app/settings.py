@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     hostcall_max_response_bytes: int = Field(default=1024 * 1024, gt=0)
 
     # Observability.
+    log_invocations: bool = Field(
+        default=True, description="One structured log line per invocation (outcome, duration)."
+    )
     metrics_tenant_label: bool = Field(
         default=False, description="Add a tenant label to invocation metrics (cardinality!)."
     )

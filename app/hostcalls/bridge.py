@@ -59,6 +59,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from opentelemetry import propagate, trace
 
 from app.hostcalls import _deadline
 from app.hostcalls.policy import Policy
@@ -66,6 +67,7 @@ from app.hostcalls.tokens import TokenUnavailable, mint_token
 from app.invocation import ExecutionContext
 from app.settings import Settings
 from app.telemetry import get_logger
+from app.telemetry.tracing import tracer
 
 _log = get_logger("app.hostcalls")
 
@@ -315,17 +317,26 @@ class InvocationBridge:
 
     def call(self, request: bytes, context: ExecutionContext, remaining_ms: float) -> bytes:
         """Perform one guest host call; always answers bytes for the guest."""
+        with tracer().start_as_current_span("host_call") as span:
+            answer, outcome = self._call(request, context, remaining_ms)
+            span.set_attribute("ameide.host_call.outcome", str(outcome))
+            return answer
+
+    def _call(
+        self, request: bytes, context: ExecutionContext, remaining_ms: float
+    ) -> tuple[bytes, str]:
         started = time.monotonic()
         service, method, outcome = "-", "-", INTERNAL
         try:
             parsed = parse_request(request, self._owner.settings.hostcall_max_request_bytes)
             service, method = parsed.service, parsed.method
+            trace.get_current_span().set_attribute("ameide.host_call.target", parsed.target)
             answer = self._perform(parsed, context, remaining_ms)
             outcome = OK
-            return answer
+            return answer, outcome
         except _Refused as refused:
             outcome = refused.kind.value
-            return error_response(refused.kind, refused.message)
+            return error_response(refused.kind, refused.message), outcome
         finally:
             self._owner.counts.add(service, method, outcome)
             log = _log.info if outcome in (OK, HostCallErrorKind.DENIED) else _log.warning
@@ -376,6 +387,7 @@ class InvocationBridge:
         }
         if _REQUEST_ID.match(context.request_id):
             headers["X-Request-Id"] = context.request_id
+        propagate.inject(headers)  # traceparent: the upstream joins the invocation's trace
         url = f"{base_url}/{request.service}/{request.method}"
         try:
             return owner._post(target, url, request.body, headers, timeout_ms / 1000.0)

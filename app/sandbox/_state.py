@@ -207,6 +207,7 @@ class InvocationState:
             self.logs.append(LogLine(level, message))
         fields = {
             **self.log_fields,
+            "guest": True,
             "tenant": self.context.tenant_id,
             "organization": self.context.organization_id,
             "request_id": self.context.request_id,

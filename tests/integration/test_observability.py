@@ -77,3 +77,9 @@ def test_logs_are_json_with_invocation_fields(tmp_path: Path) -> None:
     assert line["extension"] == "hello"
     assert line["version"] == "1.0.0"
     assert "timestamp" in line and "level" in line
+    assert line["guest"] is True
+    (done,) = [r for r in records if r.get("event") == "invocation"]
+    assert done["outcome"] == "ok" and done["extension"] == "hello"
+    assert done["tenant"] == "t7" and done["request_id"] == "req-77"
+    assert done["duration_us"] > 0
+    assert "Ada" not in json.dumps(done), "payload content leaked into the log"
