@@ -41,6 +41,7 @@ from app.runtime import Runtime
 from app.settings import Settings, get_settings
 from app.telemetry import configure_logging, get_logger
 from app.telemetry.metrics import exposition
+from app.telemetry.tracing import configure_tracing
 
 _log = get_logger("app.asgi")
 
@@ -141,17 +142,29 @@ def create_app(
             if runtime is not None:
                 await runtime.close()
 
-    return Starlette(
-        routes=[
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
-            Route("/metrics", metrics, methods=["GET"]),
-            Route("/events/promotion", promotion_event, methods=["POST"]),
-            *rpc_routes,
-            Route("/{path:path}", unknown_method, methods=["POST"]),
-        ],
-        lifespan=lifespan,
+    return _instrument(
+        Starlette(
+            routes=[
+                Route("/healthz", healthz, methods=["GET"]),
+                Route("/readyz", readyz, methods=["GET"]),
+                Route("/metrics", metrics, methods=["GET"]),
+                Route("/events/promotion", promotion_event, methods=["POST"]),
+                *rpc_routes,
+                Route("/{path:path}", unknown_method, methods=["POST"]),
+            ],
+            lifespan=lifespan,
+        ),
+        settings,
     )
+
+
+def _instrument(app: Starlette, settings: Settings) -> Starlette:
+    """A server span per HTTP request when traces are exported; invocation spans nest in it."""
+    if settings.tracing_enabled and settings.otlp_endpoint:
+        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+        app.add_middleware(OpenTelemetryMiddleware)
+    return app
 
 
 def _connect_routes(desc: Any, app: Any) -> list[Route]:
@@ -185,5 +198,6 @@ def __getattr__(name: str) -> Any:
     if _application is None:
         settings = get_settings()
         configure_logging(settings.log_level, settings.log_format)
+        configure_tracing(settings)
         _application = create_app(settings)
     return _application
