@@ -16,12 +16,17 @@ async def test_fast_guests_inline_slow_guests_move_to_the_pool() -> None:
     runtime = Runtime(Settings(auth_enabled=False, extensions_dir=ROOT / "examples/extensions"))
     await runtime.start()
     try:
-        for _ in range(20):
-            outcome = await runtime.invoke(Invocation(CONTEXT, "echo", "", b'{"a":1}'))
-            assert outcome.output == b'{"a":1}'
-        # The very first run pays one-time costs; after it the average is far below 500 us.
+        echo = Invocation(CONTEXT, "echo", "", b'{"a":1}')
+        for _ in range(30):  # the first runs pay one-time costs; the average then settles
+            assert (await runtime.invoke(echo)).output == b'{"a":1}'
+        before = runtime.fastpath.inline_runs
+        for _ in range(10):
+            await runtime.invoke(echo)
+        # Judged by CPU time, a ~100 us guest is never marked slow, even on a busy
+        # machine; a run pre-empted past its wall-clock slice just retries on the pool.
+        assert runtime.fastpath.overruns == 0
+        assert runtime.fastpath.inline_runs >= before + 7
         inline = runtime.fastpath.inline_runs
-        assert inline >= 15
         # ~20 ms of compute: over the 2 ms slice, so stopped and re-run with its full budget.
         long = json.dumps({"iterations": 10_000_000}).encode()
         first = await runtime.invoke(Invocation(CONTEXT, "spin", "", long))
