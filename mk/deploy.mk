@@ -57,7 +57,7 @@ os.replace(partial, dest)
 endef
 export HELM_EXTRACT_PY
 
-.PHONY: helm-tool deploy-tools deploy-check
+.PHONY: helm-tool argo-tool deploy-tools deploy-check
 
 ## Pinned Helm and kubernetes-validate in .tools/ (idempotent: checks versions first).
 helm-tool:
@@ -88,7 +88,7 @@ helm-tool:
 deploy-tools: helm-tool
 
 ## Lint and render the chart for every environment, validate it, lint both Dockerfiles.
-deploy-check: install helm-tool
+deploy-check: install helm-tool argo-tool
 	$(HELM) lint --strict $(CHART)
 	@for env in $(DEPLOY_ENVS); do \
 	  echo "helm lint --strict $(CHART) -f gitops/environments/$$env/values.yaml"; \
@@ -107,8 +107,21 @@ deploy-check: install helm-tool
 	  --kube-version $(KUBE_VERSION) $(RENDERED)/default.yaml \
 	  $(foreach env,$(DEPLOY_ENVS),$(RENDERED)/$(env).yaml) \
 	  gitops/applicationset.yaml
+	node $(ARGO_VALIDATE)/check.mjs gitops/applicationset.yaml
 	$(BIN)/yamllint --strict -c .yamllint.yaml gitops $(RENDERED)
 	$(BIN)/hadolint Dockerfile.dev Dockerfile.release
 
+ARGO_VALIDATE := tests/deploy/argo
+
+## npm @kubernetes-models/argo-cd for the ApplicationSet (npm ci from the lock file).
+argo-tool:
+	@if [ -f $(ARGO_VALIDATE)/node_modules/.package-lock.json ] && \
+	    cmp -s $(ARGO_VALIDATE)/package-lock.json $(ARGO_VALIDATE)/node_modules/.lock-copy; then \
+	  echo "argo-tool: already installed"; \
+	else \
+	  command -v npm >/dev/null || { echo "argo-tool: needs node and npm" >&2; exit 1; }; \
+	  cd $(ARGO_VALIDATE) && npm ci --silent --no-audit --no-fund && cp package-lock.json node_modules/.lock-copy; \
+	fi
+
 # tests/deploy needs both tools (it fails, naming helm-tool, without them).
-test: helm-tool
+test: helm-tool argo-tool

@@ -805,3 +805,29 @@ def test_yamllint_on_rendered_manifests_and_gitops(variant: str, tmp_path: Path)
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _argo_check(path: Path) -> subprocess.CompletedProcess[str]:
+    checker = Path(__file__).with_name("argo") / "check.mjs"
+    if not (checker.parent / "node_modules").is_dir():
+        pytest.fail("the Argo CD models are not installed: run `make argo-tool`")
+    return subprocess.run(
+        ["node", str(checker), str(path)], capture_output=True, text=True, check=False
+    )
+
+
+def test_applicationset_validates_against_the_argo_cd_models(tmp_path: Path) -> None:
+    result = _argo_check(ROOT / "gitops" / "applicationset.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OK" in result.stdout and "ApplicationSet" in result.stdout
+    broken = tmp_path / "broken.yaml"
+    text = (ROOT / "gitops" / "applicationset.yaml").read_text()
+    broken.write_text(text.replace("  generators:", "  generatorz:", 1))
+    refused = _argo_check(broken)
+    assert refused.returncode == 1
+    assert "generators" in refused.stderr
+    misspelt = tmp_path / "misspelt.yaml"
+    misspelt.write_text(text.replace("  syncPolicy:", "  syncPolicee:", 1))
+    unknown = _argo_check(misspelt)
+    assert unknown.returncode == 1
+    assert "syncPolicee" in unknown.stderr
