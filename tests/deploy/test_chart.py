@@ -820,9 +820,11 @@ def test_applicationset_validates_against_the_argo_cd_models(tmp_path: Path) -> 
     result = _argo_check(ROOT / "gitops" / "applicationset.yaml")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "OK" in result.stdout and "ApplicationSet" in result.stdout
-    broken = tmp_path / "broken.yaml"
     text = (ROOT / "gitops" / "applicationset.yaml").read_text()
-    broken.write_text(text.replace("  generators:", "  generatorz:", 1))
+    document = yaml.safe_load(text)
+    del document["spec"]["generators"]  # required by the model
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(yaml.safe_dump(document))
     refused = _argo_check(broken)
     assert refused.returncode == 1
     assert "generators" in refused.stderr
