@@ -261,6 +261,9 @@ async def test_storage_down_serves_cached_and_fails_uncached_fast(s3: S3Bucket) 
             assert elapsed < budget, f"took {elapsed:.2f}s, budget {budget:.2f}s"
         finally:
             s3.server.start()
+        # A restarted server answers /healthz before its volumes serve reads
+        # (InternalError meanwhile): callers retrying see it recover.
+        _wait_for(lambda: _invoke(url, "down", version="2").status_code == 200, timeout=30)
         assert _ok(_invoke(url, "down", version="2")) == (GREETING, "2")
         _wait_for(lambda: _readyz(url)[0] == 200)
         assert runtime.modules.stats.compiles == 2

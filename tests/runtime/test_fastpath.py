@@ -20,21 +20,22 @@ async def test_fast_guests_inline_slow_guests_move_to_the_pool() -> None:
         for _ in range(30):  # the first runs pay one-time costs; the average then settles
             assert (await runtime.invoke(echo)).output == b'{"a":1}'
         before = runtime.fastpath.inline_runs
+        overruns = runtime.fastpath.overruns  # a first run may pay one-time costs
         for _ in range(10):
             await runtime.invoke(echo)
         # Judged by CPU time, a ~100 us guest is never marked slow, even on a busy
         # machine; a run pre-empted past its wall-clock slice just retries on the pool.
-        assert runtime.fastpath.overruns == 0
+        assert runtime.fastpath.overruns == overruns
         assert runtime.fastpath.inline_runs >= before + 7
         inline = runtime.fastpath.inline_runs
         # ~20 ms of compute: over the 2 ms slice, so stopped and re-run with its full budget.
         long = json.dumps({"iterations": 10_000_000}).encode()
         first = await runtime.invoke(Invocation(CONTEXT, "spin", "", long))
         assert json.loads(first.output)["result"]
-        assert runtime.fastpath.overruns == 1
+        assert runtime.fastpath.overruns == overruns + 1
         second = await runtime.invoke(Invocation(CONTEXT, "spin", "", long))
         assert second.output == first.output
-        assert runtime.fastpath.overruns == 1, "a known-slow guest was tried inline again"
+        assert runtime.fastpath.overruns == overruns + 1, "a known-slow guest was tried again"
         assert runtime.fastpath.inline_runs == inline
     finally:
         await runtime.close()
