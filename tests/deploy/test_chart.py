@@ -46,6 +46,19 @@ APP_LABELS = (
     "app.kubernetes.io/part-of",
     "app.kubernetes.io/managed-by",
 )
+# Settings the chart sets itself (or from `otel`/`secrets`), never from `settings`.
+CHART_MANAGED_SETTINGS = {
+    "dev",
+    "host",
+    "port",
+    "protocol_floor",
+    "module_cache_dir",
+    "policy_file",
+    "kill_switches_file",
+    "auth_jwks_file",
+    "otlp_endpoint",
+    "tracing_enabled",
+}
 SECRET_SETTINGS = {
     "EXTENSIONS_RUNTIME_S3_ACCESS_KEY_ID",
     "EXTENSIONS_RUNTIME_S3_SECRET_ACCESS_KEY",
@@ -183,6 +196,11 @@ def test_helm_lint_strict(name: str) -> None:
         ("killSwitches:\n  disabled:\n    - {tenant_id: t, risk_tier: pure}\n", "disabled"),
         ("ameide:\n  environment: prod\n", "environment"),
         ('settings:\n  s3_endpoint_url: ""\n', "extensions_dir"),
+        ("settings:\n  kill_switches_file: /tmp/k.yaml\n", "'kill_switches_file' not allowed"),
+        ("settings:\n  otlp_endpoint: http://c:4318/v1/traces\n", "'otlp_endpoint' not allowed"),
+        ("settings:\n  tracing_enabled: false\n", "'tracing_enabled' not allowed"),
+        ("settings:\n  breaker_failure_rate: 1.5\n", "breaker_failure_rate"),
+        ("otel:\n  endpoint: http://collector.observability:4317\n", "/otel/endpoint"),
     ],
     ids=[
         "unknown-top-level-key",
@@ -193,6 +211,11 @@ def test_helm_lint_strict(name: str) -> None:
         "bad-kill-switch",
         "unknown-environment",
         "no-extension-source",
+        "chart-managed-kill-switches-file",
+        "chart-managed-otlp-endpoint",
+        "chart-managed-tracing-enabled",
+        "breaker-rate-above-one",
+        "grpc-otlp-endpoint",
     ],
 )
 def test_schema_rejects(tmp_path: Path, values: str, complaint: str) -> None:
@@ -212,6 +235,97 @@ def test_schema_is_strict_at_top_level() -> None:
     assert schema["additionalProperties"] is False
     defaults = yaml.safe_load((CHART / "values.yaml").read_text())
     assert set(defaults) <= set(schema["properties"])
+
+
+def test_schema_settings_are_service_settings() -> None:
+    """Every key `settings` accepts is a field of app.settings.Settings; none is chart-managed."""
+    from app.settings import Settings
+
+    settings = json.loads((CHART / "values.schema.json").read_text())["properties"]["settings"]
+    assert settings["additionalProperties"] is False
+    accepted = set(settings["properties"])
+    assert accepted <= set(Settings.model_fields), accepted - set(Settings.model_fields)
+    secrets = {name.removeprefix("EXTENSIONS_RUNTIME_").lower() for name in SECRET_SETTINGS}
+    assert not accepted & (CHART_MANAGED_SETTINGS | secrets)
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())["settings"]
+    assert set(defaults) <= accepted
+
+
+# Kill-switch entries and whether the service takes them; the schema must agree.
+KILL_SWITCH_CASES = [
+    ("disabled", {"extension_id": "echo", "version": "1.0.0", "reason": "bad build"}, True),
+    ("disabled", {"extension_id": "echo"}, True),
+    ("disabled", {"tenant_id": "t1", "reason": "abuse"}, True),
+    ("disabled", {"risk_tier": "write"}, True),
+    ("disabled", {}, False),
+    ("disabled", {"reason": "no target"}, False),
+    ("disabled", {"extension_id": "echo", "tenant_id": "t1"}, False),
+    ("disabled", {"tenant_id": "t1", "version": "1.0.0"}, False),
+    ("disabled", {"risk_tier": "write", "version": "1.0.0"}, False),
+    ("disabled", {"version": "1.0.0"}, False),
+    ("disabled", {"extension_id": "echo", "reason": "x" * 513}, False),
+    ("disabled", {"extension_id": "echo", "ceilings": {"fuel": 1}}, False),
+    ("disabled", {"extension": "echo"}, False),
+    (
+        "degraded",
+        {
+            "risk_tier": "read",
+            "ceilings": {
+                "timeout_ms": 200,
+                "fuel": 1_000_000,
+                "memory_bytes": 1 << 24,
+                "output_bytes": 1024,
+                "max_host_calls": 0,
+            },
+            "reason": "slow dependency",
+        },
+        True,
+    ),
+    ("degraded", {"extension_id": "echo", "version": "1.0.0", "ceilings": {"fuel": 1}}, True),
+    ("degraded", {"tenant_id": "t1", "ceilings": {"log_bytes": 0}}, True),
+    ("degraded", {"risk_tier": "read"}, False),
+    ("degraded", {"risk_tier": "read", "ceilings": {"timeout_ms": 0}}, False),
+    ("degraded", {"risk_tier": "read", "ceilings": {"max_host_calls": -1}}, False),
+    ("degraded", {"risk_tier": "read", "ceilings": {"timeout": 5}}, False),
+    ("degraded", {"tenant_id": "t1", "version": "1", "ceilings": {"fuel": 1}}, False),
+]
+
+
+@pytest.mark.parametrize(
+    ("section", "entry", "valid"),
+    KILL_SWITCH_CASES,
+    ids=[f"{section}-{i}" for i, (section, _, _) in enumerate(KILL_SWITCH_CASES)],
+)
+def test_kill_switch_schema_agrees_with_the_service(
+    tmp_path: Path, section: str, entry: dict[str, Any], valid: bool
+) -> None:
+    from pydantic import ValidationError
+
+    from app.controls import parse_controls
+
+    document = {"disabled": [], "degraded": [], section: [entry]}
+    try:
+        parse_controls(yaml.safe_dump(document))
+    except ValidationError:
+        accepted_by_service = False
+    else:
+        accepted_by_service = True
+    assert accepted_by_service is valid, "the case table is wrong about the service"
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({"killSwitches": document}))
+    result = run_helm("template", RELEASE, str(CHART), "-f", str(values))
+    assert (result.returncode == 0) is valid, result.stderr
+    if not valid:
+        assert f"/killSwitches/{section}" in result.stderr
+
+
+def test_schema_refuses_a_no_op_degradation(tmp_path: Path) -> None:
+    """Stricter than the service on purpose: empty ceilings would silently degrade nothing."""
+    values = tmp_path / "values.yaml"
+    values.write_text("killSwitches:\n  degraded:\n    - {risk_tier: read, ceilings: {}}\n")
+    result = run_helm("template", RELEASE, str(CHART), "-f", str(values))
+    assert result.returncode != 0
+    assert "minProperties" in result.stderr
 
 
 def test_environment_files_name_their_environment() -> None:
@@ -282,21 +396,42 @@ def test_writable_dirs_and_mounted_config(docs: list[dict[str, Any]]) -> None:
     assert container(docs)["envFrom"] == [{"configMapRef": {"name": f"{RELEASE}-env"}}]
 
 
-def test_rendered_kill_switches_parse_with_the_service() -> None:
+def documented_kill_switches() -> dict[str, Any]:
+    """The example in values.yaml's comment above `killSwitches:`."""
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    end = lines.index("killSwitches:")
+    start = lines.index("# For example:", end - 20, end)
+    example = "\n".join(line.removeprefix("#   ") for line in lines[start + 1 : end])
+    document = yaml.safe_load(example)
+    assert isinstance(document, dict)
+    return document
+
+
+def test_rendered_kill_switches_parse_with_the_service(tmp_path: Path) -> None:
     from app.controls import parse_controls
 
-    docs = render(
-        "default",
-        "killSwitches.disabled[0].risk_tier=write",
-        "killSwitches.disabled[0].reason=incident",
-        "killSwitches.degraded[0].extension_id=echo",
-        "killSwitches.degraded[0].ceilings.timeout_ms=50",
-    )
+    assert parse_controls(
+        only(render("default"), "ConfigMap", f"{RELEASE}-config")["data"]["kill-switches.yaml"]
+    ) == parse_controls("disabled: []\ndegraded: []\n")
+
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({"killSwitches": documented_kill_switches()}))
+    docs = render("default", extra_values=values)
     text = only(docs, "ConfigMap", f"{RELEASE}-config")["data"]["kill-switches.yaml"]
     document = parse_controls(text)
-    assert document.disabled[0].risk_tier == "write"
-    assert document.disabled[0].reason == "incident"
-    assert document.degraded[0].ceilings.timeout_ms == 50
+    assert [switch.kind for switch in document.disabled] == [
+        "version",
+        "extension",
+        "tenant",
+        "tier",
+    ]
+    assert document.disabled[0].version == "1.0.0"
+    assert document.disabled[3].risk_tier == "write"
+    assert document.disabled[3].reason == "incident 42"
+    assert {degradation.kind for degradation in document.degraded} == {"tier", "version"}
+    assert document.degraded[0].ceilings.timeout_ms == 200
+    assert document.degraded[0].ceilings.max_host_calls == 2
+    assert document.degraded[1].ceilings.fuel == 1_000_000
 
 
 def test_config_checksum_follows_settings_not_kill_switches() -> None:
@@ -525,6 +660,47 @@ def test_environments_allow_their_host_call_services() -> None:
             assert host in allowed, f"{env}: host call target {url} is not in the egress allow-list"
 
 
+# --------------------------------------------------------------------------- tracing
+
+
+def test_tracing_is_wired_over_otlp_http(variant: str, docs: list[dict[str, Any]]) -> None:
+    from urllib.parse import urlsplit
+
+    values = env_values(variant)
+    env = only(docs, "ConfigMap", f"{RELEASE}-env")["data"]
+    endpoint = env["EXTENSIONS_RUNTIME_OTLP_ENDPOINT"]
+    assert endpoint == values["otel"]["endpoint"]
+    assert env["EXTENSIONS_RUNTIME_TRACING_ENABLED"] == "true"
+    url = urlsplit(endpoint)
+    assert url.path.endswith("/v1/traces"), "the HTTP exporter posts to the URL as given"
+    assert url.port == 4318, "OTLP/HTTP, not gRPC"
+    # Standard variables the OpenTelemetry SDK reads itself; no exporter variables
+    # (the runtime builds its exporter from EXTENSIONS_RUNTIME_OTLP_ENDPOINT).
+    assert env["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
+    assert float(env["OTEL_TRACES_SAMPLER_ARG"]) == values["otel"]["samplingRatio"]
+    assert not [key for key in env if key.startswith("OTEL_EXPORTER_")]
+    collector = values["networkPolicy"]["egress"]["otlpCollector"]
+    rules = [
+        rule
+        for rule in only(docs, "NetworkPolicy")["spec"]["egress"]
+        if rule["to"][0].get("podSelector") == collector["podSelector"]
+    ]
+    assert [rule["ports"] for rule in rules] == [[{"port": 4318, "protocol": "TCP"}]]
+
+
+def test_tracing_off() -> None:
+    docs = render("default", "otel.enabled=false")
+    env = only(docs, "ConfigMap", f"{RELEASE}-env")["data"]
+    assert env["EXTENSIONS_RUNTIME_TRACING_ENABLED"] == "false"
+    assert "EXTENSIONS_RUNTIME_OTLP_ENDPOINT" not in env
+    assert env["OTEL_SDK_DISABLED"] == "true"
+    assert not [key for key in env if key.startswith("OTEL_TRACES_")]
+    collector = yaml.safe_load((CHART / "values.yaml").read_text())["networkPolicy"]["egress"]
+    selector = collector["otlpCollector"]["podSelector"]
+    egress = only(docs, "NetworkPolicy")["spec"]["egress"]
+    assert all(rule["to"][0].get("podSelector") != selector for rule in egress)
+
+
 # --------------------------------------------------------------------------- observability
 
 
@@ -560,6 +736,35 @@ def test_prometheus_rule_has_the_slo_alerts(variant: str, docs: list[dict[str, A
         assert alert["labels"]["severity"] in {"info", "warning", "critical"}
         assert alert["for"]
         assert "{{ $value" in alert["annotations"]["description"], "Prometheus templating survives"
+    reload = alerts["ExtensionsRuntimeConfigReloadFailing"]
+    assert reload["expr"].split() == [
+        f"increase(extensions_runtime_config_reload_failures_total{{{namespace}}}[10m])",
+        ">",
+        "0",
+    ]
+    assert reload["labels"]["severity"] in {"info", "warning", "critical"}
+    assert "{{ $labels.file }}" in reload["annotations"]["description"]
+    for item in alerts.values():
+        assert_outcomes_are_real(item["expr"])
+
+
+def outcomes() -> set[str]:
+    """The values of the invocation counter's `outcome` label."""
+    from app.errors import ErrorKind
+
+    return {"ok"} | {kind.value.lower() for kind in ErrorKind}
+
+
+def assert_outcomes_are_real(expr: str) -> None:
+    for _, value in re.findall(r'outcome\s*(=~|!~|!=|=)\s*"([^"]*)"', expr):
+        for name in value.split("|"):
+            assert name in outcomes(), f"{name!r} is not an outcome the service reports: {expr}"
+
+
+def test_error_rate_outcomes_are_service_outcomes(variant: str) -> None:
+    regex = env_values(variant)["prometheusRule"]["errorRate"]["outcomeRegex"]
+    assert set(regex.split("|")) <= outcomes()
+    assert "ok" not in regex.split("|")
 
 
 def test_dashboard(docs: list[dict[str, Any]]) -> None:
@@ -579,10 +784,15 @@ def test_dashboard(docs: list[dict[str, Any]]) -> None:
         "extensions_runtime_fuel_consumed_total",
         "extensions_runtime_invocation_peak_memory_bytes_bucket",
         "extensions_runtime_executor_queue_depth",
+        "extensions_runtime_executor_rejections_total",
         "extensions_runtime_breaker_state",
+        "extensions_runtime_host_calls_total",
+        "extensions_runtime_module_cache_hits_total",
+        "extensions_runtime_config_reload_failures_total",
     ):
         assert needle in exprs, needle
     assert len({panel["id"] for panel in dashboard["panels"]}) == len(dashboard["panels"])
+    assert_outcomes_are_real(exprs)
 
 
 # --------------------------------------------------------------------------- the app agrees
@@ -612,6 +822,14 @@ def test_settings_are_accepted_by_the_service(
     assert settings.hostcall_services == values["hostcall_services"]
     assert settings.s3_bucket == values["s3_bucket"]
     assert settings.s3_endpoint_url or settings.extensions_dir, "the service would not start"
+    for name, value in values.items():
+        if value not in (None, ""):
+            actual = getattr(settings, name)
+            assert (str(actual) if isinstance(actual, Path) else actual) == value, name
+    assert settings.kill_switches_file == Path("/etc/extensions-runtime/kill-switches.yaml")
+    assert settings.policy_file == Path("/etc/extensions-runtime/risk-tiers.yaml")
+    assert settings.tracing_enabled is True
+    assert settings.otlp_endpoint == env_values(variant)["otel"]["endpoint"]
 
 
 def test_risk_tiers_parse_with_the_service_policy(docs: list[dict[str, Any]]) -> None:
@@ -761,17 +979,37 @@ def test_dockerfile_shape(dockerfile: str) -> None:
         assert 'CMD ["--dev"]' in text
 
 
+# Labels Prometheus puts on every scraped series (ServiceMonitor target labels).
+TARGET_LABELS = {"namespace", "pod", "container", "service", "endpoint", "job", "instance"}
+
+
+def chart_expressions() -> list[str]:
+    """Every PromQL expression of the rendered alerts and dashboard."""
+    docs = render("default")
+    rule = only(docs, "PrometheusRule")
+    exprs = [item["expr"] for group in rule["spec"]["groups"] for item in group["rules"]]
+    (text,) = only(docs, "ConfigMap", f"{RELEASE}-dashboard")["data"].values()
+    dashboard = json.loads(text)
+    exprs += [
+        target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])
+    ]
+    exprs += [
+        variable["query"]["query"]
+        for variable in dashboard["templating"]["list"]
+        if isinstance(variable.get("query"), dict)
+    ]
+    return exprs
+
+
 async def test_every_metric_the_chart_uses_is_exported() -> None:
-    """Alerts and dashboards on a metric the service never exports are silently dead."""
+    """Alerts and dashboards on a metric or label the service never exports are silently dead."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     from app.invocation import ExecutionContext, Invocation
     from app.runtime import Runtime
     from app.settings import Settings
     from app.telemetry.metrics import exposition
 
-    chart = ROOT / "helm" / "extensions-runtime"
-    used = set()
-    for path in [*chart.glob("templates/*.yaml"), *chart.glob("dashboards/*.json")]:
-        used |= set(re.findall(r"extensions_runtime_[a-z_]+", path.read_text()))
     runtime = Runtime(Settings(auth_enabled=False, extensions_dir=ROOT / "examples/extensions"))
     await runtime.start()
     try:
@@ -781,9 +1019,26 @@ async def test_every_metric_the_chart_uses_is_exported() -> None:
         text = exposition(runtime.registry).decode()
     finally:
         await runtime.close()
-    exported = set(re.findall(r"^(extensions_runtime_[a-z_]+)", text, flags=re.M))
+    labels: dict[str, set[str]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels.setdefault(sample.name, set()).update(sample.labels)
+    exported = {name for name in labels if name.startswith("extensions_runtime_")}
+    every_label = set().union(*labels.values()) | TARGET_LABELS
+
+    exprs = chart_expressions()
+    used = {name for expr in exprs for name in re.findall(r"extensions_runtime_[a-z_]+", expr)}
     assert used, "the chart references no metrics"
     assert used <= exported, f"not exported: {sorted(used - exported)}"
+    for expr in exprs:
+        for name, selector in re.findall(r"(extensions_runtime_[a-z_]+)\{([^}]*)\}", expr):
+            for label in re.findall(r"([a-z_]+)\s*(?:=~|!~|!=|=)", selector):
+                assert label in labels[name] | TARGET_LABELS, f"{name} has no {label}: {expr}"
+        for grouping in re.findall(r"\b(?:by|without)\s*\(([^)]*)\)", expr):
+            for label in filter(None, (item.strip() for item in grouping.split(","))):
+                assert label in every_label, f"no series has a {label} label: {expr}"
+        for name in re.findall(r"label_values\((extensions_runtime_[a-z_]+),\s*(\w+)\)", expr):
+            assert name[1] in labels[name[0]] | TARGET_LABELS, expr
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
