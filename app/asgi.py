@@ -36,7 +36,7 @@ from app.gen.ameide.extensions.v1.runtime_connect import (
     WasmExtensionRuntimeASGIApplication,
 )
 from app.invocation import EchoInvoker, Invoker
-from app.rpc import AdminService, RuntimeService, SanitizingInterceptor, unknown_method
+from app.rpc import AdminService, RuntimeService, SanitizingInterceptor, codecs, unknown_method
 from app.runtime import Runtime
 from app.settings import Settings, get_settings
 from app.telemetry import configure_logging, get_logger
@@ -69,6 +69,7 @@ def create_app(
         service,
         interceptors=[SanitizingInterceptor()],
         read_max_bytes=settings.read_max_bytes,
+        codecs=codecs(),
     )
     rpc_routes = _connect_routes(WasmExtensionRuntime.desc(), connect_app)
     if runtime is not None:
@@ -76,6 +77,7 @@ def create_app(
             AdminService(runtime, authenticator, settings.admin_scope),
             interceptors=[SanitizingInterceptor()],
             read_max_bytes=64 * 1024,
+            codecs=codecs(),
         )
         rpc_routes += _connect_routes(ExtensionRuntimeAdmin.desc(), admin_app)
     state = {"started": False}

@@ -242,14 +242,16 @@ class Runtime:
         fastpath = self.fastpath
         if not fastpath.eligible(compiled):
             return None
-        slice_deadline = min(deadline, time.monotonic() + fastpath.slice_s)
         cpu_started = time.thread_time()
         try:
-            outcome = work(_never_cancelled(), slice_deadline)
+            # The slice is CPU time: a fast guest pre-empted or waiting for the GIL on
+            # a busy machine is not stopped (its re-run on the pool would cost more
+            # and wait behind others, which made latency collapse under load).
+            outcome = work(_never_cancelled(), fastpath.slice_s)
         except InvocationFailure as failure:
             if failure.kind is ErrorKind.TIMEOUT and time.monotonic() < deadline:
-                # Over the slice. Only a guest that really used the CPU is sent to
-                # the pool for good; a fast one that waited for the GIL is not.
+                # Over the slice: re-run on the pool with the full budget; a guest
+                # that really used the CPU goes there for good.
                 if (time.thread_time() - cpu_started) * 1e6 > fastpath.threshold_us:
                     fastpath.overran(compiled)
                 return None
@@ -288,29 +290,39 @@ class Runtime:
         if invocation.deadline is not None:
             deadline = min(deadline, invocation.deadline)
 
-        def work(cancel: threading.Event, slice_deadline: float | None = None) -> Outcome:
+        def work(cancel: threading.Event, cpu_slice_s: float | None = None) -> Outcome:
             began = time.thread_time()  # CPU time: waiting for the GIL is not the guest's cost
-            outcome = run(
-                self.engine,
-                compiled,
-                invocation.input,
-                limits,
-                context=invocation.context,
-                deadline=slice_deadline or deadline,
-                include_logs=invocation.include_logs,
-                host_bridge=bridge,
-                cancel=cancel,
-                real_clock_and_random=real_clock_and_random,
-            )
-            self.fastpath.observe(compiled, (time.thread_time() - began) * 1e6)
-            return outcome
+            held = time.perf_counter()  # wall time: how long the guest kept its thread
+            try:
+                return run(
+                    self.engine,
+                    compiled,
+                    invocation.input,
+                    limits,
+                    context=invocation.context,
+                    deadline=deadline,
+                    include_logs=invocation.include_logs,
+                    host_bridge=bridge,
+                    cancel=cancel,
+                    real_clock_and_random=real_clock_and_random,
+                    cpu_slice_s=cpu_slice_s,
+                )
+            finally:
+                # Failed runs count too: a guest that always ends at its deadline is long.
+                self.fastpath.observe(
+                    compiled,
+                    (time.thread_time() - began) * 1e6,
+                    (time.perf_counter() - held) * 1e6,
+                )
 
         with tracer().start_as_current_span("sandbox.run") if recording else _NO_SPAN as span:
             inline = self._inline(compiled, work, deadline)
             if inline is not None:
                 outcome, queue_us = inline, 0
             else:
-                outcome, queue_us = await self.executor.submit(work, deadline=deadline)
+                outcome, queue_us = await self.executor.submit(
+                    work, deadline=deadline, lane=self.fastpath.lane(compiled)
+                )
             span.set_attribute("ameide.inline", inline is not None)
             span.set_attribute("ameide.queue_us", queue_us)
         outcome.resolved_version = definition.version

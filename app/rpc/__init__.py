@@ -1,6 +1,7 @@
 """The RPC surface: ``WasmExtensionRuntime`` handlers, interceptors and wire errors."""
 
 from app.rpc._admin import AdminService
+from app.rpc._codec import codecs
 from app.rpc._errors import code_for, to_connect_error
 from app.rpc._interceptors import SanitizingInterceptor
 from app.rpc._service import RuntimeService
@@ -11,6 +12,7 @@ __all__ = [
     "RuntimeService",
     "SanitizingInterceptor",
     "code_for",
+    "codecs",
     "to_connect_error",
     "unknown_method",
 ]

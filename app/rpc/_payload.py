@@ -3,11 +3,17 @@
 Guests read and write UTF-8 JSON text; ``google.protobuf.Value`` stores every
 number as a double, so integral numbers are turned back into integers before
 the guest sees them (``1`` stays ``1``, not ``1.0``).
+
+Only JSON that every wire codec can carry becomes ``output_json``: a guest
+writing ``NaN``, ``1e999``, a 400-digit integer or a lone surrogate escape
+(``"\\ud800"``) gets its output back as ``output_bytes`` instead of a
+response that fails to encode (found by the RPC fuzz in tests/reliability).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from protobuf import Oneof
@@ -31,7 +37,7 @@ def _integral(obj: Any) -> Any:
     return obj
 
 
-def _depth_ok(obj: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+def depth_ok(obj: Any, limit: int = MAX_JSON_DEPTH) -> bool:
     """Checks nesting depth without recursion, so hostile input cannot blow the stack."""
     stack: list[tuple[Any, int]] = [(obj, 1)]
     while stack:
@@ -59,20 +65,65 @@ def input_bytes(payload: Oneof[str, Any] | None) -> bytes:
         python = None
         ok = False
     else:
-        ok = _depth_ok(python)
+        ok = depth_ok(python)
     if not ok:
         raise InvocationFailure(
             ErrorKind.INVALID_INPUT, f"input_json is nested deeper than {MAX_JSON_DEPTH} levels"
         )
-    return json.dumps(_integral(python), separators=(",", ":"), ensure_ascii=False).encode()
+    try:
+        text = json.dumps(
+            _integral(python), separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+    except ValueError:  # a binary Value may carry NaN or Infinity; JSON cannot
+        raise InvocationFailure(
+            ErrorKind.INVALID_INPUT, "input_json contains NaN or Infinity, which JSON cannot carry"
+        ) from None
+    return text.encode()
+
+
+def _finite(text: str) -> float:
+    """A JSON number as ``Value`` will hold it; out of a double's range is not JSON here."""
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError("number out of range")
+    return number
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _utf8_ok(obj: Any) -> bool:
+    """No lone surrogates in any string or key (they cannot be encoded as UTF-8)."""
+    stack: list[Any] = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode()
+                except UnicodeEncodeError:
+                    return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
 
 
 def parse_json_output(output: bytes) -> Value | None:
-    """The guest output as a JSON Value, or None when it is not JSON."""
+    """The guest output as a JSON Value, or None when it is not JSON every codec can carry."""
     try:
-        python = json.loads(output)
+        python = json.loads(
+            output, parse_float=_finite, parse_int=_finite, parse_constant=_reject_constant
+        )
     except (ValueError, RecursionError):
         return None
-    if not _depth_ok(python):
+    if not depth_ok(python):
+        return None
+    # Surrogates can only come from \\u escapes or CESU-8 bytes (json decodes with
+    # surrogatepass); skip the walk for the usual output that has neither.
+    if (b"\\u" in output or b"\xed" in output) and not _utf8_ok(python):
         return None
     return Value.from_python(python)

@@ -122,6 +122,7 @@ def host_log(caller: wasmtime.Caller, level: int, ptr: int, length: int) -> None
     state = current()
     if state is None:
         return
+    started = time.perf_counter()
     try:
         length &= 0xFFFFFFFF
         if state.logs_truncated or length > state.log_budget():
@@ -135,6 +136,8 @@ def host_log(caller: wasmtime.Caller, level: int, ptr: int, length: int) -> None
     except Exception:  # noqa: BLE001 - must not unwind into wasmtime
         _log.exception("host_log failed")
         state.stop(ErrorKind.INTERNAL, "host_log failed")
+    finally:
+        state.pace(started)
 
 
 def _error_response(kind: str, message: str) -> bytes:
@@ -191,6 +194,7 @@ def host_call(caller: wasmtime.Caller, req_ptr: int, req_len: int) -> int:
     state = current()
     if state is None:
         return _NO_RESPONSE
+    started = time.perf_counter()
     try:
         request = _read(caller, req_ptr, req_len)
         if request is None:
@@ -202,6 +206,9 @@ def host_call(caller: wasmtime.Caller, req_ptr: int, req_len: int) -> int:
         _log.exception("host_call failed")
         state.stop(ErrorKind.INTERNAL, "host_call failed")
         return _NO_RESPONSE
+    finally:
+        # Waiting on the service is not GIL time: only the least pause applies.
+        state.pace(started, holds_gil=False)
 
 
 def _sleep_ns(state: InvocationState, clock_id: int, timeout: int, flags: int) -> int:
@@ -276,12 +283,15 @@ def poll_oneoff(caller: wasmtime.Caller, in_ptr: int, out_ptr: int, count: int, 
     state = current()
     if state is None:
         return _ENOTSUP
+    started = time.perf_counter()
     try:
         return _poll(caller, state, (in_ptr, out_ptr, count, n_ptr))
     except Exception:  # noqa: BLE001 - must not unwind into wasmtime
         _log.exception("poll_oneoff failed")
         state.stop(ErrorKind.INTERNAL, "poll_oneoff failed")
         return _ENOTSUP
+    finally:
+        state.pace(started, holds_gil=False)  # its own sleep is not GIL time
 
 
 def _guarded(name: str, caller: wasmtime.Caller, body: Callable[[InvocationState], int]) -> int:
@@ -289,12 +299,15 @@ def _guarded(name: str, caller: wasmtime.Caller, body: Callable[[InvocationState
     state = current()
     if state is None:
         return _ENOTSUP
+    started = time.perf_counter()
     try:
         return body(state)
     except Exception:  # noqa: BLE001 - must not unwind into wasmtime
         _log.exception(f"{name} failed")
         state.stop(ErrorKind.INTERNAL, f"{name} failed")
         return _ENOTSUP
+    finally:
+        state.pace(started)
 
 
 def _timestamp(

@@ -49,6 +49,11 @@ CLOCK_STEP_NS = 1_000
 CLOCK_REALTIME = 0
 _RANDOM_SEED = b"ameide extensions-runtime deterministic random v1"
 _MAX_PENDING_STDERR = 64 * 1024
+HOST_TIME_UNPACED_S = 0.002
+"""Time per invocation its host functions (and WASI stdout/stderr writes) run at full speed."""
+HOST_PACE_MIN_S = 100e-6
+"""Past ``HOST_TIME_UNPACED_S``, the least pause after each call; see ``InvocationState.pace``."""
+HOST_PACE_FACTOR = 4.0
 
 _log = get_logger("app.sandbox.guest")
 _LOG_METHODS = {
@@ -90,6 +95,12 @@ class InvocationState:
     """How far the virtual clocks have advanced: the monotonic reading."""
     random_calls: int = 0
     random_used: int = 0
+    host_time_s: float = 0.0
+    """Time spent in Python host functions so far (paced past ``HOST_TIME_UNPACED_S``)."""
+    cpu_slice_s: float | None = None
+    """For a run on the event loop: CPU seconds it may use before it is stopped (TIMEOUT)
+    to be re-run on a worker thread; such a run never pauses in a host function."""
+    cpu_started: float = field(default_factory=time.thread_time)
     log_fields: dict[str, object] = field(default_factory=structlog.contextvars.get_contextvars)
     """The caller's bound log fields (extension, version...), captured on the worker
     thread: WASI stderr callbacks run on wasmtime's own threads, which have none."""
@@ -114,6 +125,41 @@ class InvocationState:
     def remaining_s(self) -> float:
         """Seconds before the deadline (negative once it passed)."""
         return self.deadline - time.monotonic()
+
+    def pace(self, started: float, *, holds_gil: bool = True) -> None:
+        """Account one host-function call that began at ``started`` (``perf_counter``);
+        once the invocation's host functions have used ``HOST_TIME_UNPACED_S``,
+        pause after each call with the GIL released.
+
+        Host functions are Python, so they hold the GIL, which the event loop and
+        every other guest need too. A guest calling ``host_log`` (or a shadowed
+        WASI function, or writing stderr a byte at a time) in a tight loop would
+        hold it nearly all the time, and a thread waiting for the GIL then waits
+        a whole switch interval (5 ms) per acquisition (measured by ``make
+        reliability``: a 50,000-line log flood on two threads took good
+        traffic's p95 from ~4 ms to seconds). Past the allowance each call is
+        followed by a pause of ``HOST_PACE_FACTOR`` times its own duration
+        (at least ``HOST_PACE_MIN_S``), so such a guest holds the GIL a fifth
+        of the time at most, in short stretches. It only slows itself: its
+        deadline still holds (a pause never passes it, and ends if the caller
+        leaves). ``holds_gil=False`` is for calls that mostly wait (a host call
+        on the network, ``poll_oneoff``): their time is not counted and they
+        pause the least.
+        """
+        spent = time.perf_counter() - started
+        if holds_gil:
+            self.host_time_s += spent
+        if self.host_time_s <= HOST_TIME_UNPACED_S:
+            return
+        if self.cpu_slice_s is not None:
+            # On the event loop a pause would stall every other request: stop here,
+            # and the runtime re-runs the guest on a worker thread.
+            self.stop(ErrorKind.TIMEOUT, "inline slice used up by host functions")
+            return
+        pause = max(HOST_PACE_MIN_S, HOST_PACE_FACTOR * spent if holds_gil else 0.0)
+        pause = min(pause, self.remaining_s())
+        if pause > 0:
+            self.cancel.wait(pause)
 
     # -- deterministic clocks and random ---------------------------------------
     def clock_now(self, clock_id: int) -> int:
@@ -153,29 +199,43 @@ class InvocationState:
         if time.monotonic() >= self.deadline:
             self.record(ErrorKind.TIMEOUT, self.timeout_message())
             return False
+        if (
+            self.cpu_slice_s is not None
+            and time.thread_time() - self.cpu_started > self.cpu_slice_s
+        ):
+            self.record(ErrorKind.TIMEOUT, "inline slice used up")
+            return False
         return True
 
     def on_stdout(self, data: bytes) -> int:
         """Keep stdout up to the output cap; past it, fail the write and the invocation."""
-        if len(self.stdout) + len(data) > self.limits.output_bytes:
-            self.record(
-                ErrorKind.OUTPUT_TOO_LARGE,
-                f"output exceeds the limit of {self.limits.output_bytes} bytes",
-            )
-            return -errno.EFBIG
-        self.stdout += data
-        return len(data)
+        started = time.perf_counter()
+        try:
+            if len(self.stdout) + len(data) > self.limits.output_bytes:
+                self.record(
+                    ErrorKind.OUTPUT_TOO_LARGE,
+                    f"output exceeds the limit of {self.limits.output_bytes} bytes",
+                )
+                return -errno.EFBIG
+            self.stdout += data
+            return len(data)
+        finally:
+            self.pace(started)
 
     def on_stderr(self, data: bytes) -> int:
         """Turn stderr into log lines, one per newline (always accepted, capped as logs)."""
-        self.stderr_pending += data
-        while (cut := self.stderr_pending.find(b"\n")) >= 0:
-            line = bytes(self.stderr_pending[:cut])
-            del self.stderr_pending[: cut + 1]
-            self.log(LogLevel.INFO, line)
-        if len(self.stderr_pending) > _MAX_PENDING_STDERR:
-            self.flush_stderr()
-        return len(data)
+        started = time.perf_counter()
+        try:
+            self.stderr_pending += data
+            while (cut := self.stderr_pending.find(b"\n")) >= 0:
+                line = bytes(self.stderr_pending[:cut])
+                del self.stderr_pending[: cut + 1]
+                self.log(LogLevel.INFO, line)
+            if len(self.stderr_pending) > _MAX_PENDING_STDERR:
+                self.flush_stderr()
+            return len(data)
+        finally:
+            self.pace(started)
 
     def flush_stderr(self) -> None:
         """Log a last stderr line that had no newline."""

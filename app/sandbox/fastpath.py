@@ -9,6 +9,13 @@ epoch like any other guest and re-run on the pool with its full budget; that
 is safe because such a guest has no side effects outside its fresh Store. The
 module is then treated as slow; every run, inline or pooled, feeds the
 moving average that decides, so a long guest rarely costs the loop a slice.
+
+The same bookkeeping picks the executor lane of pooled runs: a module whose
+runs have recently held their thread (wall-clock time, so a guest waiting on
+a hanging host call counts too) longer than ``LONG_RUN_US``, or that overran
+its inline slice, goes to the ``long`` lane, where it cannot delay short
+guests (see ``app.sandbox.executor``). An unknown module starts in the short
+lane; one long run moves it (the average jumps by a fifth of that run).
 """
 
 from __future__ import annotations
@@ -16,7 +23,10 @@ from __future__ import annotations
 import threading
 
 from app.sandbox.engine import CompiledModule
+from app.sandbox.executor import Lane
 
+LONG_RUN_US = 20_000.0
+"""Average wall time per run above which a module's pooled runs use the ``long`` lane."""
 _BLOCKING_IMPORTS = {("ameide", "host_call"), ("wasi_snapshot_preview1", "poll_oneoff")}
 
 
@@ -28,6 +38,7 @@ class FastPath:
         self.slice_s = slice_ms / 1000.0
         self._lock = threading.Lock()
         self._ewma_us: dict[int, float] = {}
+        self._wall_us: dict[int, float] = {}
         self._pure: dict[int, bool] = {}
         self.inline_runs = 0
         self.overruns = 0
@@ -48,17 +59,27 @@ class FastPath:
             return False
         return self._ewma_us.get(id(compiled), 0.0) < self.threshold_us
 
-    def observe(self, compiled: CompiledModule, elapsed_us: float) -> None:
+    def observe(self, compiled: CompiledModule, elapsed_us: float, wall_us: float = 0.0) -> None:
+        """One finished run (or failed one): its CPU time and how long it held its thread."""
         key = id(compiled)
         with self._lock:
             previous = self._ewma_us.get(key)
             self._ewma_us[key] = (
                 elapsed_us if previous is None else 0.8 * previous + 0.2 * elapsed_us
             )
+            held = self._wall_us.get(key)
+            self._wall_us[key] = wall_us if held is None else 0.8 * held + 0.2 * wall_us
+
+    def lane(self, compiled: CompiledModule) -> Lane:
+        """The executor lane for a pooled run of ``compiled``."""
+        return "long" if self._wall_us.get(id(compiled), 0.0) > LONG_RUN_US else "short"
 
     def overran(self, compiled: CompiledModule) -> None:
         """Send it to the pool until its pool runs show it is fast again (a hiccup
         such as a GC pause must not banish a fast module for good)."""
         with self._lock:
-            self._ewma_us[id(compiled)] = max(self.slice_s * 1e6, 4.0 * self.threshold_us)
+            key = id(compiled)
+            self._ewma_us[key] = max(self.slice_s * 1e6, 4.0 * self.threshold_us)
+            # It really computed past its slice: keep it from delaying short guests.
+            self._wall_us[key] = max(self._wall_us.get(key, 0.0), 2.0 * LONG_RUN_US)
             self.overruns += 1

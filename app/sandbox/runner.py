@@ -39,6 +39,7 @@ def run(
     host_bridge: HostBridge | None = None,
     cancel: threading.Event | None = None,
     real_clock_and_random: bool = False,
+    cpu_slice_s: float | None = None,
 ) -> Outcome:
     """Run ``compiled`` on ``input`` under ``limits``; raises ``InvocationFailure``.
 
@@ -49,6 +50,11 @@ def run(
     A wasi-stdio guest sees virtual clocks (realtime from 2000-01-01) and a
     constant-seeded random source unless ``real_clock_and_random`` (a risk-tier
     grant) gives it wasmtime's real ones. Raw guests have neither.
+
+    ``cpu_slice_s`` is for a run on the event-loop thread: the guest is also
+    stopped (TIMEOUT) once this thread has spent that much CPU time on it
+    (checked at epoch ticks), so being descheduled or waiting for the GIL does
+    not count against it, and host functions stop it instead of pausing.
     """
     started = time.monotonic()
     stop_at = started + limits.timeout_ms / 1000.0
@@ -62,6 +68,7 @@ def run(
         include_logs=include_logs,
         bridge=host_bridge,
         deterministic=compiled.abi is Abi.WASI_STDIO and not real_clock_and_random,
+        cpu_slice_s=cpu_slice_s,
     )
     if stop_at <= started or state.cancel.is_set():
         raise InvocationFailure(
