@@ -53,4 +53,6 @@ clean:
 
 # Deployment tooling (Helm, kubernetes-validate) and checks; included last so
 # `install` stays the default goal.
+include mk/node.mk
 include mk/deploy.mk
+include mk/clients.mk

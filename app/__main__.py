@@ -137,6 +137,8 @@ def _serve(args: argparse.Namespace) -> int:
     if settings.dev and "log_format" not in settings.model_fields_set:
         # A person at a terminal, unless the environment asked for JSON.
         settings = settings.model_copy(update={"log_format": "console"})
+    if settings.dev and "debug_console" not in settings.model_fields_set:
+        settings = settings.model_copy(update={"debug_console": True})
     if settings.dev and settings.extensions_dir is None and not settings.s3_endpoint_url:
         settings = settings.model_copy(update={"extensions_dir": EXAMPLES_DIR})
     if settings.dev and settings.module_cache_dir is None:

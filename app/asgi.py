@@ -26,6 +26,7 @@ from app.catalog.events import (
     EventRejected,
     verify_and_parse,
 )
+from app.debug import add_cors, console_routes
 from app.errors import InvocationFailure
 from app.gen.ameide.extensions.v1.admin_connect import (
     ExtensionRuntimeAdmin,
@@ -144,7 +145,7 @@ def create_app(
             if runtime is not None:
                 await runtime.close()
 
-    return _instrument(
+    return _browsers(
         Starlette(
             routes=[
                 Route("/healthz", healthz, methods=["GET"]),
@@ -152,12 +153,20 @@ def create_app(
                 Route("/metrics", metrics, methods=["GET"]),
                 Route("/events/promotion", promotion_event, methods=["POST"]),
                 *rpc_routes,
+                *(console_routes(runtime) if settings.debug_console else []),
                 Route("/{path:path}", unknown_method, methods=["POST"]),
             ],
             lifespan=lifespan,
         ),
         settings,
     )
+
+
+def _browsers(app: Starlette, settings: Settings) -> Starlette:
+    """Tracing, then CORS outermost so preflights are answered before anything else."""
+    app = _instrument(app, settings)
+    add_cors(app, settings)
+    return app
 
 
 def _instrument(app: Starlette, settings: Settings) -> Starlette:

@@ -10,12 +10,25 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, SecretStr
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ServerName = Literal["pyvoy", "uvicorn", "hypercorn"]
+
+
+def _string_list(value: object) -> object:
+    """A JSON list or a comma-separated string (``http://a,http://b``) from the environment."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return value
+
+
+OriginList = Annotated[list[str], NoDecode, BeforeValidator(_string_list)]
 
 
 class Settings(BaseSettings):
@@ -36,6 +49,14 @@ class Settings(BaseSettings):
     protocol_floor: bool = Field(
         default=False,
         description="Benchmark baseline: answer with the input, never touching wasm.",
+    )
+    debug_console: bool = Field(
+        default=False,
+        description="Serve the browser debug console at /debug (serve --dev turns it on).",
+    )
+    cors_allowed_origins: OriginList = Field(
+        default_factory=list,
+        description='Origins browsers may call the RPC from ("*": any); empty: no CORS at all.',
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
@@ -157,7 +178,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         if raw is None:
             continue
         value = raw.get_secret_value() if isinstance(raw, SecretStr) else raw
-        if isinstance(value, dict):
+        if isinstance(value, dict | list):
             value = json.dumps(value)
         env[prefix + name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
     return env

@@ -107,20 +107,19 @@ deploy-check: install helm-tool argo-tool
 	  --kube-version $(KUBE_VERSION) $(RENDERED)/default.yaml \
 	  $(foreach env,$(DEPLOY_ENVS),$(RENDERED)/$(env).yaml) \
 	  gitops/applicationset.yaml
-	node $(ARGO_VALIDATE)/check.mjs gitops/applicationset.yaml
+	$(NODE) $(ARGO_VALIDATE)/check.mjs gitops/applicationset.yaml
 	$(BIN)/yamllint --strict -c .yamllint.yaml gitops $(RENDERED)
 	$(BIN)/hadolint Dockerfile.dev Dockerfile.release
 
 ARGO_VALIDATE := tests/deploy/argo
 
 ## npm @kubernetes-models/argo-cd for the ApplicationSet (npm ci from the lock file).
-argo-tool:
+argo-tool: install
 	@if [ -f $(ARGO_VALIDATE)/node_modules/.package-lock.json ] && \
 	    cmp -s $(ARGO_VALIDATE)/package-lock.json $(ARGO_VALIDATE)/node_modules/.lock-copy; then \
 	  echo "argo-tool: already installed"; \
 	else \
-	  command -v npm >/dev/null || { echo "argo-tool: needs node and npm" >&2; exit 1; }; \
-	  cd $(ARGO_VALIDATE) && npm ci --silent --no-audit --no-fund && cp package-lock.json node_modules/.lock-copy; \
+	  cd $(ARGO_VALIDATE) && $(NPM) ci --silent --no-audit --no-fund && cp package-lock.json node_modules/.lock-copy; \
 	fi
 
 # tests/deploy needs both tools (it fails, naming helm-tool, without them).

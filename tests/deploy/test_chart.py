@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests import _node
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "extensions-runtime"
 GITOPS = ROOT / "gitops"
@@ -1067,7 +1069,7 @@ def _argo_check(path: Path) -> subprocess.CompletedProcess[str]:
     if not (checker.parent / "node_modules").is_dir():
         pytest.fail("the Argo CD models are not installed: run `make argo-tool`")
     return subprocess.run(
-        ["node", str(checker), str(path)], capture_output=True, text=True, check=False
+        [_node.node(), str(checker), str(path)], capture_output=True, text=True, check=False
     )
 
 

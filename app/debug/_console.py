@@ -1,0 +1,83 @@
+"""``GET /debug`` (the page), ``/debug/static/*`` (its bundle) and ``/debug/extensions``.
+
+Only mounted when ``debug_console`` is on (``serve --dev`` turns it on). The
+listing is the one thing the page needs beyond the public RPC; it names
+extensions and versions, never bytes, limits or config.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from app.errors import InvocationFailure
+
+if TYPE_CHECKING:
+    from app.runtime import Runtime
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+# The page loads only its own script and style; it may call any origin the
+# person types (CORS on that server decides), and nothing may frame it.
+_PAGE_HEADERS = {
+    "content-security-policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self' http: https:; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
+    ),
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "cache-control": "no-cache",
+}
+
+
+def extension_listing(runtime: Runtime | None) -> list[dict[str, Any]]:
+    """``[{id, promoted, versions: [{version, abi, risk_tier, description, disabled}]}]``."""
+    if runtime is None:
+        return []
+    listing: list[dict[str, Any]] = []
+    for extension_id, (promoted, versions) in sorted(runtime.catalog.extensions().items()):
+        described: list[dict[str, Any]] = []
+        for version in versions:
+            try:
+                definition = runtime.catalog.resolve(extension_id, version)
+            except InvocationFailure:  # removed between the two reads
+                continue
+            decision = runtime.controls.decide(
+                definition.id, definition.version, definition.risk_tier, ""
+            )
+            described.append(
+                {
+                    "version": version,
+                    "abi": definition.abi,
+                    "risk_tier": definition.risk_tier,
+                    "description": definition.description,
+                    "disabled": decision.disabled_reason,
+                }
+            )
+        listing.append({"id": extension_id, "promoted": promoted, "versions": described})
+    return listing
+
+
+def console_routes(runtime: Runtime | None) -> list[BaseRoute]:
+    """The console's routes, to place before any catch-all route."""
+
+    async def page(_: Request) -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers=_PAGE_HEADERS)
+
+    async def extensions(_: Request) -> JSONResponse:
+        return JSONResponse(
+            {"extensions": extension_listing(runtime)}, headers={"cache-control": "no-store"}
+        )
+
+    return [
+        Route("/debug", page, methods=["GET"]),
+        Route("/debug/", page, methods=["GET"]),
+        Route("/debug/extensions", extensions, methods=["GET"]),
+        Mount("/debug/static", StaticFiles(directory=STATIC_DIR), name="debug-static"),
+    ]

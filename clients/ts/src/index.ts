@@ -1,0 +1,353 @@
+/**
+ * TypeScript client for ameide.extensions.v1.WasmExtensionRuntime.
+ *
+ *   const runtime = createRuntimeClient("http://127.0.0.1:8080", { transport: "grpc-web", token });
+ *   const result = await runtime.invoke("hello", { name: "Ada" }, { context: { tenantId: "t1" } });
+ *   result.output; // { greeting: "Hello, Ada!" }
+ *
+ * Works in browsers and in Node 20+ (both have fetch). Failures reject with an
+ * ExtensionError whose `kind` is the runtime's stable ErrorKind name
+ * ("TIMEOUT", "FUEL_EXHAUSTED", "TRAP", "NOT_FOUND", ...): branch on it, never
+ * on the message. The generated messages and the service descriptor are
+ * re-exported for callers who want the raw client.
+ */
+import { create, fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
+import { ValueSchema } from "@bufbuild/protobuf/wkt";
+import {
+  Code,
+  ConnectError,
+  createClient,
+  type Client,
+  type Interceptor,
+  type Transport,
+} from "@connectrpc/connect";
+import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
+
+import {
+  ErrorKind,
+  ExecutionContextSchema,
+  InvocationErrorSchema,
+  InvokeExtensionRequestSchema,
+  LogLevel,
+  OutputFormat,
+  WasmExtensionRuntime,
+  type InvocationError,
+  type InvocationMetrics,
+  type InvokeExtensionRequest,
+  type InvokeExtensionResponse,
+} from "./gen/ameide/extensions/v1/runtime_pb.js";
+
+export * from "./gen/ameide/extensions/v1/runtime_pb.js";
+export { Code, ConnectError } from "@connectrpc/connect";
+
+/** Wire protocol from a browser: gRPC-web (binary) or Connect (JSON unless `binary`). */
+export type TransportKind = "grpc-web" | "connect";
+
+/** A bearer token, or a function returning one (called per request). */
+export type TokenSource = string | (() => string | undefined | Promise<string | undefined>);
+
+export interface RuntimeClientOptions {
+  /** Default "grpc-web". */
+  transport?: TransportKind;
+  token?: TokenSource;
+  /** Connect only: binary protobuf instead of JSON. gRPC-web is always binary. */
+  binary?: boolean;
+  /** Default per-call timeout, sent as Connect-Timeout-Ms / grpc-timeout. */
+  timeoutMs?: number;
+  /** Fills ExecutionContext.caller when a call leaves it empty. */
+  caller?: string;
+  fetch?: typeof globalThis.fetch;
+  interceptors?: Interceptor[];
+}
+
+/** The fields of ameide.extensions.v1.ExecutionContext, all optional. */
+export interface ExecutionContextInit {
+  tenantId?: string;
+  organizationId?: string;
+  userId?: string;
+  requestId?: string;
+  caller?: string;
+  attributes?: Record<string, string>;
+}
+
+export type OutputFormatName = "auto" | "json" | "bytes";
+
+export interface InvokeOptions {
+  context?: ExecutionContextInit;
+  /** Empty: the promoted version. */
+  version?: string;
+  includeLogs?: boolean;
+  outputFormat?: OutputFormatName;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  /** Overrides the client's token for this call. */
+  token?: string;
+  headers?: Record<string, string>;
+}
+
+/** Bytes are handed to the guest unchanged; anything else is sent as a JSON value. */
+export type InvokeInput = JsonValue | Uint8Array;
+
+export interface Metrics {
+  durationUs: number;
+  fuelConsumed: number;
+  peakMemoryBytes: number;
+  hostCalls: number;
+  queueUs: number;
+}
+
+export interface GuestLogLine {
+  level: "debug" | "info" | "warn" | "error" | "";
+  message: string;
+}
+
+export interface InvocationResult {
+  /** The output as a JSON value when it is JSON, else the raw bytes (see `isJson`). */
+  output: JsonValue | Uint8Array;
+  isJson: boolean;
+  resolvedVersion: string;
+  metrics: Metrics;
+  logs: GuestLogLine[];
+  logsTruncated: boolean;
+  requestId: string;
+}
+
+/** ErrorKind names as the runtime reports them, plus UNSPECIFIED for unclassified failures. */
+export type ErrorKindName = keyof typeof ErrorKind;
+
+/** A failed invocation. `kind` is stable; `code` is the Connect/gRPC code. */
+export class ExtensionError extends Error {
+  override readonly name = "ExtensionError";
+  readonly kind: ErrorKindName;
+  readonly code: Code;
+  /** Connect's name for the code: "deadline_exceeded", "not_found", ... */
+  readonly codeName: string;
+  readonly requestId: string;
+  readonly extensionId: string;
+  readonly version: string;
+  readonly metrics: Metrics | undefined;
+  override readonly cause: ConnectError;
+
+  constructor(cause: ConnectError, detail: InvocationError | undefined, fallback: Fallback) {
+    const kind = detail !== undefined && detail.kind !== ErrorKind.UNSPECIFIED
+      ? kindName(detail.kind)
+      : kindForCode(cause.code);
+    const message = detail?.message || cause.rawMessage;
+    super(`${kind}: ${message}`);
+    this.kind = kind;
+    this.message = message;
+    this.code = cause.code;
+    this.codeName = codeName(cause.code);
+    this.requestId = detail?.requestId || fallback.requestId;
+    this.extensionId = detail?.extensionId || fallback.extensionId;
+    this.version = detail?.version || fallback.version;
+    this.metrics = detail?.metrics ? metricsFrom(detail.metrics) : undefined;
+    this.cause = cause;
+  }
+
+  /** True when the same call may succeed later. */
+  get retryable(): boolean {
+    return this.kind === "OVERLOADED" || this.kind === "UNAVAILABLE" || this.kind === "HOST_CALL_FAILED";
+  }
+}
+
+interface Fallback {
+  requestId: string;
+  extensionId: string;
+  version: string;
+}
+
+export interface RuntimeClient {
+  invoke(extensionId: string, input?: InvokeInput, options?: InvokeOptions): Promise<InvocationResult>;
+  /** The generated client, for callers who want the raw messages. */
+  readonly raw: Client<typeof WasmExtensionRuntime>;
+  readonly transport: Transport;
+}
+
+/** A client for the runtime at `baseUrl` (for example "http://127.0.0.1:8080"). */
+export function createRuntimeClient(baseUrl: string, options: RuntimeClientOptions = {}): RuntimeClient {
+  const interceptors: Interceptor[] = [...(options.interceptors ?? [])];
+  if (options.token !== undefined) {
+    const source = options.token;
+    interceptors.unshift((next) => async (req) => {
+      if (!req.header.has("authorization")) {
+        const token = typeof source === "string" ? source : await source();
+        if (token) req.header.set("authorization", `Bearer ${token}`);
+      }
+      return next(req);
+    });
+  }
+  const common = {
+    baseUrl: baseUrl.replace(/\/+$/, ""),
+    interceptors,
+    ...(options.fetch ? { fetch: options.fetch } : {}),
+    ...(options.timeoutMs !== undefined ? { defaultTimeoutMs: options.timeoutMs } : {}),
+  };
+  const transport = (options.transport ?? "grpc-web") === "grpc-web"
+    ? createGrpcWebTransport(common)
+    : createConnectTransport({ ...common, useBinaryFormat: options.binary ?? false });
+  const raw = createClient(WasmExtensionRuntime, transport);
+
+  async function invoke(
+    extensionId: string,
+    input?: InvokeInput,
+    opts: InvokeOptions = {},
+  ): Promise<InvocationResult> {
+    const request = buildRequest(extensionId, input, opts, options.caller ?? "");
+    const requestId = request.context?.requestId ?? "";
+    const headers = new Headers(opts.headers);
+    headers.set("x-request-id", requestId);
+    if (opts.token) headers.set("authorization", `Bearer ${opts.token}`);
+    let responseHeaders: Headers | undefined;
+    try {
+      const response = await raw.invokeExtension(request, {
+        headers,
+        ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
+        ...(opts.signal ? { signal: opts.signal } : {}),
+        onHeader: (h) => {
+          responseHeaders = h;
+        },
+      });
+      return resultFrom(response, responseHeaders?.get("x-request-id") || requestId);
+    } catch (err) {
+      throw toExtensionError(err, { requestId, extensionId, version: opts.version ?? "" });
+    }
+  }
+
+  return { invoke, raw, transport };
+}
+
+/** The typed error for anything a call rejected with (a ConnectError or not). */
+export function toExtensionError(err: unknown, fallback: Partial<Fallback> = {}): ExtensionError {
+  if (err instanceof ExtensionError) return err;
+  const cause = ConnectError.from(err);
+  const detail = cause.findDetails(InvocationErrorSchema)[0];
+  return new ExtensionError(cause, detail, {
+    requestId: fallback.requestId ?? "",
+    extensionId: fallback.extensionId ?? "",
+    version: fallback.version ?? "",
+  });
+}
+
+function buildRequest(
+  extensionId: string,
+  input: InvokeInput | undefined,
+  opts: InvokeOptions,
+  defaultCaller: string,
+): InvokeExtensionRequest {
+  const ctx = opts.context ?? {};
+  const context = create(ExecutionContextSchema, {
+    tenantId: ctx.tenantId ?? "",
+    organizationId: ctx.organizationId ?? "",
+    userId: ctx.userId ?? "",
+    requestId: ctx.requestId || newRequestId(),
+    caller: ctx.caller || defaultCaller,
+    attributes: { ...(ctx.attributes ?? {}) },
+  });
+  let payload: InvokeExtensionRequest["input"] = { case: undefined };
+  if (input instanceof Uint8Array) {
+    payload = { case: "inputBytes", value: input };
+  } else if (input !== undefined) {
+    payload = { case: "inputJson", value: fromJson(ValueSchema, input) };
+  }
+  return create(InvokeExtensionRequestSchema, {
+    context,
+    extensionId,
+    version: opts.version ?? "",
+    input: payload,
+    includeLogs: opts.includeLogs ?? false,
+    outputFormat: outputFormat(opts.outputFormat ?? "auto"),
+  });
+}
+
+function outputFormat(name: OutputFormatName): OutputFormat {
+  switch (name) {
+    case "json":
+      return OutputFormat.JSON;
+    case "bytes":
+      return OutputFormat.BYTES;
+    default:
+      return OutputFormat.UNSPECIFIED;
+  }
+}
+
+function resultFrom(response: InvokeExtensionResponse, requestId: string): InvocationResult {
+  let output: JsonValue | Uint8Array = new Uint8Array();
+  let isJson = false;
+  if (response.output.case === "outputJson") {
+    output = toJson(ValueSchema, response.output.value);
+    isJson = true;
+  } else if (response.output.case === "outputBytes") {
+    output = response.output.value;
+  }
+  return {
+    output,
+    isJson,
+    resolvedVersion: response.resolvedVersion,
+    metrics: metricsFrom(response.metrics),
+    logs: response.logs.map((line) => ({ level: levelName(line.level), message: line.message })),
+    logsTruncated: response.logsTruncated,
+    requestId,
+  };
+}
+
+function metricsFrom(m: InvocationMetrics | undefined): Metrics {
+  return {
+    durationUs: Number(m?.durationUs ?? 0n),
+    fuelConsumed: Number(m?.fuelConsumed ?? 0n),
+    peakMemoryBytes: Number(m?.peakMemoryBytes ?? 0n),
+    hostCalls: m?.hostCalls ?? 0,
+    queueUs: Number(m?.queueUs ?? 0n),
+  };
+}
+
+function levelName(level: LogLevel): GuestLogLine["level"] {
+  switch (level) {
+    case LogLevel.DEBUG:
+      return "debug";
+    case LogLevel.INFO:
+      return "info";
+    case LogLevel.WARN:
+      return "warn";
+    case LogLevel.ERROR:
+      return "error";
+    default:
+      return "";
+  }
+}
+
+function kindName(kind: ErrorKind): ErrorKindName {
+  return (ErrorKind[kind] as ErrorKindName | undefined) ?? "UNSPECIFIED";
+}
+
+/** Failures without an InvocationError detail (client deadline, network, auth). */
+function kindForCode(code: Code): ErrorKindName {
+  switch (code) {
+    case Code.DeadlineExceeded:
+      return "TIMEOUT";
+    case Code.Unavailable:
+      return "UNAVAILABLE";
+    case Code.InvalidArgument:
+      return "INVALID_INPUT";
+    case Code.Internal:
+      return "INTERNAL";
+    default:
+      return "UNSPECIFIED";
+  }
+}
+
+/** Connect's snake_case name of a code ("deadline_exceeded"). */
+export function codeName(code: Code): string {
+  return (Code[code] ?? "unknown").replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
+}
+
+function newRequestId(): string {
+  const bytes = new Uint8Array(16);
+  globalThis.crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Parse text as JSON for `invoke` (throws SyntaxError with the position). */
+export function parseJsonInput(text: string): JsonValue {
+  return JSON.parse(text) as JsonValue;
+}
