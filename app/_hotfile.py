@@ -3,6 +3,9 @@
 Operators edit mounted ConfigMaps at 3 a.m.; a typo must not take the service
 down or silently drop every rule. So a file that fails to parse is logged and
 counted, and the previous value stays in force until a good one arrives.
+A bad file is counted and logged once, not at every check while it stays
+(`make reliability` saw one bad edit counted eight times in four seconds,
+which makes the failure counter useless as "how many bad edits").
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from app.telemetry import get_logger
 
 T = TypeVar("T")
 _log = get_logger("app.hotfile")
+_MISSING = (-1, -1, -1)
 
 
 class HotFile(Generic[T]):
@@ -38,6 +42,7 @@ class HotFile(Generic[T]):
         self._interval = interval_s
         self._lock = threading.Lock()
         self._signature: tuple[int, int, int] | None = None
+        self._failed: tuple[int, int, int] | None = None  # the bad file already counted
         self._next_check = 0.0
         self.reload_failures = 0
         self.last_error: str | None = None
@@ -63,10 +68,16 @@ class HotFile(Generic[T]):
             try:
                 stat = self._path.stat()
                 signature = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
-                if not force and signature == self._signature:
-                    return
+            except OSError:
+                signature = _MISSING
+            if not force and signature in (self._signature, self._failed):
+                return
+            try:
+                if signature == _MISSING:
+                    raise FileNotFoundError(f"{self._path} is missing or unreadable")
                 value = self._parse(self._path.read_text())
             except Exception as exc:  # noqa: BLE001 - any bad file keeps the last good value
+                self._failed = signature
                 self.reload_failures += 1
                 self.last_error = f"{type(exc).__name__}: {str(exc)[:300]}"
                 _log.error(
@@ -74,6 +85,7 @@ class HotFile(Generic[T]):
                 )
                 return
             self._signature = signature
+            self._failed = None
             self._value = value
             self.last_error = None
             _log.info(f"{self._name}.loaded", path=str(self._path))

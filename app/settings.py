@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     s3_connect_timeout_s: float = Field(default=2.0, gt=0)
     s3_read_timeout_s: float = Field(default=5.0, gt=0)
     s3_max_attempts: int = Field(default=3, ge=1, le=10)
+    s3_outage_backoff_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="After a storage failure, reads fail at once for this long (0: never).",
+    )
     max_module_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
     module_cache_entries: int = Field(default=256, gt=0)
     module_cache_dir: Path | None = Field(

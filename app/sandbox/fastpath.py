@@ -14,8 +14,17 @@ The same bookkeeping picks the executor lane of pooled runs: a module whose
 runs have recently held their thread (wall-clock time, so a guest waiting on
 a hanging host call counts too) longer than ``LONG_RUN_US``, or that overran
 its inline slice, goes to the ``long`` lane, where it cannot delay short
-guests (see ``app.sandbox.executor``). An unknown module starts in the short
-lane; one long run moves it (the average jumps by a fifth of that run).
+guests (see ``app.sandbox.executor``). A module that imports a function
+that can block (a host call, a sleep) is in the ``long`` lane from its first
+run: how long it waits is up to another service, and `make reliability`
+showed a hanging upstream filling the short lane with such calls before the
+first of them had finished and been measured. Any other module starts in the
+short lane; one long run moves it (the average jumps by a fifth of that run).
+
+A module's first run does not count towards its CPU average: it pays one-time
+costs (page faults on fresh code and memory, lazily built tables) that made a
+~100 µs echo look like 9 ms and kept it off the fast path for a dozen calls.
+The inline slice still bounds that first run.
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ class FastPath:
         self._ewma_us: dict[int, float] = {}
         self._wall_us: dict[int, float] = {}
         self._pure: dict[int, bool] = {}
+        self._seen: set[int] = set()
         self.inline_runs = 0
         self.overruns = 0
 
@@ -64,14 +74,19 @@ class FastPath:
         key = id(compiled)
         with self._lock:
             previous = self._ewma_us.get(key)
-            self._ewma_us[key] = (
-                elapsed_us if previous is None else 0.8 * previous + 0.2 * elapsed_us
-            )
+            if key not in self._seen:
+                self._seen.add(key)  # the first run's one-time costs are not its speed
+            else:
+                self._ewma_us[key] = (
+                    elapsed_us if previous is None else 0.8 * previous + 0.2 * elapsed_us
+                )
             held = self._wall_us.get(key)
             self._wall_us[key] = wall_us if held is None else 0.8 * held + 0.2 * wall_us
 
     def lane(self, compiled: CompiledModule) -> Lane:
         """The executor lane for a pooled run of ``compiled``."""
+        if not self._is_pure(compiled):
+            return "long"
         return "long" if self._wall_us.get(id(compiled), 0.0) > LONG_RUN_US else "short"
 
     def overran(self, compiled: CompiledModule) -> None:

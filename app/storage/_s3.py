@@ -4,12 +4,19 @@ Timeouts and retries are explicit: botocore's defaults took minutes to give up
 on a hung server. Checksums are computed only when required, because over
 https botocore otherwise switches to aws-chunked trailers that plain-http
 tests never exercise. Credentials are never logged.
+
+Once storage has failed, further reads fail at once for
+``s3_outage_backoff_s`` instead of each paying the connect and retry time
+again: with SeaweedFS killed, every call of an uncached version took 1-2 s to
+learn what the previous one had just learnt (`make reliability`). Cached
+versions never reach this class, and ``check`` (``/readyz``) always asks.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
+import time
 from typing import Any
 
 import aioboto3
@@ -54,6 +61,9 @@ class S3Source:
         # If-None-Match so an unchanged catalog costs one 304 per object.
         self._etags: dict[str, tuple[str, bytes]] = {}
         self.not_modified = 0
+        self._down_until = 0.0  # time.monotonic() before which reads fail at once
+        self._down_reason = ""
+        self.fast_failures = 0
 
     async def _s3(self) -> Any:
         if self._client is None:
@@ -86,9 +96,23 @@ class S3Source:
     def _unavailable(self, exc: Exception, what: str) -> InvocationFailure:
         code = _code(exc) if isinstance(exc, ClientError) else type(exc).__name__
         _log.warning("storage.s3_error", operation=what, error=code)
+        self._down_until = time.monotonic() + self._settings.s3_outage_backoff_s
+        self._down_reason = code
         return InvocationFailure(ErrorKind.UNAVAILABLE, f"module storage is unavailable ({code})")
 
+    def _gate(self) -> None:
+        """Fail at once while a recent failure says storage is down."""
+        remaining = self._down_until - time.monotonic()
+        if remaining > 0:
+            self.fast_failures += 1
+            raise InvocationFailure(
+                ErrorKind.UNAVAILABLE,
+                f"module storage is unavailable ({self._down_reason}); "
+                f"next attempt in {remaining:.1f} s",
+            )
+
     async def _list_prefixes(self, prefix: str, pattern: str) -> list[str]:
+        self._gate()
         s3 = await self._s3()
         names: list[str] = []
         token: str | None = None
@@ -120,6 +144,7 @@ class S3Source:
         return await self._list_prefixes(f"{self._prefix}{extension_id}/", VERSION_PATTERN)
 
     async def _get(self, key: str, max_bytes: int, *, conditional: bool = False) -> bytes | None:
+        self._gate()
         s3 = await self._s3()
         kwargs: dict[str, Any] = {"Bucket": self._bucket, "Key": self._prefix + key}
         cached = self._etags.get(key) if conditional else None
@@ -187,4 +212,5 @@ class S3Source:
             return f"storage error {code}"
         except BotoCoreError as exc:
             return f"storage unreachable ({type(exc).__name__})"
+        self._down_until = 0.0  # it answers again: so may reads
         return None

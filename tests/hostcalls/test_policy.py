@@ -160,3 +160,20 @@ def test_the_change_check_is_rate_limited(tmp_path: Path) -> None:
     path.write_text(READ_LISTS)
     # Within the interval the file is not even looked at.
     assert store.current().allows("read", ("graph/GetNode",), "graph", "GetNode")
+
+
+def test_a_bad_file_is_counted_once_while_it_stays(tmp_path: Path) -> None:
+    path = tmp_path / "tiers.yaml"
+    path.write_text(READ_GETS)
+    store = PolicyStore(path, check_interval_s=0)
+    path.write_text("tiers: {read: [unclosed")
+    for _ in range(5):
+        store.current()
+    assert store.reload_failures == 1
+    path.unlink()
+    for _ in range(5):
+        store.current()
+    assert store.reload_failures == 2
+    path.write_text(READ_LISTS)
+    assert store.current().allows("read", ("x/ListY",), "x", "ListY")
+    assert store.reload_failures == 2

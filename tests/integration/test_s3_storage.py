@@ -301,6 +301,11 @@ async def test_hung_storage_is_bounded_by_timeouts_and_deadlines(s3: S3Bucket) -
         assert _failure(unavailable) == ("unavailable", "ERROR_KIND_UNAVAILABLE")
         # At least one read timeout was waited out, and no more than the budget.
         assert settings.s3_read_timeout_s <= elapsed < budget, f"{elapsed:.2f}s"
+        # Storage is asked again once the outage backoff has passed.
+        _wait_for(
+            lambda: _invoke(url, "hung", version="2").status_code == 200,
+            timeout=settings.s3_outage_backoff_s + budget,
+        )
         assert _ok(_invoke(url, "hung", version="2")) == (GREETING, "2")
 
 

@@ -1,0 +1,54 @@
+"""FastPath bookkeeping: which guests may run inline, and which executor lane the rest use."""
+
+from __future__ import annotations
+
+from app.sandbox import Abi, SandboxEngine
+from app.sandbox.engine import CompiledModule
+from app.sandbox.fastpath import LONG_RUN_US, FastPath
+from tests.sandbox import _modules
+
+
+def _fastpath() -> FastPath:
+    return FastPath(threshold_us=500, slice_ms=2)
+
+
+def _compiled(engine: SandboxEngine, wasm: bytes) -> CompiledModule:
+    return engine.compile(wasm, Abi.RAW)
+
+
+def test_a_guest_that_can_block_uses_the_long_lane_before_any_run(engine: SandboxEngine) -> None:
+    # A hanging upstream must not fill the short lane before the first such call is measured.
+    fastpath = _fastpath()
+    host_call = _compiled(engine, _modules.HOST_CALL)
+    assert fastpath.lane(host_call) == "long"
+    assert not fastpath.eligible(host_call)
+
+
+def test_a_pure_guest_moves_to_the_long_lane_once_it_holds_its_thread(
+    engine: SandboxEngine,
+) -> None:
+    fastpath = _fastpath()
+    echo = _compiled(engine, _modules.ECHO)
+    assert fastpath.lane(echo) == "short"
+    fastpath.observe(echo, 100.0, 100.0)
+    assert fastpath.lane(echo) == "short"
+    fastpath.observe(echo, 100.0, 10 * LONG_RUN_US)  # e.g. it waited until its deadline
+    assert fastpath.lane(echo) == "long"
+
+
+def test_the_first_run_does_not_count_against_the_fast_path(engine: SandboxEngine) -> None:
+    fastpath = _fastpath()
+    echo = _compiled(engine, _modules.ECHO)
+    fastpath.observe(echo, 9_000.0, 9_000.0)  # a cold first call: one-time costs
+    assert fastpath.eligible(echo)
+    fastpath.observe(echo, 9_000.0, 9_000.0)  # slow twice: it is slow
+    assert not fastpath.eligible(echo)
+
+
+def test_an_overrun_sends_the_guest_to_the_pool_and_the_long_lane(engine: SandboxEngine) -> None:
+    fastpath = _fastpath()
+    echo = _compiled(engine, _modules.ECHO)
+    fastpath.overran(echo)
+    assert not fastpath.eligible(echo)
+    assert fastpath.lane(echo) == "long"
+    assert fastpath.overruns == 1
