@@ -7,7 +7,7 @@ UV     := $(BIN)/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run test lint fmt gen clean bench
+.PHONY: install run test lint fmt gen clean bench reliability
 
 include mk/guest-toolchain.mk
 
@@ -31,6 +31,11 @@ test: install guest-toolchain lint
 ## sandbox); prints a table and writes bench/results/latest.json (bench/README.md).
 bench: install
 	$(BIN)/python bench/run.py
+
+## Noisy neighbour, soak and injected faults against the real service (~10 min);
+## writes bench/results/reliability.json (docs/reliability.md). QUICK=1: ~3 min.
+reliability: install
+	$(BIN)/python bench/reliability.py $(if $(QUICK),--quick)
 
 lint: install
 	$(BIN)/ruff check app tests bench examples

@@ -8,8 +8,11 @@ tests never exercise. Credentials are never logged.
 Once storage has failed, further reads fail at once for
 ``s3_outage_backoff_s`` instead of each paying the connect and retry time
 again: with SeaweedFS killed, every call of an uncached version took 1-2 s to
-learn what the previous one had just learnt (`make reliability`). Cached
-versions never reach this class, and ``check`` (``/readyz``) always asks.
+learn what the previous one had just learnt (`make reliability`). After that
+pause, while storage has not yet answered again, requests are single
+attempts (a second client without retries): callers waiting on such a probe
+wait one connect, not the whole retry schedule. Cached versions never reach
+this class, and ``check`` (``/readyz``) always asks.
 """
 
 from __future__ import annotations
@@ -33,12 +36,12 @@ _MISSING = {"NoSuchKey", "404", "NotFound"}
 _MAX_LISTED = 10_000
 
 
-def _client_config(settings: Settings) -> AioConfig:
+def _client_config(settings: Settings, attempts: int) -> AioConfig:
     return AioConfig(
         s3={"addressing_style": "path" if settings.s3_path_style else "auto"},
         connect_timeout=settings.s3_connect_timeout_s,
         read_timeout=settings.s3_read_timeout_s,
-        retries={"mode": "standard", "total_max_attempts": settings.s3_max_attempts},
+        retries={"mode": "standard", "total_max_attempts": attempts},
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
     )
@@ -57,6 +60,8 @@ class S3Source:
         self._prefix = settings.s3_prefix
         self._stack = contextlib.AsyncExitStack()
         self._client: Any = None
+        self._probe_client: Any = None
+        self._outage = False  # failed, and not yet answered again
         # Small objects (definitions, pointers) by key: (etag, bytes). Polls send
         # If-None-Match so an unchanged catalog costs one 304 per object.
         self._etags: dict[str, tuple[str, bytes]] = {}
@@ -66,38 +71,45 @@ class S3Source:
         self.fast_failures = 0
 
     async def _s3(self) -> Any:
+        """The client: with retries normally, single attempts during an outage."""
         if self._client is None:
-            settings = self._settings
-            session = aioboto3.Session()
-            self._client = await self._stack.enter_async_context(
-                session.client(
-                    "s3",
-                    endpoint_url=settings.s3_endpoint_url,
-                    region_name=settings.s3_region,
-                    aws_access_key_id=(
-                        settings.s3_access_key_id.get_secret_value()
-                        if settings.s3_access_key_id
-                        else None
-                    ),
-                    aws_secret_access_key=(
-                        settings.s3_secret_access_key.get_secret_value()
-                        if settings.s3_secret_access_key
-                        else None
-                    ),
-                    config=_client_config(settings),
-                )
+            # Both at once: making a client takes ~100 ms, not to be paid by a probe.
+            self._client = await self._new_client(self._settings.s3_max_attempts)
+            self._probe_client = await self._new_client(attempts=1)
+        return self._probe_client if self._outage else self._client
+
+    async def _new_client(self, attempts: int) -> Any:
+        settings = self._settings
+        session = aioboto3.Session()
+        return await self._stack.enter_async_context(
+            session.client(
+                "s3",
+                endpoint_url=settings.s3_endpoint_url,
+                region_name=settings.s3_region,
+                aws_access_key_id=(
+                    settings.s3_access_key_id.get_secret_value()
+                    if settings.s3_access_key_id
+                    else None
+                ),
+                aws_secret_access_key=(
+                    settings.s3_secret_access_key.get_secret_value()
+                    if settings.s3_secret_access_key
+                    else None
+                ),
+                config=_client_config(settings, attempts),
             )
-        return self._client
+        )
 
     async def close(self) -> None:
         await self._stack.aclose()
-        self._client = None
+        self._client = self._probe_client = None
 
     def _unavailable(self, exc: Exception, what: str) -> InvocationFailure:
         code = _code(exc) if isinstance(exc, ClientError) else type(exc).__name__
         _log.warning("storage.s3_error", operation=what, error=code)
         self._down_until = time.monotonic() + self._settings.s3_outage_backoff_s
         self._down_reason = code
+        self._outage = self._settings.s3_outage_backoff_s > 0
         return InvocationFailure(ErrorKind.UNAVAILABLE, f"module storage is unavailable ({code})")
 
     def _gate(self) -> None:
@@ -135,6 +147,7 @@ class S3Source:
                 token = page.get("NextContinuationToken")
         except (ClientError, BotoCoreError) as exc:
             raise self._unavailable(exc, "list") from None
+        self._outage = False
         return sorted(names)
 
     async def list_extensions(self) -> list[str]:
@@ -154,6 +167,8 @@ class S3Source:
             response = await s3.get_object(**kwargs)
         except ClientError as exc:
             code = _code(exc)
+            if code in _MISSING or code == "304":
+                self._outage = False  # storage answered
             if code == "304" and cached is not None:
                 self.not_modified += 1
                 return cached[1]
@@ -163,6 +178,7 @@ class S3Source:
             raise self._unavailable(exc, "get") from None
         except BotoCoreError as exc:
             raise self._unavailable(exc, "get") from None
+        self._outage = False
         async with response["Body"] as body:
             if int(response.get("ContentLength", 0)) > max_bytes:
                 raise InvocationFailure(
@@ -212,5 +228,6 @@ class S3Source:
             return f"storage error {code}"
         except BotoCoreError as exc:
             return f"storage unreachable ({type(exc).__name__})"
-        self._down_until = 0.0  # it answers again: so may reads
+        self._down_until = 0.0  # it answers again: so may reads, with retries
+        self._outage = False
         return None

@@ -63,3 +63,20 @@ async def test_without_backoff_every_read_asks() -> None:
         assert source.fast_failures == 0
     finally:
         await source.close()
+
+
+async def test_during_an_outage_requests_are_single_attempts() -> None:
+    retrying = _source(backoff_s=0.0)
+    source = _source(backoff_s=0.2)  # after this pause, the next read is a probe
+    try:
+        await _read(retrying)  # the clients exist from here on
+        retry_s, _ = await _read(retrying)
+        await _read(source)
+        time.sleep(0.3)
+        probe_s, failure = await _read(source)
+        assert failure.kind is ErrorKind.UNAVAILABLE
+        assert "next attempt" not in failure.message  # it really asked storage
+        assert probe_s < retry_s / 2, (probe_s, retry_s)
+    finally:
+        await source.close()
+        await retrying.close()

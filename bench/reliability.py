@@ -1,0 +1,229 @@
+"""`make reliability`: noisy neighbours, a soak and injected faults, with figures.
+
+Everything runs on loopback, bounded in count and time, and stops by itself:
+
+1. **noisy neighbour**: steady good ``echo`` traffic (open loop, fixed rate)
+   alone, then while other callers (a separate process) hammer an
+   infinite-loop module, a memory bomb and a log flood; with the circuit
+   breaker as configured and with it out of reach (the sandbox alone);
+2. **soak**: thousands of mixed invocations over several extensions and
+   tenants at 32 in flight: outcomes, RSS / open fds / threads of the server
+   process (``/proc``) after warm-up vs at the end, temp files left behind;
+3. **faults**: the S3 server killed and restarted mid-run; a host-call
+   upstream that hangs, resets connections or answers garbage; the promotion
+   webhook flooded with signed and unsigned posts; the policy file replaced
+   with invalid YAML.
+
+Prints each section's figures and writes bench/results/reliability.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import _faults
+from bench._harness import (
+    METHOD,
+    RESULTS,
+    Calls,
+    CpuMeter,
+    closed_loop,
+    extensions_dir,
+    log,
+    open_loop,
+    proc_stats,
+    request_body,
+    serve,
+)
+from bench._reliability_report import render
+from bench._soak import soak
+
+# -- 1. noisy neighbour -----------------------------------------------------------------
+
+GOOD_INPUT = {"data": "x" * 1010}  # ~1 KiB of JSON, as in `make bench`
+ABUSERS = {"loop": 4, "bomb": 4, "flood": 4}  # in flight per hostile module
+ABUSER_CYCLE_S = 0.25  # a paced abuser starts a call at most every 250 ms per connection
+# name: (service environment, abusers paced?)
+SCENARIOS: dict[str, tuple[dict[str, str], bool]] = {
+    # As configured: the breaker cuts a failing version off after 20 calls.
+    "breaker_default": ({}, True),
+    # The breaker out of reach: the sandbox, the lanes and the event loop alone.
+    "breaker_off": ({"EXTENSIONS_RUNTIME_BREAKER_MIN_CALLS": "1000000000"}, True),
+    # Abusers retrying at once, however fast they are refused: a request flood
+    # (the service has no per-caller rate limit; that is the ingress's job).
+    "request_flood": ({}, False),
+}
+
+
+def abuse_main(url: str, duration: float, names: list[str], paced: bool) -> None:
+    """The abusive callers, in a process of their own; prints their outcomes as JSON."""
+
+    async def run() -> dict[str, Any]:
+        results: dict[str, Calls] = {}
+
+        async def hammer(name: str, in_flight: int) -> None:
+            results[name] = await closed_loop(
+                url,
+                in_flight,
+                lambda i: request_body(name, {"i": i}, tenant=f"abuser-{name}", includeLogs=True),
+                count=10**9,
+                duration=duration,
+                min_cycle_s=ABUSER_CYCLE_S if paced else 0.0,
+            )
+
+        await asyncio.gather(*(hammer(name, ABUSERS[name]) for name in names))
+        return {name: calls.summary() for name, calls in results.items()}
+
+    print(json.dumps(asyncio.run(run())))
+
+
+@contextlib.contextmanager
+def abusers(url: str, duration: float, names: str, *, paced: bool) -> Iterator[dict[str, Any]]:
+    result: dict[str, Any] = {}
+    args = [sys.executable, __file__, "--abuse", url, "--abuse-duration", str(duration)]
+    args += ["--abusers", names] + ([] if paced else ["--unpaced"])
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    try:
+        yield result
+    finally:
+        out, _ = proc.communicate(timeout=duration + 60)
+        result.update(json.loads(out.strip().splitlines()[-1]))
+
+
+def good_traffic(url: str, rate: float, duration: float) -> tuple[Calls, dict[str, float]]:
+    body = request_body("echo", GOOD_INPUT)
+    with CpuMeter() as cpu:
+        calls = asyncio.run(open_loop(url, rate, duration, lambda _: body))
+    return calls, cpu.result
+
+
+def _phase(calls: Calls, cpu: dict[str, float]) -> dict[str, Any]:
+    return {**calls.summary(), **cpu}
+
+
+def noisy_neighbour(work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    rate, duration = args.rate, args.duration
+    report: dict[str, Any] = {
+        "rate_rps": rate,
+        "seconds_per_phase": duration,
+        "abusers_in_flight": ABUSERS,
+        "paced_abuser_cycle_s": ABUSER_CYCLE_S,
+    }
+    for name, (scenario_env, paced) in SCENARIOS.items():
+        if args.quick and name != "breaker_off":
+            continue
+        scenario_dir = work / f"noisy-{name}"
+        scenario_dir.mkdir()
+        shutil.copytree(work / "extensions", scenario_dir / "extensions")
+        env = {
+            "EXTENSIONS_RUNTIME_EXTENSIONS_DIR": str(scenario_dir / "extensions"),
+            **scenario_env,
+        }
+        env.update(dict(item.split("=", 1) for item in args.env))
+        with serve(scenario_dir, f"noisy-{name}", **env) as service:
+            good_traffic(service.url, rate, 2.0)  # warm-up
+            for hostile in ABUSERS:  # compile them before anything is measured
+                httpx.post(
+                    service.url + METHOD,
+                    content=request_body(hostile, 1),
+                    headers={"content-type": "application/json"},
+                    timeout=30,
+                )
+            quiet = _phase(*good_traffic(service.url, rate, duration))
+            log(f"noisy {name}: alone {quiet}")
+            with abusers(service.url, duration + 2.5, args.abusers, paced=paced) as abuse:
+                time.sleep(2.0)  # the abusers' process starts and reaches its steady state
+                loud = _phase(*good_traffic(service.url, rate, duration))
+            log(f"noisy {name}: under abuse {loud}")
+            log(f"noisy {name}: abusers {abuse}")
+            after = _phase(*good_traffic(service.url, rate, min(duration, 5.0)))
+            stats = proc_stats(service.pid)
+        report[name] = {
+            "abusers_paced": paced,
+            "good_alone": quiet,
+            "good_under_abuse": loud,
+            "good_after_abuse": after,
+            "p95_ratio": round(loud["p95_ms"] / quiet["p95_ms"], 2) if quiet["p95_ms"] else None,
+            "good_errors_under_abuse": sum(v for k, v in loud["outcomes"].items() if k != "ok"),
+            "abusive_calls": abuse,
+            "server_after": stats,
+        }
+    return report
+
+
+# -- main ---------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="shorter runs, one noisy scenario")
+    parser.add_argument("--only", default="noisy,soak,faults", help="sections to run")
+    parser.add_argument("--rate", type=float, default=200.0, help="good calls per second")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per noisy phase")
+    parser.add_argument("--soak-calls", type=int, default=20_000, help="calls in the soak")
+    parser.add_argument("--abusers", default=",".join(ABUSERS), help="hostile modules to run")
+    parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the service")
+    parser.add_argument("--abuse", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--unpaced", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--abuse-duration", type=float, default=10.0, help=argparse.SUPPRESS)
+    parser.add_argument("--output", type=Path, default=RESULTS / "reliability.json")
+    return parser
+
+
+def main() -> None:
+    args = _parser().parse_args()
+    if args.abuse:
+        abuse_main(args.abuse, args.abuse_duration, args.abusers.split(","), not args.unpaced)
+        return
+    sections = set(args.only.split(","))
+    started = time.monotonic()
+    report: dict[str, Any] = {
+        "measured_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": (
+            f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+        ),
+    }
+    with tempfile.TemporaryDirectory(prefix="reliability-") as tmp:
+        work = Path(tmp)
+        extensions_dir(work)
+        if "noisy" in sections:
+            report["noisy_neighbour"] = noisy_neighbour(work, args)
+        if "soak" in sections:
+            count, seconds = (4_000, 60.0) if args.quick else (args.soak_calls, 300.0)
+            report["soak"] = soak(work, count, seconds)
+        if "faults" in sections:
+            report["faults"] = {
+                "storage": _faults.storage(work, outage_s=4.0 if args.quick else 8.0),
+                "upstream": _faults.upstream(work, fault_s=3.0 if args.quick else 5.0),
+                "webhook_flood": _faults.webhook_flood(work, 1_000 if args.quick else 5_000),
+                "policy": _faults.policy(work),
+            }
+    report["seconds"] = round(time.monotonic() - started, 1)
+    text = json.dumps(report, indent=2)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text + "\n")
+    args.output.with_suffix(".md").write_text(render(report))
+    print(render(report))
+    log(f"wrote {args.output} in {report['seconds']} s")
+
+
+if __name__ == "__main__":
+    main()
