@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -81,6 +82,11 @@ class Runtime:
 
     async def start(self) -> None:
         """Start the engine and hydrate the catalog; storage trouble is not fatal."""
+        # Process-wide: guests calling host functions on sandbox threads take the GIL
+        # thousands of times a second, and with the default 5 ms interval the event
+        # loop waited whole intervals for it (a log-flooding tenant took good
+        # traffic's p95 from 4 ms to 190 ms; at 0.5 ms it stayed under 5 ms).
+        sys.setswitchinterval(self.settings.gil_switch_interval_us / 1e6)
         self.engine.start()
         await self.refresh_all()
         if self.settings.catalog_poll_interval_s > 0:

@@ -160,7 +160,29 @@ class Settings(BaseSettings):
         description="Largest wasm table a guest may create (each element costs host memory).",
     )
 
-    executor_threads: int = Field(default=2, gt=0, le=64)
+    executor_threads: int = Field(
+        default=2, gt=0, le=64, description="Threads for short pure guests run off the event loop."
+    )
+    executor_long_threads: int = Field(
+        default=1,
+        gt=0,
+        le=64,
+        description="Threads, at a lower CPU priority, for guests that compute long "
+        "(keep below the core count so they can never hold every core).",
+    )
+    executor_io_threads: int = Field(
+        default=8,
+        gt=0,
+        le=256,
+        description="Threads for guests that may wait on host calls or sleeps (mostly idle).",
+    )
+    gil_switch_interval_us: int = Field(
+        default=500,
+        ge=100,
+        le=100_000,
+        description="Python's GIL switch interval; shorter keeps the event loop responsive "
+        "while guests call host functions on other threads.",
+    )
     inline_threshold_us: int = Field(
         default=500, ge=0, description="Run pure guests faster than this inline; 0 disables."
     )

@@ -214,7 +214,7 @@ class HttpBridge:
         # A worker thread has at most one call in flight, so this many
         # connections never makes a call wait for the pool; the headroom
         # covers connections being closed while new ones open.
-        connections = max(4, 2 * settings.executor_threads)
+        connections = max(4, settings.executor_io_threads + settings.executor_threads)
         limits = httpx.Limits(
             max_connections=connections,
             max_keepalive_connections=connections,

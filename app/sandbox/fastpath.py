@@ -10,16 +10,18 @@ is safe because such a guest has no side effects outside its fresh Store. The
 module is then treated as slow; every run, inline or pooled, feeds the
 moving average that decides, so a long guest rarely costs the loop a slice.
 
-The same bookkeeping picks the executor lane of pooled runs: a module whose
-runs have recently held their thread (wall-clock time, so a guest waiting on
-a hanging host call counts too) longer than ``LONG_RUN_US``, or that overran
-its inline slice, goes to the ``long`` lane, where it cannot delay short
-guests (see ``app.sandbox.executor``). A module that imports a function
-that can block (a host call, a sleep) is in the ``long`` lane from its first
-run: how long it waits is up to another service, and `make reliability`
-showed a hanging upstream filling the short lane with such calls before the
-first of them had finished and been measured. Any other module starts in the
-short lane; one long run moves it (the average jumps by a fifth of that run).
+The same bookkeeping picks the executor lane of pooled runs (see
+``app.sandbox.executor``). A module that imports a function that can block (a
+host call, a sleep) goes to the ``io`` lane from its first run: how long it
+waits is up to another service, and `make reliability` showed a hanging
+upstream filling the short lane with such calls before the first of them had
+finished and been measured; if its runs use more than ``LONG_RUN_US`` of CPU
+on average it goes to the ``long`` lane instead, so a guest cannot import
+``host_call`` to get the io lane's many threads for a computation. Any other
+module starts in the ``short`` lane, and moves to ``long`` once its runs hold
+their thread longer than ``LONG_RUN_US`` on average (wall-clock time; one
+long run moves it, the average jumps by a fifth of that run) or it overran
+its inline slice.
 
 A module's first run does not count towards its CPU average: it pays one-time
 costs (page faults on fresh code and memory, lazily built tables) that made a
@@ -48,6 +50,7 @@ class FastPath:
         self._lock = threading.Lock()
         self._ewma_us: dict[int, float] = {}
         self._wall_us: dict[int, float] = {}
+        self._cpu_us: dict[int, float] = {}  # like _ewma_us, first run included (lanes)
         self._pure: dict[int, bool] = {}
         self._seen: set[int] = set()
         self.inline_runs = 0
@@ -82,12 +85,15 @@ class FastPath:
                 )
             held = self._wall_us.get(key)
             self._wall_us[key] = wall_us if held is None else 0.8 * held + 0.2 * wall_us
+            used = self._cpu_us.get(key)
+            self._cpu_us[key] = elapsed_us if used is None else 0.8 * used + 0.2 * elapsed_us
 
     def lane(self, compiled: CompiledModule) -> Lane:
         """The executor lane for a pooled run of ``compiled``."""
+        key = id(compiled)
         if not self._is_pure(compiled):
-            return "long"
-        return "long" if self._wall_us.get(id(compiled), 0.0) > LONG_RUN_US else "short"
+            return "long" if self._cpu_us.get(key, 0.0) > LONG_RUN_US else "io"
+        return "long" if self._wall_us.get(key, 0.0) > LONG_RUN_US else "short"
 
     def overran(self, compiled: CompiledModule) -> None:
         """Send it to the pool until its pool runs show it is fast again (a hiccup
@@ -97,4 +103,5 @@ class FastPath:
             self._ewma_us[key] = max(self.slice_s * 1e6, 4.0 * self.threshold_us)
             # It really computed past its slice: keep it from delaying short guests.
             self._wall_us[key] = max(self._wall_us.get(key, 0.0), 2.0 * LONG_RUN_US)
+            self._cpu_us[key] = max(self._cpu_us.get(key, 0.0), 2.0 * LONG_RUN_US)
             self.overruns += 1

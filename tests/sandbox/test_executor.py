@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -163,3 +164,53 @@ async def test_guest_logs_carry_the_callers_log_context(
     assert line["guest_message"] == "hello"
     assert (line["extension"], line["version"]) == ("ext-1", "1.2.0")
     assert (line["tenant"], line["request_id"]) == ("t-1", "r-1")
+
+
+async def test_lanes_have_their_own_threads_and_bounds() -> None:
+    ex = Executor(
+        Settings(
+            executor_threads=1, executor_long_threads=1, executor_io_threads=3, executor_queue=0
+        )
+    )
+    release = threading.Event()
+    try:
+        long = asyncio.ensure_future(ex.submit(blocker(release), deadline=None, lane="long"))
+        waiting = [
+            asyncio.ensure_future(ex.submit(blocker(release), deadline=None, lane="io"))
+            for _ in range(3)
+        ]
+        await asyncio.sleep(0.05)
+        # The long lane is full with one computation, the io lane with three waits...
+        for lane in ("long", "io"):
+            with pytest.raises(InvocationFailure) as info:
+                await ex.submit(lambda cancel: None, deadline=None, lane=lane)  # type: ignore[arg-type]
+            assert info.value.kind is ErrorKind.OVERLOADED
+            assert f"for {lane} guests" in info.value.message
+        # ...and a short guest still runs at once.
+        started = time.monotonic()
+        result, queue_us = await ex.submit(lambda cancel: "short", deadline=None)
+        assert result == "short" and queue_us < 50_000
+        assert time.monotonic() - started < 0.5
+        assert ex.in_flight == 4
+        release.set()
+        await asyncio.gather(long, *waiting)
+        assert ex.in_flight == 0
+    finally:
+        release.set()
+        ex.close()
+
+
+def test_long_and_io_lane_threads_run_at_lower_priority() -> None:
+    ex = Executor(Settings(executor_threads=1))
+    try:
+        seen = {
+            lane: asyncio.run(
+                ex.submit(
+                    lambda cancel: os.getpriority(os.PRIO_PROCESS, 0), deadline=None, lane=lane
+                )  # type: ignore[arg-type]
+            )[0]
+            for lane in ("short", "long", "io")
+        }
+    finally:
+        ex.close()
+    assert seen["long"] == seen["io"] == seen["short"] + 10

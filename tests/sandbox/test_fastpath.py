@@ -16,12 +16,23 @@ def _compiled(engine: SandboxEngine, wasm: bytes) -> CompiledModule:
     return engine.compile(wasm, Abi.RAW)
 
 
-def test_a_guest_that_can_block_uses_the_long_lane_before_any_run(engine: SandboxEngine) -> None:
+def test_a_guest_that_can_block_uses_the_io_lane_before_any_run(engine: SandboxEngine) -> None:
     # A hanging upstream must not fill the short lane before the first such call is measured.
     fastpath = _fastpath()
     host_call = _compiled(engine, _modules.HOST_CALL)
-    assert fastpath.lane(host_call) == "long"
+    assert fastpath.lane(host_call) == "io"
     assert not fastpath.eligible(host_call)
+
+
+def test_a_blocking_guest_that_computes_goes_to_the_long_lane(engine: SandboxEngine) -> None:
+    # Importing host_call must not buy a computation the io lane's many threads.
+    fastpath = _fastpath()
+    host_call = _compiled(engine, _modules.HOST_CALL)
+    fastpath.observe(host_call, 10 * LONG_RUN_US, 10 * LONG_RUN_US)
+    assert fastpath.lane(host_call) == "long"
+    waiting = _compiled(engine, _modules.HOST_CALL)  # compiled again: another module
+    fastpath.observe(waiting, 100.0, 10 * LONG_RUN_US)
+    assert fastpath.lane(waiting) == "io"
 
 
 def test_a_pure_guest_moves_to_the_long_lane_once_it_holds_its_thread(
