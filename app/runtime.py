@@ -298,7 +298,6 @@ class Runtime:
 
         def work(cancel: threading.Event, cpu_slice_s: float | None = None) -> Outcome:
             began = time.thread_time()  # CPU time: waiting for the GIL is not the guest's cost
-            held = time.perf_counter()  # wall time: how long the guest kept its thread
             try:
                 return run(
                     self.engine,
@@ -315,11 +314,7 @@ class Runtime:
                 )
             finally:
                 # Failed runs count too: a guest that always ends at its deadline is long.
-                self.fastpath.observe(
-                    compiled,
-                    (time.thread_time() - began) * 1e6,
-                    (time.perf_counter() - held) * 1e6,
-                )
+                self.fastpath.observe(compiled, (time.thread_time() - began) * 1e6)
 
         with tracer().start_as_current_span("sandbox.run") if recording else _NO_SPAN as span:
             inline = self._inline(compiled, work, deadline)

@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,6 +61,7 @@ from bench._soak import soak
 
 GOOD_INPUT = {"data": "x" * 1010}  # ~1 KiB of JSON, as in `make bench`
 ABUSERS = {"loop": 4, "bomb": 4, "flood": 4}  # in flight per hostile module
+ROUNDS = 3  # alone / under abuse phases alternate this many times
 ABUSER_CYCLE_S = 0.25  # a paced abuser starts a call at most every 250 ms per connection
 # name: (service environment, abusers paced?)
 SCENARIOS: dict[str, tuple[dict[str, str], bool]] = {
@@ -119,6 +121,28 @@ def _phase(calls: Calls, cpu: dict[str, float]) -> dict[str, Any]:
     return {**calls.summary(), **cpu}
 
 
+def _pooled(rounds: list[tuple[Calls, dict[str, float]]]) -> dict[str, Any]:
+    """One summary of several phases: their calls together, CPU shares averaged."""
+    pooled = Calls(started=0.0)
+    for calls, _ in rounds:
+        pooled.latencies_ms += calls.latencies_ms
+        pooled.outcomes.update(calls.outcomes)
+        pooled.ended += calls.ended - calls.started
+    cpu = {key: round(sum(c[key] for _, c in rounds) / len(rounds), 2) for key in rounds[0][1]}
+    return {**pooled.summary(), **cpu, "rounds": len(rounds)}
+
+
+def _pooled_abuse(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Outcomes of the abusive calls over all rounds, per hostile module."""
+    modules: dict[str, dict[str, Any]] = {}
+    for round_ in rounds:
+        for module, summary in round_.items():
+            entry = modules.setdefault(module, {"calls": 0, "outcomes": Counter()})
+            entry["calls"] += summary["calls"]
+            entry["outcomes"].update(summary["outcomes"])
+    return {m: {"calls": e["calls"], "outcomes": dict(e["outcomes"])} for m, e in modules.items()}
+
+
 def noisy_neighbour(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     rate, duration = args.rate, args.duration
     report: dict[str, Any] = {
@@ -147,11 +171,19 @@ def noisy_neighbour(work: Path, args: argparse.Namespace) -> dict[str, Any]:
                     headers={"content-type": "application/json"},
                     timeout=30,
                 )
-            quiet = _phase(*good_traffic(service.url, rate, duration))
+            # Alone and under abuse alternate, ROUNDS times each, so drift on this
+            # shared machine lands on both sides of the ratio instead of one.
+            per_phase = duration / ROUNDS
+            quiet_rounds, loud_rounds, abuse_rounds = [], [], []
+            for _ in range(ROUNDS):
+                quiet_rounds.append(good_traffic(service.url, rate, per_phase))
+                with abusers(service.url, per_phase + 2.5, args.abusers, paced=paced) as abuse:
+                    time.sleep(2.0)  # the abusers' process starts and reaches its steady state
+                    loud_rounds.append(good_traffic(service.url, rate, per_phase))
+                abuse_rounds.append(abuse)
+            quiet, loud = _pooled(quiet_rounds), _pooled(loud_rounds)
+            abuse = _pooled_abuse(abuse_rounds)
             log(f"noisy {name}: alone {quiet}")
-            with abusers(service.url, duration + 2.5, args.abusers, paced=paced) as abuse:
-                time.sleep(2.0)  # the abusers' process starts and reaches its steady state
-                loud = _phase(*good_traffic(service.url, rate, duration))
             log(f"noisy {name}: under abuse {loud}")
             log(f"noisy {name}: abusers {abuse}")
             after = _phase(*good_traffic(service.url, rate, min(duration, 5.0)))
@@ -177,7 +209,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="shorter runs, one noisy scenario")
     parser.add_argument("--only", default="noisy,soak,faults", help="sections to run")
     parser.add_argument("--rate", type=float, default=200.0, help="good calls per second")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per noisy phase")
+    parser.add_argument(
+        "--duration", type=float, default=15.0, help="seconds alone and under abuse, each"
+    )
     parser.add_argument("--soak-calls", type=int, default=20_000, help="calls in the soak")
     parser.add_argument("--abusers", default=",".join(ABUSERS), help="hostile modules to run")
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the service")

@@ -18,10 +18,13 @@ upstream filling the short lane with such calls before the first of them had
 finished and been measured; if its runs use more than ``LONG_RUN_US`` of CPU
 on average it goes to the ``long`` lane instead, so a guest cannot import
 ``host_call`` to get the io lane's many threads for a computation. Any other
-module starts in the ``short`` lane, and moves to ``long`` once its runs hold
-their thread longer than ``LONG_RUN_US`` on average (wall-clock time; one
-long run moves it, the average jumps by a fifth of that run) or it overran
-its inline slice.
+module starts in the ``short`` lane, and moves to ``long`` once its runs use
+more than ``LONG_RUN_US`` of CPU on average (one long run moves it: the
+average jumps by a fifth of that run) or it overran its inline slice. CPU
+time, not wall-clock time: on a saturated machine a ~100 µs echo descheduled
+or waiting for the GIL held its thread for 100 ms, was judged long, and then
+queued behind the looping tenants it shared the long lane with (`make
+reliability` saw good calls wait seconds and be refused as OVERLOADED).
 
 A module's first run does not count towards its CPU average: it pays one-time
 costs (page faults on fresh code and memory, lazily built tables) that made a
@@ -38,6 +41,8 @@ from app.sandbox.executor import Lane
 
 LONG_RUN_US = 20_000.0
 """Average wall time per run above which a module's pooled runs use the ``long`` lane."""
+_NEW_RUNS = 3
+"""Runs after which an overrun is taken for a hiccup rather than the module's nature."""
 _BLOCKING_IMPORTS = {("ameide", "host_call"), ("wasi_snapshot_preview1", "poll_oneoff")}
 
 
@@ -49,10 +54,10 @@ class FastPath:
         self.slice_s = slice_ms / 1000.0
         self._lock = threading.Lock()
         self._ewma_us: dict[int, float] = {}
-        self._wall_us: dict[int, float] = {}
-        self._cpu_us: dict[int, float] = {}  # like _ewma_us, first run included (lanes)
+        self._cpu_us: dict[int, float] = {}  # like _ewma_us, first run included: lanes
         self._pure: dict[int, bool] = {}
         self._seen: set[int] = set()
+        self._runs: dict[int, int] = {}
         self.inline_runs = 0
         self.overruns = 0
 
@@ -72,19 +77,18 @@ class FastPath:
             return False
         return self._ewma_us.get(id(compiled), 0.0) < self.threshold_us
 
-    def observe(self, compiled: CompiledModule, elapsed_us: float, wall_us: float = 0.0) -> None:
-        """One finished run (or failed one): its CPU time and how long it held its thread."""
+    def observe(self, compiled: CompiledModule, elapsed_us: float) -> None:
+        """One finished run (or failed one) and the CPU time it used."""
         key = id(compiled)
         with self._lock:
             previous = self._ewma_us.get(key)
+            self._runs[key] = self._runs.get(key, 0) + 1
             if key not in self._seen:
                 self._seen.add(key)  # the first run's one-time costs are not its speed
             else:
                 self._ewma_us[key] = (
                     elapsed_us if previous is None else 0.8 * previous + 0.2 * elapsed_us
                 )
-            held = self._wall_us.get(key)
-            self._wall_us[key] = wall_us if held is None else 0.8 * held + 0.2 * wall_us
             used = self._cpu_us.get(key)
             self._cpu_us[key] = elapsed_us if used is None else 0.8 * used + 0.2 * elapsed_us
 
@@ -93,7 +97,7 @@ class FastPath:
         key = id(compiled)
         if not self._is_pure(compiled):
             return "long" if self._cpu_us.get(key, 0.0) > LONG_RUN_US else "io"
-        return "long" if self._wall_us.get(key, 0.0) > LONG_RUN_US else "short"
+        return "long" if self._cpu_us.get(key, 0.0) > LONG_RUN_US else "short"
 
     def overran(self, compiled: CompiledModule) -> None:
         """Send it to the pool until its pool runs show it is fast again (a hiccup
@@ -101,7 +105,11 @@ class FastPath:
         with self._lock:
             key = id(compiled)
             self._ewma_us[key] = max(self.slice_s * 1e6, 4.0 * self.threshold_us)
-            # It really computed past its slice: keep it from delaying short guests.
-            self._wall_us[key] = max(self._wall_us.get(key, 0.0), 2.0 * LONG_RUN_US)
-            self._cpu_us[key] = max(self._cpu_us.get(key, 0.0), 2.0 * LONG_RUN_US)
+            if self._runs.get(key, 0) <= _NEW_RUNS:
+                # Nothing known yet: its re-run may compute until its deadline, so
+                # not among short guests. A module with a record of short runs
+                # keeps its lane: one slow run there is a hiccup (a GC pause, the
+                # machine busy), and the long lane would queue it behind real
+                # computations for seconds.
+                self._cpu_us[key] = max(self._cpu_us.get(key, 0.0), 2.0 * LONG_RUN_US)
             self.overruns += 1
