@@ -204,7 +204,8 @@ def _kill(server: SeaweedS3) -> None:
 def storage(work: Path, outage_s: float) -> dict[str, Any]:
     server = SeaweedS3(work / "s3")
     server.start()
-    bucket = S3Bucket(server, "reliability", work / "cache")
+    # A cache of its own: the soak has cached wordcount in work/cache already.
+    bucket = S3Bucket(server, "reliability", work / "cache-storage")
     try:
         asyncio.run(bucket.create())
         for name, abi in (("echo", "raw"), ("hello", "wasi-stdio"), ("wordcount", "raw")):

@@ -114,6 +114,8 @@ def _faults(faults: dict[str, Any]) -> list[str]:
 
 def render(report: dict[str, Any]) -> str:
     lines = [f"Measured {report['measured_at']} on {report['machine']} ({report['seconds']} s)."]
+    if "faults_measured_at" in report:  # a faults-only run merged in
+        lines[0] += f" Faults measured {report['faults_measured_at']}."
     if "noisy_neighbour" in report:
         lines += ["", *_noisy(report["noisy_neighbour"])]
     if "soak" in report:
