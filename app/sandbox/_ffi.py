@@ -193,3 +193,19 @@ def export(store: wasmtime.Store, instance: wasmtime.Instance, name: str) -> obj
         store._context(), ctypes.byref(instance._instance), raw, len(raw), ctypes.byref(item)
     )
     return wrap_extern(item) if found else None
+
+
+def write(store: wasmtime.Store, memory: wasmtime.Memory, offset: int, data: bytes) -> None:
+    """Copy ``data`` into guest memory at ``offset``; the caller checked the bounds.
+
+    ``Memory.write`` copies the bytes into a bytearray first and asks for the
+    memory's size twice; this is one ``memmove``.
+    """
+    base = _c.wasmtime_memory_data(store._context(), ctypes.byref(memory._memory))
+    ctypes.memmove(ctypes.addressof(base.contents) + offset, data, len(data))
+
+
+def read(store: wasmtime.Store, memory: wasmtime.Memory, offset: int, length: int) -> bytes:
+    """``length`` bytes of guest memory from ``offset``; the caller checked the bounds."""
+    base = _c.wasmtime_memory_data(store._context(), ctypes.byref(memory._memory))
+    return ctypes.string_at(ctypes.addressof(base.contents) + offset, length)

@@ -182,7 +182,7 @@ def _call_raw(
     if not 0 <= ptr <= size - len(data):
         raise InvocationFailure(ErrorKind.TRAP, "alloc returned a pointer outside guest memory")
     if data:
-        memory.write(store, data, ptr)
+        _ffi.write(store, memory, ptr, data)
     packed = (_ffi.call(store, handle, ptr, len(data), results=1) or 0) & _MASK64
     _check_failure(state)
     out_ptr, out_len = packed >> 32, packed & 0xFFFFFFFF
@@ -197,7 +197,7 @@ def _call_raw(
             ErrorKind.OUTPUT_TOO_LARGE,
             f"output of {out_len} bytes exceeds the limit of {state.limits.output_bytes} bytes",
         )
-    return bytes(memory.read(store, out_ptr, out_ptr + out_len)) if out_len else b""
+    return _ffi.read(store, memory, out_ptr, out_len) if out_len else b""
 
 
 def _call_wasi(store: wasmtime.Store, instance: wasmtime.Instance, state: InvocationState) -> bytes:
