@@ -155,11 +155,17 @@ def create_app(
                 *rpc_routes,
                 *(console_routes(runtime) if settings.debug_console else []),
                 Route("/{path:path}", unknown_method, methods=["POST"]),
+                Route("/{path:path}", _not_found, methods=["GET", "HEAD"]),
             ],
             lifespan=lifespan,
         ),
         settings,
     )
+
+
+async def _not_found(_: Request) -> JSONResponse:
+    """Unknown pages are 404, not 405 from the POST catch-all (e.g. /debug when it is off)."""
+    return JSONResponse({"error": "not found"}, status_code=404)
 
 
 def _browsers(app: Starlette, settings: Settings) -> Starlette:
