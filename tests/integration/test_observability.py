@@ -10,13 +10,18 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from pydantic import SecretStr
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from app.errors import InvocationFailure
 from app.invocation import ExecutionContext, Invocation
 from app.runtime import Runtime
 from app.settings import Settings
 from tests._clients import connect_json
-from tests._servers import ROOT, cli_server
+from tests._servers import ROOT, cli_server, thread_server
 
 EXAMPLES = ROOT / "examples" / "extensions"
 
@@ -83,3 +88,48 @@ def test_logs_are_json_with_invocation_fields(tmp_path: Path) -> None:
     assert done["tenant"] == "t7" and done["request_id"] == "req-77"
     assert done["duration_us"] > 0
     assert "Ada" not in json.dumps(done), "payload content leaked into the log"
+
+
+async def test_host_calls_carry_the_invocation_trace(spans: InMemorySpanExporter) -> None:
+    """The upstream joins the invocation's trace: ``traceparent`` names its trace and span."""
+    seen: list[dict[str, str]] = []
+
+    async def get_node(request: Request) -> JSONResponse:
+        seen.append(dict(request.headers))
+        return JSONResponse({"id": "n1"})
+
+    async def ready(_: Request) -> JSONResponse:
+        return JSONResponse({})
+
+    upstream = Starlette(
+        routes=[
+            Route("/graph/GetNode", get_node, methods=["POST"]),
+            Route("/readyz", ready, methods=["GET"]),
+        ]
+    )
+    with thread_server(upstream) as url:
+        runtime = Runtime(
+            Settings(
+                auth_enabled=False,
+                extensions_dir=EXAMPLES,
+                policy_file=ROOT / "config" / "risk-tiers.yaml",
+                hostcall_services={"graph": url},
+                hostcall_token_secret=SecretStr("trace-test-secret-0123456789abcdef0123"),
+            )
+        )
+        await runtime.start()
+        try:
+            spans.clear()
+            context = ExecutionContext(tenant_id="t1", request_id="r-trace")
+            outcome = await runtime.invoke(Invocation(context, "enrich", "", b'{"id": "n1"}'))
+        finally:
+            await runtime.close()
+    assert outcome.metrics.host_calls == 1
+    assert len(seen) == 1
+    version, trace_id, parent_id, _flags = seen[0]["traceparent"].split("-")
+    finished = spans.get_finished_spans()
+    (root,) = [s for s in finished if s.name == "extension.invoke"]
+    (host_call,) = [s for s in finished if s.name == "host_call"]
+    assert version == "00"
+    assert int(trace_id, 16) == root.context.trace_id == host_call.context.trace_id
+    assert int(parent_id, 16) == host_call.context.span_id  # the upstream's parent is the call
