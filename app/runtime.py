@@ -322,7 +322,10 @@ class Runtime:
                 outcome, queue_us = inline, 0
             else:
                 outcome, queue_us = await self.executor.submit(
-                    work, deadline=deadline, lane=self.fastpath.lane(compiled)
+                    work,
+                    deadline=deadline,
+                    lane=self.fastpath.lane(compiled),
+                    tenant=invocation.context.tenant_id,
                 )
             span.set_attribute("ameide.inline", inline is not None)
             span.set_attribute("ameide.queue_us", queue_us)

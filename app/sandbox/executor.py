@@ -1,4 +1,4 @@
-"""Two small thread pools with bounded admission, between the event loop and wasm.
+"""Small thread pools with bounded admission, between the event loop and wasm.
 
 Wasm runs synchronously, so it runs on worker threads. Admission is bounded
 (threads + waiting slots, per lane) so an overloaded process answers
@@ -25,6 +25,13 @@ with its own threads and admission bound, chosen by
   (``executor_io_threads``, default 8, also at lower priority): they mostly
   wait, so more threads cost little, and a hanging upstream cannot queue
   them behind each other or behind computations.
+
+**Tenants.** In the ``io`` and ``long`` lanes one tenant may have at most
+half the lane's threads' worth of jobs handed to its pool (at least one);
+its further jobs wait in a queue of its own and are handed over as its
+earlier ones finish. So a tenant whose upstream hangs holds at most half the
+io threads, and another tenant's call is never queued behind all of that
+tenant's waiting calls. The ``short`` lane's jobs are quick and have no cap.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import contextvars
 import os
 import threading
 import time
+from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import CancelledError as FutureCancelled
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -56,19 +64,69 @@ def _lower_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LONG_LANE_NICE)
 
 
+class _Job:
+    """A submitted job: its future, how to run it, and whether its pool has it yet."""
+
+    __slots__ = ("future", "handed", "run", "tenant")
+
+    def __init__(self, future: Future[object], run: Callable[[], None], tenant: str) -> None:
+        self.future = future
+        self.run = run
+        self.tenant = tenant
+        self.handed = False
+
+
 class _LanePool:
-    """One lane: a thread pool and its admission count."""
+    """One lane: a thread pool, its admission count and its per-tenant hand-off."""
 
     def __init__(self, name: Lane, threads: int, capacity: int) -> None:
         self.name = name
         self.threads = threads
         self.capacity = capacity
         self.admitted = 0
+        # Jobs one tenant may have in the pool (running or in its FIFO); None: no cap.
+        self.tenant_cap = None if name == "short" else max(1, threads // 2)
+        self.handed: Counter[str] = Counter()
+        self.parked: dict[str, deque[_Job]] = {}
         self.pool = ThreadPoolExecutor(
             max_workers=threads,
             thread_name_prefix=f"wasm-{name}",
             initializer=None if name == "short" else _lower_priority,
         )
+
+    def place(self, job: _Job) -> None:
+        """Hand ``job`` to the pool, or park it behind its tenant's (caller holds the lock)."""
+        if self.tenant_cap is None or self.handed[job.tenant] < self.tenant_cap:
+            self.hand(job)
+        else:
+            self.parked.setdefault(job.tenant, deque()).append(job)
+
+    def hand(self, job: _Job) -> None:
+        job.handed = True
+        self.handed[job.tenant] += 1
+        self.pool.submit(job.run)
+
+    def finished(self, job: _Job) -> None:
+        """``job`` is done (ran, failed or was cancelled): free its slots (lock held)."""
+        self.admitted -= 1
+        queue = self.parked.get(job.tenant)
+        if not job.handed:
+            if queue is not None:  # cancelled while parked: nothing to hand on
+                with contextlib.suppress(ValueError):
+                    queue.remove(job)
+                if not queue:
+                    del self.parked[job.tenant]
+            return
+        self.handed[job.tenant] -= 1
+        if not self.handed[job.tenant]:
+            del self.handed[job.tenant]
+        while queue:
+            waiting = queue.popleft()
+            if not waiting.future.done():
+                self.hand(waiting)
+                break
+        if queue is not None and not queue:
+            del self.parked[job.tenant]
 
 
 class Executor:
@@ -90,6 +148,7 @@ class Executor:
         self._lock = threading.Lock()
         self.rejections = 0
         self._running: set[threading.Event] = set()
+        self._pending: set[_Job] = set()  # submitted, not done
         self._closed = False
 
     @property
@@ -110,22 +169,20 @@ class Executor:
                 )
             lane.admitted += 1
 
-    def _release(self, lane: _LanePool) -> None:
-        with self._lock:
-            lane.admitted -= 1
-
     async def submit(
         self,
         fn: Callable[[threading.Event], T],
         *,
         deadline: float | None,
         lane: Lane = "short",
+        tenant: str = "",
     ) -> tuple[T, int]:
         """Run ``fn(cancel)`` on a worker of ``lane``; returns its result and the µs it waited.
 
         Raises OVERLOADED at once when the lane has no slot free, and TIMEOUT if
         ``deadline`` (``time.monotonic()``) passes before a thread picks it up.
         If the awaiting task is cancelled, ``cancel`` is set for ``fn`` to stop.
+        ``tenant`` is whose job it is (see **Tenants** above).
         """
         pool = self._lanes[lane]
         self._admit(pool)
@@ -133,6 +190,7 @@ class Executor:
         queued_at = time.monotonic()
         waited_us = 0
         ctx = contextvars.copy_context()  # carries structlog's bound request fields
+        future: Future[T] = Future()
 
         def job() -> T:
             nonlocal waited_us
@@ -147,12 +205,30 @@ class Executor:
                 with self._lock:
                     self._running.discard(cancel)
 
-        try:
-            future = pool.pool.submit(job)
-        except RuntimeError:  # the pool shut down between _admit and here
-            self._release(pool)
-            raise InvocationFailure(ErrorKind.UNAVAILABLE, "the runtime is shutting down") from None
-        future.add_done_callback(lambda _: self._release(pool))
+        def run() -> None:  # on a pool thread
+            if not future.set_running_or_notify_cancel():
+                return  # cancelled while it waited
+            try:
+                result = job()
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting caller
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+        entry = _Job(future, run, tenant)  # type: ignore[arg-type]
+
+        def done(_: object) -> None:
+            with self._lock:
+                self._pending.discard(entry)
+                pool.finished(entry)
+
+        with self._lock:
+            if self._closed:
+                pool.admitted -= 1
+                raise InvocationFailure(ErrorKind.UNAVAILABLE, "the runtime is shutting down")
+            self._pending.add(entry)
+            pool.place(entry)
+        future.add_done_callback(done)
         try:
             result = await self._wait(future, deadline)
         except asyncio.CancelledError:
@@ -202,7 +278,10 @@ class Executor:
         with self._lock:
             self._closed = True
             running = list(self._running)
+            pending = list(self._pending)
         for cancel in running:
             cancel.set()
+        for entry in pending:
+            entry.future.cancel()  # the queued and parked ones: their callers see UNAVAILABLE
         for lane in self._lanes.values():
             lane.pool.shutdown(wait=wait, cancel_futures=True)

@@ -83,8 +83,9 @@ async def test_echo_stays_fast_beside_loops_and_hung_host_calls(
     try:
         await runtime.invoke(call("echo", b'{"warm": 1}', "good"))
         abusers = [
-            asyncio.ensure_future(runtime.invoke(call("enrich", b'{"id": "n"}', "waiter")))
-            for _ in range(8)
+            # Eight tenants: one tenant gets at most half the io lane (executor.py).
+            asyncio.ensure_future(runtime.invoke(call("enrich", b'{"id": "n"}', f"waiter-{i}")))
+            for i in range(8)
         ] + [asyncio.ensure_future(runtime.invoke(call("loop", b"{}", "looper"))) for _ in range(4)]
         await asyncio.sleep(0.3)  # they hold their lanes now
         slowest = 0.0

@@ -214,3 +214,74 @@ def test_long_and_io_lane_threads_run_at_lower_priority() -> None:
     finally:
         ex.close()
     assert seen["long"] == seen["io"] == seen["short"] + 10
+
+
+async def test_one_tenant_holds_at_most_half_the_io_lane() -> None:
+    ex = Executor(Settings(executor_threads=1, executor_io_threads=4, executor_queue=16))
+    release = threading.Event()
+    try:
+        hung = [
+            asyncio.ensure_future(
+                ex.submit(blocker(release), deadline=None, lane="io", tenant="noisy")
+            )
+            for _ in range(10)
+        ]
+        await asyncio.sleep(0.05)
+        # Two of four threads are the noisy tenant's; its other eight wait on their own.
+        started = time.monotonic()
+        result, queue_us = await asyncio.wait_for(  # behind all ten it would wait forever
+            ex.submit(lambda cancel: "mine", deadline=None, lane="io", tenant="quiet"), 2
+        )
+        assert result == "mine"
+        assert time.monotonic() - started < 0.5 and queue_us < 200_000
+        assert ex.in_flight == 10
+        release.set()
+        assert [r for r, _ in await asyncio.gather(*hung)] == ["done"] * 10
+        assert ex.in_flight == 0
+    finally:
+        release.set()
+        ex.close()
+
+
+async def test_a_parked_job_past_its_deadline_times_out_and_frees_its_slot() -> None:
+    ex = Executor(Settings(executor_threads=1, executor_long_threads=1, executor_queue=4))
+    release = threading.Event()
+    ran = threading.Event()
+    try:
+        first = asyncio.ensure_future(
+            ex.submit(blocker(release), deadline=None, lane="long", tenant="a")
+        )
+        await asyncio.sleep(0.02)
+        with pytest.raises(InvocationFailure) as info:  # parked behind its tenant's first job
+            await ex.submit(
+                lambda cancel: ran.set(),
+                deadline=time.monotonic() + 0.1,
+                lane="long",
+                tenant="a",
+            )
+        assert info.value.kind is ErrorKind.TIMEOUT
+        assert ex.in_flight == 1
+        release.set()
+        await first
+        result, _ = await ex.submit(lambda cancel: "next", deadline=None, lane="long", tenant="a")
+        assert result == "next" and not ran.is_set()
+        assert ex.in_flight == 0
+    finally:
+        release.set()
+        ex.close()
+
+
+async def test_close_answers_parked_and_queued_callers() -> None:
+    ex = Executor(Settings(executor_threads=1, executor_long_threads=1, executor_queue=4))
+    release = threading.Event()
+    jobs = [
+        asyncio.ensure_future(ex.submit(blocker(release), deadline=None, lane="long", tenant=t))
+        for t in ("a", "a", "b")
+    ]
+    await asyncio.sleep(0.05)
+    ex.close(wait=False)
+    release.set()
+    results = await asyncio.gather(*jobs, return_exceptions=True)
+    assert results[0] == ("done", results[0][1])  # type: ignore[index]
+    for waiting in results[1:]:
+        assert isinstance(waiting, InvocationFailure) and waiting.kind is ErrorKind.UNAVAILABLE
