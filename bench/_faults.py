@@ -41,9 +41,10 @@ from app.catalog.events import EVENT_TYPE, SIGNATURE_HEADER, sign
 from bench._harness import (
     METHOD,
     ROOT,
-    Service,
     log,
+    metric,
     outcome_of,
+    proc_stats,
     request_body,
     serve,
 )
@@ -376,7 +377,7 @@ def upstream(work: Path, fault_s: float) -> dict[str, Any]:
                 faulty.mode = "ok"
                 traffic.settle("enrich", f"{mode}_over", timeout=30)
                 marks += [mode, f"{mode}_over"]
-            threads = _threads(service)
+            threads = proc_stats(service.pid)["threads"]
         for mode in ("hang", "reset", "garbage"):
             report[mode] = {
                 "enrich_during": traffic.window("enrich", mode, f"{mode}_over"),
@@ -396,12 +397,6 @@ def upstream(work: Path, fault_s: float) -> dict[str, Any]:
 def _next(mode: str) -> str | None:
     order = ["hang", "reset", "garbage"]
     return order[order.index(mode) + 1] if mode != order[-1] else None
-
-
-def _threads(service: Service) -> int:
-    status = Path(f"/proc/{service.pid}/status").read_text()
-    match = re.search(r"^Threads:\s+(\d+)", status, re.M)
-    return int(match.group(1)) if match else -1
 
 
 # -- 3. webhook flood --------------------------------------------------------------------
@@ -516,14 +511,6 @@ _CAPPED = _POLICY.replace(
 _BROKEN = {"invalid_yaml": "tiers: [unclosed\n  - {", "binary": "\x00\xff\xfe junk \x01" * 8}
 
 
-def _reload_failures(url: str) -> float:
-    text = httpx.get(url + "/metrics", timeout=10).text
-    match = re.search(
-        r'^extensions_runtime_config_reload_failures_total\{file="policy"\} (\S+)$', text, re.M
-    )
-    return float(match.group(1)) if match else float("nan")
-
-
 def policy(work: Path) -> dict[str, Any]:
     assert _CAPPED != _POLICY, "the pure tier of config/risk-tiers.yaml changed shape"
     (work / "risk-tiers.yaml").write_text(_CAPPED)
@@ -548,7 +535,9 @@ def policy(work: Path) -> dict[str, Any]:
             traffic.mark(name)
             (work / "risk-tiers.yaml").write_text(text)
             time.sleep(4)
-        failures = _reload_failures(service.url)
+        failures = metric(
+            service.url, "extensions_runtime_config_reload_failures_total", 'file="policy"'
+        )
         traffic.mark("good_edit")
         (work / "risk-tiers.yaml").write_text(_POLICY)  # the fuel cap lifted
         time.sleep(4)

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import wasmtime
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -30,6 +29,7 @@ if str(ROOT) not in sys.path:
 
 from tests._servers import cli_server  # noqa: E402
 from tests.integration._storage import WEBHOOK_SECRET  # noqa: E402
+from tests.sandbox import _modules  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 EXAMPLES = ROOT / "examples" / "extensions"
@@ -42,39 +42,15 @@ def log(message: str) -> None:
     sys.stderr.flush()
 
 
-# -- hostile guests (raw ABI, WAT) ------------------------------------------------------
+# -- hostile guests (raw ABI; the sandbox tests' own modules) ---------------------------
 
-_ALLOC = """
-  (global $heap (mut i32) (i32.const 4096))
-  (func $alloc (export "alloc") (param $len i32) (result i32)
-    (local $p i32)
-    (local.set $p (global.get $heap))
-    (global.set $heap (i32.add (local.get $p) (local.get $len)))
-    (local.get $p))
-"""
-HOSTILE_WAT = {
+HOSTILE = {
     # Never returns: stopped by fuel (~300 ms of CPU at the default budget) or the deadline.
-    "loop": """(module (memory (export "memory") 1) %s
-      (func (export "handle") (param i32 i32) (result i64)
-        (loop $forever (br $forever)) (i64.const 0)))""",
+    "loop": _modules.INFINITE_LOOP,
     # Grows 1 MiB at a time until refused, then traps like an allocator giving up.
-    "bomb": """(module (memory (export "memory") 1) %s
-      (func (export "handle") (param i32 i32) (result i64)
-        (loop $more (br_if $more (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))
-        unreachable))""",
+    "bomb": _modules.GROW_BOMB,
     # 50,000 log lines of 64 bytes (3.2 MB against a 64 KiB budget), then "ok".
-    "flood": """(module
-      (import "ameide" "host_log" (func $log (param i32 i32 i32)))
-      (memory (export "memory") 1) %s
-      (data (i32.const 64) "\\"ok\\"")
-      (data (i32.const 128) "flood flood flood flood flood flood flood flood flood flood flood!")
-      (func (export "handle") (param i32 i32) (result i64)
-        (local $i i32)
-        (loop $again
-          (call $log (i32.const 2) (i32.const 128) (i32.const 64))
-          (local.set $i (i32.add (local.get $i) (i32.const 1)))
-          (br_if $again (i32.lt_u (local.get $i) (i32.const 50000))))
-        (i64.const 274877906948)))""",  # (64 << 32) | 4: the 4 bytes "ok" with quotes
+    "flood": _modules.log_flood(50_000),
 }
 
 
@@ -101,8 +77,8 @@ def extensions_dir(work: Path) -> Path:
     """The examples plus the hostile modules, in a directory of this run's own."""
     root = work / "extensions"
     shutil.copytree(EXAMPLES, root)
-    for name, wat in HOSTILE_WAT.items():
-        publish_local(root, name, bytes(wasmtime.wat2wasm(wat % _ALLOC)))
+    for name, wasm in HOSTILE.items():
+        publish_local(root, name, wasm)
     return root
 
 

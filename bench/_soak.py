@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -37,7 +35,7 @@ from bench._harness import (
     request_body,
     serve,
 )
-from tests._servers import free_port, wait_ready
+from tests._servers import thread_server
 
 IN_FLIGHT = 32
 TENANTS = 8
@@ -55,25 +53,15 @@ def graph_upstream() -> Iterator[str]:
     async def ready(_: Request) -> JSONResponse:
         return JSONResponse({"ready": True})
 
-    app = Starlette(
-        routes=[
-            Route("/graph/GetNode", get_node, methods=["POST"]),
-            Route("/readyz", ready, methods=["GET"]),
-        ]
-    )
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url)
+    with thread_server(
+        Starlette(
+            routes=[
+                Route("/graph/GetNode", get_node, methods=["POST"]),
+                Route("/readyz", ready, methods=["GET"]),
+            ]
+        )
+    ) as url:
         yield url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def _call(i: int) -> tuple[bytes, Any]:

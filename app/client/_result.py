@@ -9,6 +9,7 @@ from typing import Any, Literal
 from protobuf import Oneof
 from protobuf.wkt import Value
 
+from app._values import integral
 from app.client._errors import Metrics
 from app.gen.ameide.extensions.v1 import runtime_pb
 
@@ -21,7 +22,6 @@ _OUTPUT_FORMATS = {
     "json": runtime_pb.OutputFormat.JSON,
     "bytes": runtime_pb.OutputFormat.BYTES,
 }
-_MAX_SAFE_INT = 2**53
 
 
 class _NoInput:
@@ -63,19 +63,6 @@ class InvocationResult:
             return json.dumps(self.output, separators=(",", ":"), ensure_ascii=False).encode()
         data: bytes = self.output
         return data
-
-
-def _integral(obj: Any) -> Any:
-    """``google.protobuf.Value`` holds numbers as doubles: give integers back as ``int``."""
-    if isinstance(obj, float):
-        if obj.is_integer() and -_MAX_SAFE_INT <= obj <= _MAX_SAFE_INT:
-            return int(obj)
-        return obj
-    if isinstance(obj, dict):
-        return {k: _integral(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_integral(v) for v in obj]
-    return obj
 
 
 def build_request(
@@ -122,7 +109,7 @@ def result_from_response(
     if response.output is not None:
         if response.output.field == "output_json":
             value: Value = response.output.value
-            output = _integral(value.to_python())
+            output = integral(value.to_python())
             is_json = True
         else:
             output = bytes(response.output.value)

@@ -19,22 +19,10 @@ from typing import Any
 from protobuf import Oneof
 from protobuf.wkt import Value
 
+from app._values import integral
 from app.errors import ErrorKind, InvocationFailure
 
 MAX_JSON_DEPTH = 64
-_MAX_SAFE_INT = 2**53
-
-
-def _integral(obj: Any) -> Any:
-    if isinstance(obj, float):
-        if obj.is_integer() and -_MAX_SAFE_INT <= obj <= _MAX_SAFE_INT:
-            return int(obj)
-        return obj
-    if isinstance(obj, dict):
-        return {k: _integral(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_integral(v) for v in obj]
-    return obj
 
 
 def depth_ok(obj: Any, limit: int = MAX_JSON_DEPTH) -> bool:
@@ -72,7 +60,7 @@ def input_bytes(payload: Oneof[str, Any] | None) -> bytes:
         )
     try:
         text = json.dumps(
-            _integral(python), separators=(",", ":"), ensure_ascii=False, allow_nan=False
+            integral(python), separators=(",", ":"), ensure_ascii=False, allow_nan=False
         )
     except ValueError:  # a binary Value may carry NaN or Infinity; JSON cannot
         raise InvocationFailure(

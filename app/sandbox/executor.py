@@ -134,8 +134,6 @@ class Executor:
     jobs admitted per lane."""
 
     def __init__(self, settings: Settings) -> None:
-        self.threads = settings.executor_threads
-        self.capacity = settings.executor_threads + settings.executor_queue
         threads: dict[Lane, int] = {
             "short": settings.executor_threads,
             "long": settings.executor_long_threads,

@@ -56,7 +56,6 @@ class FastPath:
         self._ewma_us: dict[int, float] = {}
         self._cpu_us: dict[int, float] = {}  # like _ewma_us, first run included: lanes
         self._pure: dict[int, bool] = {}
-        self._seen: set[int] = set()
         self._runs: dict[int, int] = {}
         self.inline_runs = 0
         self.overruns = 0
@@ -82,10 +81,8 @@ class FastPath:
         key = id(compiled)
         with self._lock:
             previous = self._ewma_us.get(key)
-            self._runs[key] = self._runs.get(key, 0) + 1
-            if key not in self._seen:
-                self._seen.add(key)  # the first run's one-time costs are not its speed
-            else:
+            self._runs[key] = runs = self._runs.get(key, 0) + 1
+            if runs > 1:  # the first run's one-time costs are not its speed
                 self._ewma_us[key] = (
                     elapsed_us if previous is None else 0.8 * previous + 0.2 * elapsed_us
                 )

@@ -116,9 +116,11 @@ OUT_OF_BOUNDS_OUTPUT = raw("""
 UNREACHABLE = raw("""
   (func (export "handle") (param i32 i32) (result i64) unreachable)""")
 
-# 10,000 lines of 64 bytes through host_log, then "ok".
-LOG_FLOOD = raw(
-    """
+
+def log_flood(lines: int) -> bytes:
+    """``lines`` lines of 64 bytes through host_log, then "ok"."""
+    return raw(
+        f"""
   (data (i32.const 64) "ok")
   (data (i32.const 128) "flood flood flood flood flood flood flood flood flood flood flood!")
   (func (export "handle") (param i32 i32) (result i64)
@@ -126,10 +128,13 @@ LOG_FLOOD = raw(
     (loop $again
       (call $log (i32.const 2) (i32.const 128) (i32.const 64))
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br_if $again (i32.lt_u (local.get $i) (i32.const 10000))))
+      (br_if $again (i32.lt_u (local.get $i) (i32.const {lines}))))
     (call $pack (i32.const 64) (i32.const 2)))""",
-    imports=_HOST_LOG,
-)
+        imports=_HOST_LOG,
+    )
+
+
+LOG_FLOOD = log_flood(10_000)
 
 # Logs "hello" at the level given as the input's first byte, then echoes.
 LOGGER = raw(
