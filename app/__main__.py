@@ -63,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     publish.add_argument("--host-call", action="append", default=[], dest="host_calls")
     publish.add_argument("--config", default="{}", help="static config as JSON")
     publish.add_argument("--promote", action="store_true", help="make it the promoted version")
+    publish.add_argument(
+        "--tenant",
+        default=None,
+        help="the tenant that owns it (only that tenant may call it); omit for a platform one",
+    )
     return parser
 
 
@@ -113,6 +118,7 @@ def _publish(args: argparse.Namespace) -> int:
             limits=json.loads(args.limits),
             host_calls=args.host_calls,
             config=json.loads(args.config),
+            owner=args.tenant,
         )
         settings = Settings()
         if settings.extensions_dir is None and not settings.s3_endpoint_url:

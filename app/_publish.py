@@ -13,7 +13,7 @@ from typing import Any
 
 from app.catalog import ExtensionDefinition
 from app.settings import Settings
-from app.storage import S3Source
+from app.storage import S3Source, owner_prefix
 
 
 def build_definition(
@@ -26,14 +26,22 @@ def build_definition(
     limits: dict[str, Any],
     host_calls: list[str],
     config: dict[str, Any],
+    owner: str | None = None,
 ) -> ExtensionDefinition:
-    """A validated definition for ``wasm`` at the conventional key."""
+    """A validated definition for ``wasm`` at the conventional key.
+
+    ``owner``: the tenant that owns it (under ``_tenants/{owner}/``); ``None``
+    publishes a platform extension every tenant may call.
+    """
     body = {
         "id": extension_id,
         "version": version,
+        "owner": owner,
         "abi": abi,
         "risk_tier": tier,
-        "wasm_blob_ref": {"key": f"{extension_id}/{version}/module.wasm"},
+        "wasm_blob_ref": {
+            "key": f"{owner_prefix(owner or '')}{extension_id}/{version}/module.wasm"
+        },
         "sha256": hashlib.sha256(wasm).hexdigest(),
         "limits": limits,
         "host_calls": host_calls,
@@ -47,7 +55,8 @@ async def publish(
 ) -> str:
     """Upload to S3 when an endpoint is set, else into the local extensions directory."""
     definition_bytes = definition.model_dump_json(indent=2).encode()
-    prefix = f"{definition.id}/{definition.version}"
+    home = f"{owner_prefix(definition.owner_key)}{definition.id}"
+    prefix = f"{home}/{definition.version}"
     pointer = json.dumps({"version": definition.version}).encode()
     if settings.s3_endpoint_url:
         source = S3Source(settings)
@@ -55,7 +64,7 @@ async def publish(
             await source.put(definition.wasm_blob_ref.key, wasm, "application/wasm")
             await source.put(f"{prefix}/extension.json", definition_bytes, "application/json")
             if promote:
-                await source.put(f"{definition.id}/promoted.json", pointer, "application/json")
+                await source.put(f"{home}/promoted.json", pointer, "application/json")
         finally:
             await source.close()
         return f"s3://{settings.s3_bucket}/{settings.s3_prefix}{prefix}/"
@@ -66,7 +75,7 @@ async def publish(
     _atomic_write(root / definition.wasm_blob_ref.key, wasm)
     _atomic_write(root / prefix / "extension.json", definition_bytes)
     if promote:
-        _atomic_write(root / definition.id / "promoted.json", pointer)
+        _atomic_write(root / home / "promoted.json", pointer)
     return str(root / prefix)
 
 

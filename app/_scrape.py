@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from app.controls import BreakerState
+from app.controls import PLATFORM_OWNER, BreakerState
 
 if TYPE_CHECKING:
     from app.runtime import Runtime
@@ -38,12 +38,23 @@ def scrape(runtime: Runtime) -> Iterable[tuple[str, str, str, list[str], Any]]:
         [],
         [([], float(runtime.executor.in_flight))],
     )
+    breakers = runtime.breakers.states()
     yield (
         "gauge",
         "breaker_state",
-        "Circuit breaker per version: 0 closed, 1 half-open, 2 open.",
-        ["extension", "version"],
-        [([e, v], float(_BREAKER_VALUE[s])) for (e, v), s in runtime.breakers.states().items()],
+        "Version-wide circuit breaker (every tenant): 0 closed, 1 half-open, 2 open.",
+        ["owner", "extension", "version"],
+        [
+            ([o or PLATFORM_OWNER, e, v], float(_BREAKER_VALUE[state]))
+            for (o, e, v), (state, _) in breakers.items()
+        ],
+    )
+    yield (
+        "gauge",
+        "breaker_open_tenants",
+        "Tenants whose own circuit breaker for the version is open or half-open.",
+        ["owner", "extension", "version"],
+        [([o or PLATFORM_OWNER, e, v], float(n)) for (o, e, v), (_, n) in breakers.items()],
     )
     yield (
         "counter",

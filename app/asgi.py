@@ -120,16 +120,24 @@ def create_app(
         if runtime is None:
             return JSONResponse({"error": "no catalog in this process"}, status_code=503)
         extension_id = event.data.extension_id
+        owner = event.data.tenant_id or ""
         try:
-            await runtime.refresh_extension(extension_id)
+            await runtime.refresh_extension(extension_id, owner)
         except InvocationFailure as failure:
             # Storage is down: the catalog is left as it was, and the sender retries.
-            _log.warning("promotion.deferred", extension=extension_id, reason=failure.message)
+            _log.warning(
+                "promotion.deferred", owner=owner, extension=extension_id, reason=failure.message
+            )
             return JSONResponse({"error": failure.message}, status_code=503)
-        _log.info("promotion.applied", extension=extension_id, event_id=event.id)
-        promoted, versions = runtime.catalog.extensions().get(extension_id, (None, []))
+        _log.info("promotion.applied", owner=owner, extension=extension_id, event_id=event.id)
+        promoted, versions = runtime.catalog.extensions().get((owner, extension_id), (None, []))
         return JSONResponse(
-            {"extension_id": extension_id, "promoted": promoted, "versions": versions}
+            {
+                "extension_id": extension_id,
+                "tenant_id": owner or None,
+                "promoted": promoted,
+                "versions": versions,
+            }
         )
 
     @asynccontextmanager

@@ -40,14 +40,24 @@ class InvocationFailure(Exception):
     """An invocation failed for a reason the caller may see.
 
     ``message`` goes on the wire, so it must never hold host paths, secrets or
-    stack traces.
+    stack traces. ``caller_side`` marks a failure the caller or our capacity
+    caused rather than the guest (a TIMEOUT at the caller's own, shorter
+    deadline, or while queued): circuit breakers do not count it.
     """
 
-    def __init__(self, kind: ErrorKind, message: str, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        kind: ErrorKind,
+        message: str,
+        metrics: Metrics | None = None,
+        *,
+        caller_side: bool = False,
+    ) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.metrics = metrics
+        self.caller_side = caller_side
 
     def __repr__(self) -> str:
         return f"InvocationFailure({self.kind.value}, {self.message!r})"

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import structlog
 from opentelemetry import trace
@@ -21,7 +23,15 @@ from prometheus_client import CollectorRegistry
 
 from app._scrape import scrape
 from app.catalog import Catalog, ExtensionDefinition
-from app.controls import GUEST_FAULTS, BreakerConfig, Breakers, Controls
+from app.controls import (
+    GUEST_FAULTS,
+    PLATFORM_OWNER,
+    BreakerConfig,
+    Breakers,
+    BreakerState,
+    Controls,
+    Refusal,
+)
 from app.errors import ErrorKind, InvocationFailure
 from app.hostcalls import Ceilings, HttpBridge, PolicyStore
 from app.invocation import Invocation, Outcome
@@ -35,7 +45,7 @@ from app.sandbox import (
     run,
 )
 from app.settings import Settings
-from app.storage import ModuleStore, ObjectSource, source_from_settings
+from app.storage import PLATFORM, ModuleStore, ObjectSource, source_from_settings
 from app.telemetry import get_logger
 from app.telemetry.metrics import InvocationMetrics, ScrapeCollector
 from app.telemetry.tracing import tracer
@@ -43,6 +53,8 @@ from app.telemetry.tracing import tracer
 _log = get_logger("app.runtime")
 # Child spans cost ~10 µs a call even as no-ops: skipped when the parent is not recorded.
 _NO_SPAN = contextlib.nullcontext(trace.INVALID_SPAN)
+PLATFORM_LABEL = PLATFORM_OWNER
+"""The ``owner`` of platform extensions in metrics, logs and spans."""
 
 
 class Runtime:
@@ -71,13 +83,14 @@ class Runtime:
                 min_calls=settings.breaker_min_calls,
                 failure_rate=settings.breaker_failure_rate,
                 cooldown_s=settings.breaker_cooldown_s,
+                min_tenants=settings.breaker_min_tenants,
             )
         )
         self.registry = CollectorRegistry()
         self.metrics = InvocationMetrics(self.registry, tenant_label=settings.metrics_tenant_label)
         self.registry.register(ScrapeCollector(lambda: scrape(self)))
         self._poller: asyncio.Task[None] | None = None
-        self._refreshing: dict[str, asyncio.Task[None]] = {}
+        self._refreshing: dict[tuple[str, str], asyncio.Task[None]] = {}
         self.storage_problem: str | None = "not started"
 
     async def start(self) -> None:
@@ -116,13 +129,14 @@ class Runtime:
             _log.error("storage.not_ready", problem=problem)
         self.storage_problem = problem
 
-    async def refresh_extension(self, extension_id: str) -> None:
+    async def refresh_extension(self, extension_id: str, owner: str = PLATFORM) -> None:
         """Reload one extension now; concurrent requests for it share one reload."""
-        task = self._refreshing.get(extension_id)
+        key = (owner, extension_id)
+        task = self._refreshing.get(key)
         if task is None:
-            task = asyncio.create_task(self.catalog.refresh_extension(extension_id))
-            self._refreshing[extension_id] = task
-            task.add_done_callback(lambda _: self._refreshing.pop(extension_id, None))
+            task = asyncio.create_task(self.catalog.refresh_extension(extension_id, owner))
+            self._refreshing[key] = task
+            task.add_done_callback(lambda _: self._refreshing.pop(key, None))
         await asyncio.shield(task)
 
     async def _poll(self) -> None:
@@ -133,6 +147,53 @@ class Runtime:
             except Exception:  # noqa: BLE001 - the poller must outlive any one failure
                 _log.exception("catalog.poll_failed")
 
+    def describe(self, visible_to: str | None = None) -> list[ExtensionView]:
+        """Every loaded extension with its state, for operators and the console.
+
+        ``visible_to``: only what that tenant may call (its own extensions,
+        then platform ones it does not shadow), as the RPC would resolve them.
+        ``None``: everything, for operators.
+        """
+        cached = set(self.modules.cached())
+        breakers = self.breakers.states()
+        listing = self.catalog.extensions()
+        if visible_to is not None:
+            own = {i for (o, i) in listing if o == visible_to}
+            listing = {
+                (o, i): v
+                for (o, i), v in listing.items()
+                if o == visible_to or (o == PLATFORM and i not in own)
+            }
+        views: list[ExtensionView] = []
+        for (owner, extension_id), (promoted, versions) in sorted(listing.items()):
+            described: list[VersionView] = []
+            for version in versions:
+                definition = self.catalog.lookup(owner, extension_id, version)
+                if definition is None:  # removed between the two reads
+                    continue
+                key = (owner, extension_id, version)
+                state, open_tenants = breakers.get(key, (None, 0))
+                described.append(
+                    VersionView(
+                        definition=definition,
+                        cached=definition.sha256 in cached,
+                        disabled_reason=self.controls.decide(
+                            extension_id, version, definition.risk_tier, "", owner
+                        ).disabled_reason,
+                        breaker=state,
+                        open_tenant_breakers=open_tenants,
+                    )
+                )
+            views.append(
+                ExtensionView(
+                    owner=owner or PLATFORM_LABEL,
+                    extension_id=extension_id,
+                    promoted=promoted,
+                    versions=described,
+                )
+            )
+        return views
+
     def readiness(self) -> list[str]:
         """Reasons this process should not receive traffic; empty when ready."""
         return [self.storage_problem] if self.storage_problem else []
@@ -140,7 +201,7 @@ class Runtime:
     async def invoke(self, invocation: Invocation) -> Outcome:
         """Resolve, check controls, run; every call is counted, timed and traced."""
         started = time.perf_counter()
-        labels = {"extension": "_unknown", "version": "", "tier": ""}
+        labels = {"owner": "", "extension": "_unknown", "version": "", "tier": ""}
         result = "ok"
         outcome: Outcome | None = None
         with tracer().start_as_current_span(
@@ -154,14 +215,17 @@ class Runtime:
             try:
                 definition = self._resolve(invocation)
                 labels = {
+                    "owner": definition.owner or PLATFORM_LABEL,
                     "extension": definition.id,
                     "version": definition.version,
                     "tier": definition.risk_tier,
                 }
                 span.set_attribute("ameide.version", definition.version)
+                span.set_attribute("ameide.owner", definition.owner or PLATFORM_LABEL)
                 span.set_attribute("ameide.risk_tier", definition.risk_tier)
                 context = invocation.context
                 with structlog.contextvars.bound_contextvars(
+                    owner=definition.owner or PLATFORM_LABEL,
                     extension=definition.id,
                     version=definition.version,
                     tenant=context.tenant_id,
@@ -203,7 +267,9 @@ class Runtime:
 
     def _resolve(self, invocation: Invocation) -> ExtensionDefinition:
         try:
-            return self.catalog.resolve(invocation.extension_id, invocation.version)
+            return self.catalog.resolve(
+                invocation.context.tenant_id, invocation.extension_id, invocation.version
+            )
         except InvocationFailure as failure:
             if failure.kind is ErrorKind.NOT_FOUND and self.storage_problem is not None:
                 # Unknown because storage is unusable, not because it does not exist:
@@ -216,27 +282,38 @@ class Runtime:
     async def _guarded(self, definition: ExtensionDefinition, invocation: Invocation) -> Outcome:
         """Kill switches and the breaker, then the run; the breaker learns the result."""
         decision = self.controls.decide(
-            definition.id, definition.version, definition.risk_tier, invocation.context.tenant_id
+            definition.id,
+            definition.version,
+            definition.risk_tier,
+            invocation.context.tenant_id,
+            definition.owner_key,
         )
         if decision.disabled_reason is not None:
             raise InvocationFailure(
                 ErrorKind.EXTENSION_DISABLED,
                 f"{definition.id} {definition.version} is disabled: {decision.disabled_reason}",
             )
-        if not self.breakers.allow(definition.id, definition.version):
+        permit = self.breakers.allow(
+            (definition.owner_key, definition.id, definition.version),
+            invocation.context.tenant_id,
+        )
+        if isinstance(permit, Refusal):
+            whose = "for your tenant" if permit.scope == "tenant" else "for many tenants"
             raise InvocationFailure(
                 ErrorKind.UNAVAILABLE,
-                f"{definition.id} {definition.version} is failing repeatedly; its circuit "
-                "breaker is open, retry later",
+                f"{definition.id} {definition.version} is failing repeatedly {whose}; its "
+                "circuit breaker is open, retry later",
             )
         failed = False
         try:
             return await self._run(definition, invocation, decision.ceilings)
         except InvocationFailure as failure:
-            failed = failure.kind in GUEST_FAULTS
+            # A timeout the caller's own deadline imposed, or that passed in the
+            # queue, says nothing about the guest: only guest faults count.
+            failed = failure.kind in GUEST_FAULTS and not failure.caller_side
             raise
         finally:
-            self.breakers.record(definition.id, definition.version, failed)
+            self.breakers.record(permit, failed)
 
     def _inline(
         self,
@@ -279,9 +356,15 @@ class Runtime:
         limits = effective_limits(
             _declared(definition),
             self.settings,
-            invocation.remaining_ms(),
+            None,
             ceiling=_ceiling(tier.ceilings if tier is not None else None, degraded),
         )
+        remaining_ms = invocation.remaining_ms()
+        # The caller's deadline, when shorter than the guest's own limit, bounds the
+        # run; a TIMEOUT then is the caller's choice, not the guest's fault.
+        caller_bound = remaining_ms is not None and remaining_ms < limits.timeout_ms
+        if caller_bound:
+            limits = replace(limits, timeout_ms=max(0, math.floor(remaining_ms or 0)))
         bridge = self.host_bridge.for_invocation(
             policy=policy,
             tier=definition.risk_tier,
@@ -291,7 +374,9 @@ class Runtime:
         )
         real_clock_and_random = tier is not None and tier.real_clock_and_random
         if limits.timeout_ms <= 0:
-            raise InvocationFailure(ErrorKind.TIMEOUT, "the caller's deadline has passed")
+            raise InvocationFailure(
+                ErrorKind.TIMEOUT, "the caller's deadline has passed", caller_side=True
+            )
         deadline = time.monotonic() + limits.timeout_ms / 1000.0
         if invocation.deadline is not None:
             deadline = min(deadline, invocation.deadline)
@@ -317,22 +402,48 @@ class Runtime:
                 self.fastpath.observe(compiled, (time.thread_time() - began) * 1e6)
 
         with tracer().start_as_current_span("sandbox.run") if recording else _NO_SPAN as span:
-            inline = self._inline(compiled, work, deadline)
-            if inline is not None:
-                outcome, queue_us = inline, 0
-            else:
-                outcome, queue_us = await self.executor.submit(
-                    work,
-                    deadline=deadline,
-                    lane=self.fastpath.lane(compiled),
-                    tenant=invocation.context.tenant_id,
-                )
+            try:
+                inline = self._inline(compiled, work, deadline)
+                if inline is not None:
+                    outcome, queue_us = inline, 0
+                else:
+                    outcome, queue_us = await self.executor.submit(
+                        work,
+                        deadline=deadline,
+                        lane=self.fastpath.lane(compiled),
+                        tenant=invocation.context.tenant_id,
+                    )
+            except InvocationFailure as failure:
+                if caller_bound and failure.kind is ErrorKind.TIMEOUT:
+                    failure.caller_side = True
+                raise
             span.set_attribute("ameide.inline", inline is not None)
             span.set_attribute("ameide.queue_us", queue_us)
         outcome.resolved_version = definition.version
         outcome.metrics.queue_us = queue_us
         outcome.metrics.duration_us = int((time.perf_counter() - started) * 1e6)
         return outcome
+
+
+@dataclass(frozen=True, slots=True)
+class VersionView:
+    """One loaded version and what the runtime knows about it."""
+
+    definition: ExtensionDefinition
+    cached: bool
+    disabled_reason: str | None
+    breaker: BreakerState | None
+    open_tenant_breakers: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExtensionView:
+    """One extension of one owner (``_platform`` or a tenant) with its versions."""
+
+    owner: str
+    extension_id: str
+    promoted: str | None
+    versions: list[VersionView]
 
 
 def _never_cancelled() -> threading.Event:

@@ -135,6 +135,11 @@ class Settings(BaseSettings):
     breaker_min_calls: int = Field(default=20, gt=0)
     breaker_failure_rate: float = Field(default=0.5, gt=0, le=1)
     breaker_cooldown_s: float = Field(default=15.0, gt=0)
+    breaker_min_tenants: int = Field(
+        default=3,
+        gt=0,
+        description="Distinct tenants with faults it takes to open a version for every tenant.",
+    )
 
     # Promotion events (signed CloudEvents webhook) and the polling fallback.
     promotion_webhook_secret: SecretStr | None = None

@@ -158,7 +158,7 @@ def start_costs(module: str) -> dict[str, float]:
     async def module_load(cache: Path) -> float:
         runtime = runtime_for(cache)
         await runtime.start()
-        definition = runtime.catalog.resolve(module)
+        definition = runtime.catalog.resolve("", module)
         started = time.perf_counter()
         await runtime.modules.get(definition.sha256, definition.wasm_blob_ref.key, definition.abi)
         load = (time.perf_counter() - started) * 1e6

@@ -1,4 +1,10 @@
-"""The catalog: ``(extension_id, version)`` to a validated definition.
+"""The catalog: ``(caller's tenant, extension_id, version)`` to a validated definition.
+
+Extensions are owned: by one tenant, or by the platform (every tenant may call
+those). A caller sees its own tenant's extensions first, then platform ones,
+and never another tenant's: asking for one is ``NOT_FOUND`` with the same
+message as an id nobody has, so existence does not leak. A tenant's own
+extension shadows a platform one with the same id entirely (all versions).
 
 It is hydrated from a source at start and refreshed per extension. A bad
 definition is logged and skipped; it never hides the good ones or stops the
@@ -14,10 +20,20 @@ from pydantic import ValidationError
 
 from app.catalog.definition import ExtensionDefinition, PromotedPointer
 from app.errors import ErrorKind, InvocationFailure
-from app.storage import MAX_DEFINITION_BYTES, ObjectSource
+from app.storage import (
+    MAX_DEFINITION_BYTES,
+    PLATFORM,
+    TENANTS_DIR,
+    ObjectSource,
+    owner_prefix,
+)
 from app.telemetry import get_logger
 
 _log = get_logger("app.catalog")
+
+
+ExtensionKey = tuple[str, str]
+"""``(owner, extension_id)``; the owner is a tenant id or ``""`` for the platform."""
 
 
 @dataclass(slots=True)
@@ -31,42 +47,46 @@ class Catalog:
 
     def __init__(self, source: ObjectSource) -> None:
         self._source = source
-        self._entries: dict[str, _Entry] = {}
+        self._entries: dict[ExtensionKey, _Entry] = {}
         self._lock = asyncio.Lock()
 
     @property
     def source(self) -> ObjectSource:
         return self._source
 
-    def extensions(self) -> dict[str, tuple[str | None, list[str]]]:
-        """``{id: (promoted, versions)}`` for listings."""
+    def extensions(self) -> dict[ExtensionKey, tuple[str | None, list[str]]]:
+        """``{(owner, id): (promoted, versions)}`` for listings."""
         return {k: (e.promoted, sorted(e.versions)) for k, e in self._entries.items()}
 
     async def refresh(self) -> int:
         """Reload every extension; returns how many definitions are loaded."""
-        ids = await self._source.list_extensions()
-        for extension_id in ids:
-            await self.refresh_extension(extension_id)
-        for gone in set(self._entries) - set(ids):
+        keys = [(PLATFORM, i) for i in await self._source.list_extensions()]
+        for owner in await self._source.list_owners():
+            keys.extend((owner, i) for i in await self._source.list_extensions(owner))
+        for owner, extension_id in keys:
+            await self.refresh_extension(extension_id, owner)
+        for gone in set(self._entries) - set(keys):
             self._entries.pop(gone, None)
         return sum(len(e.versions) for e in self._entries.values())
 
-    async def refresh_extension(self, extension_id: str) -> None:
+    async def refresh_extension(self, extension_id: str, owner: str = PLATFORM) -> None:
         """Reload one extension's versions and promoted pointer."""
         entry = _Entry()
-        for version in await self._source.list_versions(extension_id):
-            definition = await self._load(extension_id, version)
+        for version in await self._source.list_versions(extension_id, owner):
+            definition = await self._load(owner, extension_id, version)
             if definition is not None:
                 entry.versions[version] = definition
-        entry.promoted = await self._load_promoted(extension_id, entry)
+        entry.promoted = await self._load_promoted(owner, extension_id, entry)
         async with self._lock:
             if entry.versions:
-                self._entries[extension_id] = entry
+                self._entries[owner, extension_id] = entry
             else:
-                self._entries.pop(extension_id, None)
+                self._entries.pop((owner, extension_id), None)
 
-    async def _load(self, extension_id: str, version: str) -> ExtensionDefinition | None:
-        raw = await self._source.read_definition(extension_id, version)
+    async def _load(
+        self, owner: str, extension_id: str, version: str
+    ) -> ExtensionDefinition | None:
+        raw = await self._source.read_definition(extension_id, version, owner)
         if raw is None:
             return None
         problem: str
@@ -80,31 +100,48 @@ class Catalog:
                     f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5]
                 )
             else:
-                if (definition.id, definition.version) == (extension_id, version):
+                problem = _misplaced(definition, owner, extension_id, version)
+                if not problem:
                     return definition
-                problem = "id/version do not match the definition's location"
         _log.warning(
-            "catalog.definition_rejected", extension=extension_id, version=version, problem=problem
+            "catalog.definition_rejected",
+            owner=owner or "_platform",
+            extension=extension_id,
+            version=version,
+            problem=problem,
         )
         return None
 
-    async def _load_promoted(self, extension_id: str, entry: _Entry) -> str | None:
-        raw = await self._source.read_promoted(extension_id)
+    async def _load_promoted(self, owner: str, extension_id: str, entry: _Entry) -> str | None:
+        raw = await self._source.read_promoted(extension_id, owner)
         if raw is None:
             return None
         try:
             version = PromotedPointer.model_validate_json(raw).version
         except ValidationError:
-            _log.warning("catalog.promoted_rejected", extension=extension_id)
+            _log.warning("catalog.promoted_rejected", owner=owner, extension=extension_id)
             return None
         if version not in entry.versions:
-            _log.warning("catalog.promoted_missing", extension=extension_id, version=version)
+            _log.warning(
+                "catalog.promoted_missing", owner=owner, extension=extension_id, version=version
+            )
             return None
         return version
 
-    def resolve(self, extension_id: str, version: str = "") -> ExtensionDefinition:
-        """The definition to run; ``NOT_FOUND`` when there is none."""
-        entry = self._entries.get(extension_id)
+    def lookup(self, owner: str, extension_id: str, version: str) -> ExtensionDefinition | None:
+        """Exactly ``owner``'s definition (no platform fallback), for operators' listings."""
+        entry = self._entries.get((owner, extension_id))
+        return entry.versions.get(version) if entry else None
+
+    def resolve(self, tenant: str, extension_id: str, version: str = "") -> ExtensionDefinition:
+        """The definition ``tenant`` gets: its own extension, else a platform one.
+
+        ``NOT_FOUND`` when there is none, worded the same whether or not another
+        tenant has an extension with that id.
+        """
+        entry = (self._entries.get((tenant, extension_id)) if tenant else None) or (
+            self._entries.get((PLATFORM, extension_id))
+        )
         if entry is None:
             raise InvocationFailure(ErrorKind.NOT_FOUND, f"unknown extension {extension_id!r}")
         chosen = version or entry.promoted
@@ -118,3 +155,23 @@ class Catalog:
                 ErrorKind.NOT_FOUND, f"extension {extension_id!r} has no version {chosen!r}"
             )
         return definition
+
+
+def _misplaced(definition: ExtensionDefinition, owner: str, extension_id: str, version: str) -> str:
+    """Why a definition may not live where it was found; empty when it may.
+
+    The location decides who may call it, so the definition must agree with
+    it, and a tenant's definition may only point at bytes in its own folder
+    (a platform one never into a tenant's): a definition cannot borrow another
+    owner's module.
+    """
+    if (definition.id, definition.version) != (extension_id, version):
+        return "id/version do not match the definition's location"
+    if definition.owner_key != owner:
+        return "owner does not match the definition's location"
+    key = definition.wasm_blob_ref.key
+    if owner and not key.startswith(owner_prefix(owner)):
+        return "a tenant's module must live under its own folder"
+    if not owner and key.startswith(f"{TENANTS_DIR}/"):
+        return "a platform module may not live under a tenant's folder"
+    return ""

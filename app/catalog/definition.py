@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.storage.source import ID_PATTERN, VERSION_PATTERN
+from app.storage.source import ID_PATTERN, TENANT_PATTERN, VERSION_PATTERN
 
 TIER_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
 HOST_CALL_PATTERN = r"^[a-z0-9.*-]{1,64}/[A-Za-z0-9*]{1,64}$"
@@ -55,6 +55,8 @@ class ExtensionDefinition(_Strict):
 
     id: str = Field(pattern=ID_PATTERN)
     version: str = Field(pattern=VERSION_PATTERN)
+    owner: str | None = Field(default=None, pattern=TENANT_PATTERN)
+    """The tenant that owns this extension; ``None`` for a platform extension."""
     abi: Abi
     risk_tier: str = Field(default="pure", pattern=TIER_PATTERN)
     wasm_blob_ref: BlobRef
@@ -80,6 +82,11 @@ class ExtensionDefinition(_Strict):
         if len(json.dumps(config)) > MAX_CONFIG_BYTES:
             raise ValueError(f"config is larger than {MAX_CONFIG_BYTES} bytes")
         return config
+
+    @property
+    def owner_key(self) -> str:
+        """The owner as the catalog keys it: the tenant, or ``""`` for the platform."""
+        return self.owner or ""
 
     @classmethod
     def from_json(cls, data: bytes) -> ExtensionDefinition:

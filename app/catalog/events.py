@@ -15,7 +15,7 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from app.storage.source import ID_PATTERN, VERSION_PATTERN
+from app.storage.source import ID_PATTERN, TENANT_PATTERN, VERSION_PATTERN
 
 SIGNATURE_HEADER = "x-ameide-signature"
 EVENT_TYPE = "io.ameide.extensions.promoted"
@@ -29,6 +29,8 @@ class PromotionData(BaseModel):
 
     extension_id: str = Field(pattern=ID_PATTERN)
     version: str | None = Field(default=None, pattern=VERSION_PATTERN)
+    tenant_id: str | None = Field(default=None, pattern=TENANT_PATTERN)
+    """The owning tenant; absent for a platform extension."""
 
 
 class PromotionEvent(BaseModel):

@@ -1,7 +1,16 @@
 """Operator controls: kill switches, degradations and circuit breakers."""
 
-from app.controls.breaker import GUEST_FAULTS, BreakerConfig, Breakers, BreakerState
+from app.controls.breaker import (
+    GUEST_FAULTS,
+    BreakerConfig,
+    Breakers,
+    BreakerState,
+    Permit,
+    Refusal,
+    VersionKey,
+)
 from app.controls.killswitches import (
+    PLATFORM_OWNER,
     Controls,
     Decision,
     Degradation,
@@ -13,6 +22,7 @@ from app.hostcalls.policy import Ceilings
 
 __all__ = [
     "GUEST_FAULTS",
+    "PLATFORM_OWNER",
     "BreakerConfig",
     "BreakerState",
     "Breakers",
@@ -20,7 +30,10 @@ __all__ = [
     "Controls",
     "Decision",
     "Degradation",
+    "Permit",
+    "Refusal",
     "Switch",
     "Target",
+    "VersionKey",
     "parse_controls",
 ]

@@ -23,13 +23,24 @@ from app.hostcalls.policy import Ceilings  # one notion of limit ceilings for ti
 TargetKind = Literal["version", "extension", "tenant", "tier"]
 
 
+PLATFORM_OWNER = "_platform"
+"""``owner`` of a target that means platform extensions only."""
+
+
 class Target(BaseModel):
-    """Exactly one of: extension+version, extension, tenant, risk tier."""
+    """Exactly one of: extension+version, extension, tenant, risk tier.
+
+    ``owner`` narrows an extension or version target to the extension that
+    tenant owns (``_platform``: the platform one); without it the switch covers
+    that id whoever owns it, which is what an operator pulling a switch at
+    3 a.m. usually means.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     extension_id: str | None = Field(default=None, max_length=64)
     version: str | None = Field(default=None, max_length=64)
+    owner: str | None = Field(default=None, max_length=128)
     tenant_id: str | None = Field(default=None, max_length=128)
     risk_tier: str | None = Field(default=None, max_length=32)
 
@@ -40,8 +51,12 @@ class Target(BaseModel):
             self.tenant_id is not None,
             self.risk_tier is not None,
         ]
-        if sum(kinds) != 1 or (self.version is not None and self.extension_id is None):
-            raise ValueError("name exactly one of extension_id[+version], tenant_id, risk_tier")
+        if sum(kinds) != 1 or (
+            self.extension_id is None and (self.version is not None or self.owner is not None)
+        ):
+            raise ValueError(
+                "name exactly one of extension_id[+version][+owner], tenant_id, risk_tier"
+            )
         return self
 
     @property
@@ -50,9 +65,16 @@ class Target(BaseModel):
             return "version" if self.version is not None else "extension"
         return "tenant" if self.tenant_id is not None else "tier"
 
-    def covers(self, extension_id: str, version: str, tier: str, tenant: str) -> bool:
+    def covers(
+        self, extension_id: str, version: str, tier: str, tenant: str, owner: str = ""
+    ) -> bool:
+        """``owner`` is the extension's owning tenant, ``""`` for a platform one."""
         if self.extension_id is not None:
-            return self.extension_id == extension_id and self.version in (None, version)
+            return (
+                self.extension_id == extension_id
+                and self.version in (None, version)
+                and self.owner in (None, owner or PLATFORM_OWNER)
+            )
         if self.tenant_id is not None:
             return self.tenant_id == tenant
         return self.risk_tier == tier
@@ -134,8 +156,13 @@ class Controls:
             ]
         return disabled, degraded
 
-    def decide(self, extension_id: str, version: str, tier: str, tenant: str) -> Decision:
-        """Whether this invocation may run, and under which lowered ceilings."""
+    def decide(
+        self, extension_id: str, version: str, tier: str, tenant: str, owner: str = ""
+    ) -> Decision:
+        """Whether this invocation may run, and under which lowered ceilings.
+
+        ``tenant`` is the caller's; ``owner`` the extension's (``""``: platform).
+        """
         document = self.file.current()
         with self._lock:
             switches: Iterable[Switch] = (*document.disabled, *self._admin_disabled.values())
@@ -145,10 +172,10 @@ class Controls:
             )
         decision = Decision()
         for switch in switches:
-            if switch.covers(extension_id, version, tier, tenant):
+            if switch.covers(extension_id, version, tier, tenant, owner):
                 decision.disabled_reason = switch.reason
                 break
         decision.ceilings = [
-            d.ceilings for d in degradations if d.covers(extension_id, version, tier, tenant)
+            d.ceilings for d in degradations if d.covers(extension_id, version, tier, tenant, owner)
         ]
         return decision

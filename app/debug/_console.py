@@ -15,8 +15,6 @@ from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from app.errors import InvocationFailure
-
 if TYPE_CHECKING:
     from app.runtime import Runtime
 
@@ -36,32 +34,31 @@ _PAGE_HEADERS = {
 }
 
 
-def extension_listing(runtime: Runtime | None) -> list[dict[str, Any]]:
-    """``[{id, promoted, versions: [{version, abi, risk_tier, description, disabled}]}]``."""
+def extension_listing(runtime: Runtime | None, tenant: str | None = None) -> list[dict[str, Any]]:
+    """``[{id, owner, promoted, versions: [{version, abi, risk_tier, description, disabled}]}]``.
+
+    ``tenant``: only what that caller may invoke; ``None`` lists everything.
+    """
     if runtime is None:
         return []
-    listing: list[dict[str, Any]] = []
-    for extension_id, (promoted, versions) in sorted(runtime.catalog.extensions().items()):
-        described: list[dict[str, Any]] = []
-        for version in versions:
-            try:
-                definition = runtime.catalog.resolve(extension_id, version)
-            except InvocationFailure:  # removed between the two reads
-                continue
-            decision = runtime.controls.decide(
-                definition.id, definition.version, definition.risk_tier, ""
-            )
-            described.append(
+    return [
+        {
+            "id": view.extension_id,
+            "owner": view.owner,
+            "promoted": view.promoted,
+            "versions": [
                 {
-                    "version": version,
-                    "abi": definition.abi,
-                    "risk_tier": definition.risk_tier,
-                    "description": definition.description,
-                    "disabled": decision.disabled_reason,
+                    "version": v.definition.version,
+                    "abi": v.definition.abi,
+                    "risk_tier": v.definition.risk_tier,
+                    "description": v.definition.description,
+                    "disabled": v.disabled_reason,
                 }
-            )
-        listing.append({"id": extension_id, "promoted": promoted, "versions": described})
-    return listing
+                for v in view.versions
+            ],
+        }
+        for view in runtime.describe(tenant)
+    ]
 
 
 def console_routes(runtime: Runtime | None) -> list[BaseRoute]:

@@ -31,11 +31,12 @@ def _target(wire: admin_pb.ControlTarget | None) -> Target:
     chosen: Any = wire.target if wire is not None else None
     field: str | None = chosen.field if chosen is not None else None
     value: Any = chosen.value if chosen is not None else None
+    owner = (wire.owner or None) if wire is not None else None
     try:
         if field == "version":
-            return Target(extension_id=value.extension_id, version=value.version)
+            return Target(extension_id=value.extension_id, version=value.version, owner=owner)
         if field == "extension_id":
-            return Target(extension_id=value)
+            return Target(extension_id=value, owner=owner)
         if field == "tenant_id":
             return Target(tenant_id=value)
         if field == "risk_tier":
@@ -58,7 +59,7 @@ def _wire_target(target: Target) -> admin_pb.ControlTarget:
         chosen = Oneof("tenant_id", target.tenant_id or "")
     else:
         chosen = Oneof("risk_tier", target.risk_tier or "")
-    return admin_pb.ControlTarget(target=chosen)
+    return admin_pb.ControlTarget(target=chosen, owner=target.owner or "")
 
 
 def _ceilings(wire: admin_pb.LimitCeilings | None) -> Ceilings:
@@ -106,36 +107,28 @@ class AdminService(ExtensionRuntimeAdmin):
         self, request: admin_pb.ListExtensionsRequest, ctx: RequestContext[Any, Any], /
     ) -> admin_pb.ListExtensionsResponse:
         self._require_admin(ctx)
-        runtime = self._runtime
-        cached = set(runtime.modules.cached())
-        states = []
-        for extension_id, (promoted, versions) in sorted(runtime.catalog.extensions().items()):
-            version_states = []
-            for version in versions:
-                definition = runtime.catalog.resolve(extension_id, version)
-                reason = runtime.controls.decide(
-                    extension_id, version, definition.risk_tier, tenant=""
-                ).disabled_reason
-                breaker = runtime.breakers.state(extension_id, version)
-                version_states.append(
+        states = [
+            admin_pb.ExtensionState(
+                extension_id=view.extension_id,
+                owner=view.owner,
+                promoted_version=view.promoted or "",
+                versions=[
                     admin_pb.VersionState(
-                        version=version,
-                        risk_tier=definition.risk_tier,
-                        sha256=definition.sha256,
-                        abi=definition.abi,
-                        cached=definition.sha256 in cached,
-                        disabled=reason is not None,
-                        disabled_reason=reason or "",
-                        breaker=admin_pb.BreakerState(int(breaker)) if breaker else None,
+                        version=v.definition.version,
+                        risk_tier=v.definition.risk_tier,
+                        sha256=v.definition.sha256,
+                        abi=v.definition.abi,
+                        cached=v.cached,
+                        disabled=v.disabled_reason is not None,
+                        disabled_reason=v.disabled_reason or "",
+                        breaker=admin_pb.BreakerState(int(v.breaker)) if v.breaker else None,
+                        open_tenant_breakers=v.open_tenant_breakers,
                     )
-                )
-            states.append(
-                admin_pb.ExtensionState(
-                    extension_id=extension_id,
-                    promoted_version=promoted or "",
-                    versions=version_states,
-                )
+                    for v in view.versions
+                ],
             )
+            for view in self._runtime.describe()
+        ]
         return admin_pb.ListExtensionsResponse(extensions=states)
 
     async def list_controls(
@@ -212,7 +205,7 @@ class AdminService(ExtensionRuntimeAdmin):
     ) -> admin_pb.RefreshCatalogResponse:
         self._require_admin(ctx)
         if request.extension_id:
-            await self._runtime.refresh_extension(request.extension_id)
+            await self._runtime.refresh_extension(request.extension_id, request.owner)
         else:
             await self._runtime.refresh_all()
         count = sum(len(v) for _, v in self._runtime.catalog.extensions().values())

@@ -194,7 +194,9 @@ class Executor:
             nonlocal waited_us
             waited_us = int((time.monotonic() - queued_at) * 1_000_000)
             if deadline is not None and time.monotonic() >= deadline:
-                raise InvocationFailure(ErrorKind.TIMEOUT, "deadline passed while queued")
+                raise InvocationFailure(
+                    ErrorKind.TIMEOUT, "deadline passed while queued", caller_side=True
+                )
             with self._lock:
                 self._running.add(cancel)
             try:
@@ -257,7 +259,9 @@ class Executor:
             return await wrapped
         except asyncio.CancelledError:
             if expired:
-                raise InvocationFailure(ErrorKind.TIMEOUT, "deadline passed while queued") from None
+                raise InvocationFailure(
+                    ErrorKind.TIMEOUT, "deadline passed while queued", caller_side=True
+                ) from None
             task = asyncio.current_task()
             if future.cancelled() and not (task is not None and task.cancelling()):
                 # The pool dropped the job (shutdown), not our caller leaving.

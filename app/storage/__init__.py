@@ -4,7 +4,14 @@ from app.settings import Settings
 from app.storage._local import LocalDirectorySource
 from app.storage._s3 import S3Source
 from app.storage.module_store import Compiler, ModuleStore, StoreStats
-from app.storage.source import MAX_DEFINITION_BYTES, ObjectSource
+from app.storage.source import (
+    MAX_DEFINITION_BYTES,
+    PLATFORM,
+    TENANT_PATTERN,
+    TENANTS_DIR,
+    ObjectSource,
+    owner_prefix,
+)
 
 
 def source_from_settings(settings: Settings) -> ObjectSource:
@@ -20,11 +27,15 @@ def source_from_settings(settings: Settings) -> ObjectSource:
 
 __all__ = [
     "MAX_DEFINITION_BYTES",
+    "PLATFORM",
+    "TENANTS_DIR",
+    "TENANT_PATTERN",
     "Compiler",
     "LocalDirectorySource",
     "ModuleStore",
     "ObjectSource",
     "S3Source",
     "StoreStats",
+    "owner_prefix",
     "source_from_settings",
 ]

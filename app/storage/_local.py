@@ -6,11 +6,20 @@ import asyncio
 from pathlib import Path
 
 from app.errors import ErrorKind, InvocationFailure
-from app.storage.source import ID_PATTERN, MAX_DEFINITION_BYTES, VERSION_PATTERN
+from app.storage.source import (
+    ID_PATTERN,
+    MAX_DEFINITION_BYTES,
+    PLATFORM,
+    TENANT_PATTERN,
+    TENANTS_DIR,
+    VERSION_PATTERN,
+    owner_prefix,
+)
 
 
 class LocalDirectorySource:
-    """Reads ``root/{id}/...``; used by ``make run`` and when no endpoint is set."""
+    """Reads ``root/{id}/...`` and ``root/_tenants/{tenant}/{id}/...``; used by
+    ``make run`` and when no endpoint is set."""
 
     def __init__(self, root: Path) -> None:
         self._root = root.resolve()
@@ -22,15 +31,27 @@ class LocalDirectorySource:
     def _children(self, path: Path, pattern: str) -> list[str]:
         import re
 
-        if not path.is_dir():
+        if not path.is_dir() or path.is_symlink():
             return []
-        return sorted(p.name for p in path.iterdir() if p.is_dir() and re.match(pattern, p.name))
+        return sorted(
+            p.name
+            for p in path.iterdir()
+            if p.is_dir() and not p.is_symlink() and re.fullmatch(pattern, p.name)
+        )
 
-    async def list_extensions(self) -> list[str]:
-        return await asyncio.to_thread(self._children, self._root, ID_PATTERN)
+    def _scope(self, owner: str) -> Path:
+        return self._root / owner_prefix(owner) if owner else self._root
 
-    async def list_versions(self, extension_id: str) -> list[str]:
-        return await asyncio.to_thread(self._children, self._root / extension_id, VERSION_PATTERN)
+    async def list_owners(self) -> list[str]:
+        return await asyncio.to_thread(self._children, self._root / TENANTS_DIR, TENANT_PATTERN)
+
+    async def list_extensions(self, owner: str = PLATFORM) -> list[str]:
+        return await asyncio.to_thread(self._children, self._scope(owner), ID_PATTERN)
+
+    async def list_versions(self, extension_id: str, owner: str = PLATFORM) -> list[str]:
+        return await asyncio.to_thread(
+            self._children, self._scope(owner) / extension_id, VERSION_PATTERN
+        )
 
     def _read_small(self, path: Path) -> bytes | None:
         try:
@@ -39,13 +60,15 @@ class LocalDirectorySource:
         except FileNotFoundError:
             return None
 
-    async def read_definition(self, extension_id: str, version: str) -> bytes | None:
-        path = self._root / extension_id / version / "extension.json"
+    async def read_definition(
+        self, extension_id: str, version: str, owner: str = PLATFORM
+    ) -> bytes | None:
+        path = self._scope(owner) / extension_id / version / "extension.json"
         return await asyncio.to_thread(self._read_small, path)
 
-    async def read_promoted(self, extension_id: str) -> bytes | None:
+    async def read_promoted(self, extension_id: str, owner: str = PLATFORM) -> bytes | None:
         return await asyncio.to_thread(
-            self._read_small, self._root / extension_id / "promoted.json"
+            self._read_small, self._scope(owner) / extension_id / "promoted.json"
         )
 
     def _read_blob(self, key: str, max_bytes: int) -> bytes:

@@ -28,7 +28,15 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from app.errors import ErrorKind, InvocationFailure
 from app.settings import Settings
-from app.storage.source import ID_PATTERN, MAX_DEFINITION_BYTES, VERSION_PATTERN
+from app.storage.source import (
+    ID_PATTERN,
+    MAX_DEFINITION_BYTES,
+    PLATFORM,
+    TENANT_PATTERN,
+    TENANTS_DIR,
+    VERSION_PATTERN,
+    owner_prefix,
+)
 from app.telemetry import get_logger
 
 _log = get_logger("app.storage.s3")
@@ -140,7 +148,7 @@ class S3Source:
                 page = await s3.list_objects_v2(**kwargs)
                 for common in page.get("CommonPrefixes", []):
                     name = common["Prefix"][len(prefix) :].rstrip("/")
-                    if re.match(pattern, name):
+                    if re.fullmatch(pattern, name):
                         names.append(name)
                 if not page.get("IsTruncated"):
                     break
@@ -150,11 +158,16 @@ class S3Source:
         self._outage = False
         return sorted(names)
 
-    async def list_extensions(self) -> list[str]:
-        return await self._list_prefixes(self._prefix, ID_PATTERN)
+    async def list_owners(self) -> list[str]:
+        return await self._list_prefixes(f"{self._prefix}{TENANTS_DIR}/", TENANT_PATTERN)
 
-    async def list_versions(self, extension_id: str) -> list[str]:
-        return await self._list_prefixes(f"{self._prefix}{extension_id}/", VERSION_PATTERN)
+    async def list_extensions(self, owner: str = PLATFORM) -> list[str]:
+        return await self._list_prefixes(self._prefix + owner_prefix(owner), ID_PATTERN)
+
+    async def list_versions(self, extension_id: str, owner: str = PLATFORM) -> list[str]:
+        return await self._list_prefixes(
+            f"{self._prefix}{owner_prefix(owner)}{extension_id}/", VERSION_PATTERN
+        )
 
     async def _get(self, key: str, max_bytes: int, *, conditional: bool = False) -> bytes | None:
         self._gate()
@@ -192,14 +205,20 @@ class S3Source:
             self._etags[key] = (str(etag), data)
         return data
 
-    async def read_definition(self, extension_id: str, version: str) -> bytes | None:
+    async def read_definition(
+        self, extension_id: str, version: str, owner: str = PLATFORM
+    ) -> bytes | None:
         return await self._get(
-            f"{extension_id}/{version}/extension.json", MAX_DEFINITION_BYTES, conditional=True
+            f"{owner_prefix(owner)}{extension_id}/{version}/extension.json",
+            MAX_DEFINITION_BYTES,
+            conditional=True,
         )
 
-    async def read_promoted(self, extension_id: str) -> bytes | None:
+    async def read_promoted(self, extension_id: str, owner: str = PLATFORM) -> bytes | None:
         return await self._get(
-            f"{extension_id}/promoted.json", MAX_DEFINITION_BYTES, conditional=True
+            f"{owner_prefix(owner)}{extension_id}/promoted.json",
+            MAX_DEFINITION_BYTES,
+            conditional=True,
         )
 
     async def read_blob(self, key: str, max_bytes: int) -> bytes:

@@ -4,6 +4,12 @@ Layout, identical in a local directory and under the bucket's prefix:
 ``{id}/promoted.json`` names the promoted version, ``{id}/{version}/extension.json``
 is the definition, and the module bytes live at the definition's
 ``wasm_blob_ref.key`` (conventionally ``{id}/{version}/module.wasm``).
+
+Those are **platform** extensions, which every tenant may call. A tenant's own
+extensions live the same way under ``_tenants/{tenant}/``, so ids repeat
+across tenants without colliding, and a listing of one tenant's folder never
+sees another's. ``_tenants`` cannot be an extension id (ids start with a
+letter or digit), so the two trees never overlap.
 """
 
 from __future__ import annotations
@@ -12,7 +18,16 @@ from typing import Protocol
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 VERSION_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$"
+TENANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 MAX_DEFINITION_BYTES = 256 * 1024
+TENANTS_DIR = "_tenants"
+PLATFORM = ""
+"""The owner of platform extensions (no tenant)."""
+
+
+def owner_prefix(owner: str) -> str:
+    """Where ``owner``'s extensions live, relative to the store's root or prefix."""
+    return f"{TENANTS_DIR}/{owner}/" if owner else ""
 
 
 class ObjectSource(Protocol):
@@ -23,13 +38,19 @@ class ObjectSource(Protocol):
     INVALID_MODULE when too large, UNAVAILABLE when storage is down).
     """
 
-    async def list_extensions(self) -> list[str]: ...
+    async def list_owners(self) -> list[str]:
+        """Tenants that have a folder of their own extensions."""
+        ...
 
-    async def list_versions(self, extension_id: str) -> list[str]: ...
+    async def list_extensions(self, owner: str = PLATFORM) -> list[str]: ...
 
-    async def read_definition(self, extension_id: str, version: str) -> bytes | None: ...
+    async def list_versions(self, extension_id: str, owner: str = PLATFORM) -> list[str]: ...
 
-    async def read_promoted(self, extension_id: str) -> bytes | None: ...
+    async def read_definition(
+        self, extension_id: str, version: str, owner: str = PLATFORM
+    ) -> bytes | None: ...
+
+    async def read_promoted(self, extension_id: str, owner: str = PLATFORM) -> bytes | None: ...
 
     async def read_blob(self, key: str, max_bytes: int) -> bytes: ...
 

@@ -7,8 +7,11 @@ lives elsewhere (cache counters, queue depth, breaker states, reload
 failures) is read at scrape time by a collector instead of being mirrored on
 every call. Each app gets its own registry so tests can run several.
 
-The ``tenant`` label is off by default: with thousands of tenants it multiplies
-every series. ``EXTENSIONS_RUNTIME_METRICS_TENANT_LABEL=true`` turns it on.
+Series carry the extension's ``owner`` (its tenant, or ``_platform``): its
+values come from the published catalog, never from callers, so it is bounded
+by what Transformation publishes. The ``tenant`` (caller) label is off by
+default: with thousands of tenants it multiplies every series.
+``EXTENSIONS_RUNTIME_METRICS_TENANT_LABEL=true`` turns it on.
 """
 
 from __future__ import annotations
@@ -49,30 +52,33 @@ class InvocationMetrics:
     def __init__(self, registry: CollectorRegistry, *, tenant_label: bool) -> None:
         self.tenant_label = tenant_label
         self._children: dict[tuple[str, ...], tuple[Any, Any, Any, Any]] = {}
-        labels = ["extension", "version", "tier", "outcome"] + (["tenant"] if tenant_label else [])
+        labels = ["owner", "extension", "version", "tier", "outcome"] + (
+            ["tenant"] if tenant_label else []
+        )
         self.invocations = Counter(
             f"{PREFIX}_invocations",
-            "Invocations by extension, version, tier and outcome (ok or an error kind).",
+            "Invocations by owner (a tenant, or _platform), extension, version, tier and "
+            "outcome (ok or an error kind).",
             labels,
             registry=registry,
         )
         self.duration = Histogram(
             f"{PREFIX}_invocation_duration_seconds",
             "Time inside the runtime per invocation.",
-            ["extension", "version", "tier"],
+            ["owner", "extension", "version", "tier"],
             buckets=DURATION_BUCKETS,
             registry=registry,
         )
         self.fuel = Counter(
             f"{PREFIX}_fuel_consumed",
             "Fuel consumed by guests.",
-            ["extension", "version"],
+            ["owner", "extension", "version"],
             registry=registry,
         )
         self.memory = Histogram(
             f"{PREFIX}_invocation_peak_memory_bytes",
             "Peak guest linear memory per invocation.",
-            ["extension", "version"],
+            ["owner", "extension", "version"],
             buckets=MEMORY_BUCKETS,
             registry=registry,
         )
@@ -80,6 +86,7 @@ class InvocationMetrics:
     def observe(
         self,
         *,
+        owner: str,
         extension: str,
         version: str,
         tier: str,
@@ -89,17 +96,17 @@ class InvocationMetrics:
         fuel: int,
         peak_memory: int,
     ) -> None:
-        key = (extension, version, tier, outcome, tenant if self.tenant_label else "")
+        key = (owner, extension, version, tier, outcome, tenant if self.tenant_label else "")
         children = self._children.get(key)
         if children is None:
             # labels() hashes and locks on every call (~7 µs for four series):
             # the children are looked up once per label set and kept.
-            values = [extension, version, tier, outcome] + ([tenant] if self.tenant_label else [])
+            values = [owner, extension, version, tier, outcome]
             children = (
-                self.invocations.labels(*values),
-                self.duration.labels(extension, version, tier),
-                self.fuel.labels(extension, version),
-                self.memory.labels(extension, version),
+                self.invocations.labels(*values, *([tenant] if self.tenant_label else [])),
+                self.duration.labels(owner, extension, version, tier),
+                self.fuel.labels(owner, extension, version),
+                self.memory.labels(owner, extension, version),
             )
             self._children[key] = children
         invocations, duration, fuel_counter, memory = children

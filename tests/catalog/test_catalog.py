@@ -8,7 +8,7 @@ import pytest
 
 from app.catalog import Catalog, ExtensionDefinition
 from app.errors import ErrorKind, InvocationFailure
-from app.storage import LocalDirectorySource
+from app.storage import LocalDirectorySource, owner_prefix
 
 WASM = b"\x00asm\x01\x00\x00\x00"
 
@@ -26,16 +26,28 @@ def _definition(ext: str, version: str, **over: object) -> dict[str, object]:
     return body
 
 
-def _publish(root: Path, body: dict[str, object] | str, ext: str, version: str) -> None:
-    directory = root / ext / version
+def _publish(
+    root: Path, body: dict[str, object] | str, ext: str, version: str, owner: str = ""
+) -> None:
+    directory = root / owner_prefix(owner) / ext / version
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "module.wasm").write_bytes(WASM)
     text = body if isinstance(body, str) else json.dumps(body)
     (directory / "extension.json").write_text(text)
 
 
-def _promote(root: Path, ext: str, version: str) -> None:
-    (root / ext / "promoted.json").write_text(json.dumps({"version": version}))
+def _promote(root: Path, ext: str, version: str, owner: str = "") -> None:
+    (root / owner_prefix(owner) / ext / "promoted.json").write_text(
+        json.dumps({"version": version})
+    )
+
+
+def _owned(owner: str, ext: str, version: str, **over: object) -> dict[str, object]:
+    fields: dict[str, object] = {
+        "owner": owner,
+        "wasm_blob_ref": {"key": f"_tenants/{owner}/{ext}/{version}/module.wasm"},
+    }
+    return _definition(ext, version, **(fields | over))
 
 
 async def test_resolves_promoted_and_explicit_versions(tmp_path: Path) -> None:
@@ -44,11 +56,11 @@ async def test_resolves_promoted_and_explicit_versions(tmp_path: Path) -> None:
     _promote(tmp_path, "a", "1.0.0")
     catalog = Catalog(LocalDirectorySource(tmp_path))
     assert await catalog.refresh() == 2
-    assert catalog.resolve("a").version == "1.0.0"
-    assert catalog.resolve("a", "2.0.0").version == "2.0.0"
+    assert catalog.resolve("t", "a").version == "1.0.0"
+    assert catalog.resolve("t", "a", "2.0.0").version == "2.0.0"
     _promote(tmp_path, "a", "2.0.0")
     await catalog.refresh_extension("a")
-    assert catalog.resolve("a").version == "2.0.0"
+    assert catalog.resolve("t", "a").version == "2.0.0"
 
 
 async def test_bad_definitions_are_skipped_not_fatal(tmp_path: Path) -> None:
@@ -65,10 +77,10 @@ async def test_bad_definitions_are_skipped_not_fatal(tmp_path: Path) -> None:
     _publish(tmp_path, _definition("tier", "1", risk_tier="Root!"), "tier", "1")
     catalog = Catalog(LocalDirectorySource(tmp_path))
     assert await catalog.refresh() == 1
-    assert catalog.resolve("good", "1").id == "good"
+    assert catalog.resolve("t", "good", "1").id == "good"
     for bad in ("broken", "extra", "moved", "trav", "tier"):
         with pytest.raises(InvocationFailure) as info:
-            catalog.resolve(bad, "1")
+            catalog.resolve("t", bad, "1")
         assert info.value.kind is ErrorKind.NOT_FOUND
 
 
@@ -77,9 +89,9 @@ async def test_unknown_and_unpromoted_are_not_found(tmp_path: Path) -> None:
     catalog = Catalog(LocalDirectorySource(tmp_path))
     await catalog.refresh()
     with pytest.raises(InvocationFailure, match="no promoted version"):
-        catalog.resolve("a")
+        catalog.resolve("t", "a")
     with pytest.raises(InvocationFailure, match="unknown extension"):
-        catalog.resolve("nope")
+        catalog.resolve("t", "nope")
 
 
 def test_host_call_patterns_are_validated() -> None:
@@ -87,3 +99,78 @@ def test_host_call_patterns_are_validated() -> None:
     assert ExtensionDefinition.from_json(json.dumps(good).encode()).host_calls == ("graph/GetNode",)
     with pytest.raises(ValueError, match="service/method"):
         ExtensionDefinition.from_json(json.dumps(_definition("a", "1", host_calls=["x"])).encode())
+
+
+async def test_tenants_own_extensions_with_the_same_id(tmp_path: Path) -> None:
+    for owner, version in (("acme", "1.0.0"), ("globex", "7.0.0")):
+        _publish(
+            tmp_path, _owned(owner, "discount-rules", version), "discount-rules", version, owner
+        )
+        _promote(tmp_path, "discount-rules", version, owner)
+    catalog = Catalog(LocalDirectorySource(tmp_path))
+    assert await catalog.refresh() == 2
+    assert catalog.resolve("acme", "discount-rules").version == "1.0.0"
+    assert catalog.resolve("globex", "discount-rules").version == "7.0.0"
+    assert catalog.resolve("acme", "discount-rules").owner == "acme"
+    # Another tenant's extension does not exist for the caller, whatever version it names.
+    for tenant, version in (("initech", ""), ("acme", "7.0.0"), ("", "1.0.0")):
+        with pytest.raises(InvocationFailure) as info:
+            catalog.resolve(tenant, "discount-rules", version)
+        assert info.value.kind is ErrorKind.NOT_FOUND
+    with pytest.raises(InvocationFailure) as other:
+        catalog.resolve("initech", "discount-rules")
+    with pytest.raises(InvocationFailure) as nobody:
+        catalog.resolve("initech", "no-such-thing")
+    # The same words as for an id nobody has: existence is not revealed.
+    assert other.value.message.replace("discount-rules", "X") == nobody.value.message.replace(
+        "no-such-thing", "X"
+    )
+
+
+async def test_platform_extensions_answer_every_tenant_and_own_ones_shadow_them(
+    tmp_path: Path,
+) -> None:
+    _publish(tmp_path, _definition("echo", "1"), "echo", "1")
+    _promote(tmp_path, "echo", "1")
+    _publish(tmp_path, _owned("acme", "echo", "9"), "echo", "9", "acme")
+    _promote(tmp_path, "echo", "9", "acme")
+    catalog = Catalog(LocalDirectorySource(tmp_path))
+    await catalog.refresh()
+    assert catalog.resolve("globex", "echo").owner is None
+    assert catalog.resolve("", "echo").version == "1"
+    assert catalog.resolve("acme", "echo").version == "9"
+    with pytest.raises(InvocationFailure):
+        catalog.resolve("acme", "echo", "1")  # acme's own echo shadows every platform version
+    assert set(catalog.extensions()) == {("", "echo"), ("acme", "echo")}
+
+
+async def test_definitions_must_agree_with_their_owners_folder(tmp_path: Path) -> None:
+    # Claims another owner than its folder.
+    _publish(tmp_path, _owned("globex", "a", "1"), "a", "1", "acme")
+    # An owner-less (platform) definition planted in a tenant's folder.
+    _publish(tmp_path, _definition("b", "1"), "b", "1", "acme")
+    # A tenant definition borrowing another tenant's module bytes.
+    borrowed = _owned("acme", "c", "1", wasm_blob_ref={"key": "_tenants/globex/x/1/module.wasm"})
+    _publish(tmp_path, borrowed, "c", "1", "acme")
+    # A platform definition claiming an owner, and one pointing into a tenant's folder.
+    _publish(tmp_path, _owned("acme", "d", "1"), "d", "1")
+    _publish(
+        tmp_path,
+        _definition("e", "1", wasm_blob_ref={"key": "_tenants/acme/a/1/module.wasm"}),
+        "e",
+        "1",
+    )
+    _publish(tmp_path, _owned("acme", "ok", "1"), "ok", "1", "acme")
+    catalog = Catalog(LocalDirectorySource(tmp_path))
+    assert await catalog.refresh() == 1
+    assert set(catalog.extensions()) == {("acme", "ok")}
+
+
+async def test_a_removed_tenant_folder_leaves_the_catalog(tmp_path: Path) -> None:
+    import shutil
+
+    _publish(tmp_path, _owned("acme", "a", "1"), "a", "1", "acme")
+    catalog = Catalog(LocalDirectorySource(tmp_path))
+    assert await catalog.refresh() == 1
+    shutil.rmtree(tmp_path / "_tenants" / "acme")
+    assert await catalog.refresh() == 0

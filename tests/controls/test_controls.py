@@ -12,8 +12,11 @@ from app.controls import (
     Ceilings,
     Controls,
     Degradation,
+    Permit,
+    Refusal,
     Switch,
     Target,
+    VersionKey,
 )
 
 
@@ -64,29 +67,125 @@ def test_admin_degradation_and_clearing() -> None:
     assert controls.decide("a", "1", "pure", "t").ceilings == []
 
 
+def _run(breakers: Breakers, key: VersionKey, tenant: str, *, failed: bool) -> bool:
+    """One call through the breaker; False when it was refused."""
+    permit = breakers.allow(key, tenant)
+    if isinstance(permit, Refusal):
+        return False
+    breakers.record(permit, failed)
+    return True
+
+
+FLAKY: VersionKey = ("", "flaky", "1")
+
+
 def test_breaker_opens_on_failure_rate_and_closes_after_probe() -> None:
     breakers = Breakers(BreakerConfig(window_s=10, min_calls=4, failure_rate=0.5, cooldown_s=0.05))
     for _ in range(3):
-        assert breakers.allow("flaky", "1")
-        breakers.record("flaky", "1", failed=True)
-    assert breakers.state("flaky", "1") is BreakerState.CLOSED  # below minimum volume
-    breakers.record("flaky", "1", failed=True)
-    assert breakers.state("flaky", "1") is BreakerState.OPEN
-    assert not breakers.allow("flaky", "1")
-    assert breakers.allow("healthy", "1")  # other extensions are unaffected
+        assert _run(breakers, FLAKY, "t1", failed=True)
+    assert breakers.tenant_state(FLAKY, "t1") is BreakerState.CLOSED  # below minimum volume
+    assert _run(breakers, FLAKY, "t1", failed=True)
+    assert breakers.tenant_state(FLAKY, "t1") is BreakerState.OPEN
+    assert not _run(breakers, FLAKY, "t1", failed=False)
+    assert _run(breakers, ("", "healthy", "1"), "t1", failed=False)  # other extensions run
     time.sleep(0.06)
-    assert breakers.allow("flaky", "1")  # the probe
-    assert not breakers.allow("flaky", "1")  # only one probe at a time
-    assert breakers.state("flaky", "1") is BreakerState.HALF_OPEN
-    breakers.record("flaky", "1", failed=False)
-    assert breakers.state("flaky", "1") is BreakerState.CLOSED
+    probe = breakers.allow(FLAKY, "t1")
+    assert isinstance(probe, Permit) and probe.probe == "tenant"
+    assert isinstance(breakers.allow(FLAKY, "t1"), Refusal)  # only one probe at a time
+    assert breakers.tenant_state(FLAKY, "t1") is BreakerState.HALF_OPEN
+    breakers.record(probe, failed=False)
+    assert breakers.tenant_state(FLAKY, "t1") is BreakerState.CLOSED
 
 
 def test_failed_probe_reopens() -> None:
     breakers = Breakers(BreakerConfig(min_calls=1, failure_rate=1.0, cooldown_s=0.01))
-    breakers.record("e", "1", failed=True)
+    _run(breakers, FLAKY, "t", failed=True)
     time.sleep(0.02)
-    assert breakers.allow("e", "1")
-    breakers.record("e", "1", failed=True)
-    assert breakers.state("e", "1") is BreakerState.OPEN
-    assert not breakers.allow("e", "1")
+    probe = breakers.allow(FLAKY, "t")
+    assert isinstance(probe, Permit)
+    breakers.record(probe, failed=True)
+    assert breakers.tenant_state(FLAKY, "t") is BreakerState.OPEN
+    assert isinstance(breakers.allow(FLAKY, "t"), Refusal)
+
+
+def test_one_tenants_faults_open_only_its_own_breaker() -> None:
+    breakers = Breakers(BreakerConfig(min_calls=20, failure_rate=0.5, cooldown_s=60))
+    for _ in range(200):
+        _run(breakers, FLAKY, "evil", failed=True)
+    assert breakers.tenant_state(FLAKY, "evil") is BreakerState.OPEN
+    refusal = breakers.allow(FLAKY, "evil")
+    assert refusal == Refusal("tenant")
+    # The version as a whole stays closed: one tenant can never open it for others.
+    assert breakers.state(FLAKY) is BreakerState.CLOSED
+    for _ in range(50):
+        assert _run(breakers, FLAKY, "good", failed=False)
+    assert breakers.states()[FLAKY] == (BreakerState.CLOSED, 1)
+
+
+def test_a_version_failing_for_many_tenants_opens_for_everyone() -> None:
+    breakers = Breakers(BreakerConfig(min_calls=20, failure_rate=0.5, cooldown_s=60, min_tenants=3))
+    # A bad build: a handful of calls from each of several tenants, none of whom
+    # reaches its own minimum, all failing.
+    for round_ in range(7):
+        for tenant in ("a", "b", "c"):
+            _run(breakers, FLAKY, tenant, failed=True)
+        if round_ < 6:
+            assert breakers.state(FLAKY) is BreakerState.CLOSED
+    assert breakers.state(FLAKY) is BreakerState.OPEN
+    assert breakers.allow(FLAKY, "a-tenant-that-never-called") == Refusal("version")
+
+
+def test_two_failing_tenants_are_not_many() -> None:
+    breakers = Breakers(BreakerConfig(min_calls=4, failure_rate=0.5, cooldown_s=60, min_tenants=3))
+    for _ in range(100):
+        _run(breakers, FLAKY, "evil-1", failed=True)
+        _run(breakers, FLAKY, "evil-2", failed=True)
+    assert breakers.state(FLAKY) is BreakerState.CLOSED
+    assert _run(breakers, FLAKY, "good", failed=False)
+
+
+def test_version_probe_after_cooldown_decides_for_everyone() -> None:
+    breakers = Breakers(
+        BreakerConfig(min_calls=3, failure_rate=0.5, cooldown_s=0.02, min_tenants=3)
+    )
+    for tenant in ("a", "b", "c"):
+        _run(breakers, FLAKY, tenant, failed=True)
+    assert breakers.state(FLAKY) is BreakerState.OPEN
+    time.sleep(0.03)
+    probe = breakers.allow(FLAKY, "d")
+    assert isinstance(probe, Permit) and probe.probe == "version"
+    assert breakers.allow(FLAKY, "e") == Refusal("version")
+    breakers.record(probe, failed=False)
+    assert breakers.state(FLAKY) is BreakerState.CLOSED
+    assert _run(breakers, FLAKY, "e", failed=False)
+
+
+def test_tenant_breakers_are_capped() -> None:
+    breakers = Breakers(BreakerConfig(max_tenant_breakers=100))
+    for i in range(1000):
+        _run(breakers, FLAKY, f"t{i}", failed=False)
+    assert len(breakers._tenants) == 100
+
+
+def test_owned_extensions_with_one_id_have_separate_breakers() -> None:
+    breakers = Breakers(BreakerConfig(min_calls=2, failure_rate=0.5, cooldown_s=60, min_tenants=1))
+    for _ in range(3):
+        _run(breakers, ("acme", "rules", "1"), "acme", failed=True)
+    assert breakers.state(("acme", "rules", "1")) is BreakerState.OPEN
+    assert _run(breakers, ("globex", "rules", "1"), "globex", failed=False)
+
+
+def test_switch_owner_narrows_an_extension_target() -> None:
+    controls = Controls(None)
+    controls.disable(Switch(extension_id="rules", owner="acme", reason="acme's build is bad"))
+    assert controls.decide("rules", "1", "pure", "acme", "acme").disabled_reason is not None
+    assert controls.decide("rules", "1", "pure", "globex", "globex").disabled_reason is None
+    assert controls.decide("rules", "1", "pure", "acme", "").disabled_reason is None
+    controls.disable(Switch(extension_id="echo", owner="_platform"))
+    assert controls.decide("echo", "1", "pure", "t", "").disabled_reason is not None
+    assert controls.decide("echo", "1", "pure", "t", "t").disabled_reason is None
+    controls.disable(Switch(extension_id="any"))  # no owner: whoever owns it
+    assert controls.decide("any", "1", "pure", "t", "t").disabled_reason is not None
+    assert controls.decide("any", "1", "pure", "t", "").disabled_reason is not None
+    with pytest.raises(ValueError):
+        Switch(tenant_id="t", owner="t")

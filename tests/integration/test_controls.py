@@ -110,7 +110,8 @@ def test_flapping_extension_opens_its_breaker(served: tuple[str, Runtime, Path])
     time.sleep(0.6)
     ok = connect_json(url, {"extensionId": "hello", "inputJson": {"name": "A"}}, **CALLER)
     assert ok.status_code == 200, ok.text
-    assert runtime.breakers.state("hello", "1.0.0").name == "CLOSED"  # type: ignore[union-attr]
+    key = ("", "hello", "1.0.0")
+    assert runtime.breakers.tenant_state(key, "t1").name == "CLOSED"  # type: ignore[union-attr]
 
 
 def test_metrics_exposition(served: tuple[str, Runtime, Path]) -> None:

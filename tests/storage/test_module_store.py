@@ -64,7 +64,7 @@ async def _setup(tmp_path: Path) -> tuple[Catalog, ModuleStore, _CountingCompile
 async def test_concurrent_first_calls_compile_once(tmp_path: Path) -> None:
     _publish(tmp_path, "a", "1", b"module-a")
     catalog, store, compiler = await _setup(tmp_path)
-    definition = catalog.resolve("a", "1")
+    definition = catalog.resolve("t", "a", "1")
     results = await asyncio.gather(*(_get(store, definition) for _ in range(100)))
     assert len({id(r) for r in results}) == 1
     assert compiler.calls == 1
@@ -74,7 +74,7 @@ async def test_concurrent_first_calls_compile_once(tmp_path: Path) -> None:
 async def test_integrity_mismatch_is_never_cached(tmp_path: Path) -> None:
     _publish(tmp_path, "a", "1", b"tampered", digest=hashlib.sha256(b"original").hexdigest())
     catalog, store, compiler = await _setup(tmp_path)
-    definition = catalog.resolve("a", "1")
+    definition = catalog.resolve("t", "a", "1")
     for _ in range(2):
         with pytest.raises(InvocationFailure) as info:
             await _get(store, definition)
@@ -91,11 +91,11 @@ async def test_lru_is_bounded(tmp_path: Path) -> None:
         _publish(tmp_path, name, "1", name.encode())
     catalog, store, compiler = await _setup(tmp_path)
     for name in ("a", "b", "c"):
-        await _get(store, catalog.resolve(name, "1"))
+        await _get(store, catalog.resolve("t", name, "1"))
     assert len(store.cached()) == 2
-    await _get(store, catalog.resolve("c", "1"))
+    await _get(store, catalog.resolve("t", "c", "1"))
     assert store.stats.hits == 1
-    await _get(store, catalog.resolve("a", "1"))
+    await _get(store, catalog.resolve("t", "a", "1"))
     assert compiler.calls == 4
 
 
@@ -104,7 +104,7 @@ async def test_missing_blob_is_not_found(tmp_path: Path) -> None:
     (tmp_path / "a" / "1" / "module.wasm").unlink()
     catalog, store, _ = await _setup(tmp_path)
     with pytest.raises(InvocationFailure) as info:
-        await _get(store, catalog.resolve("a", "1"))
+        await _get(store, catalog.resolve("t", "a", "1"))
     assert info.value.kind is ErrorKind.NOT_FOUND
 
 
@@ -113,7 +113,7 @@ async def test_disk_cache_skips_compile_after_restart(tmp_path: Path) -> None:
     source = LocalDirectorySource(tmp_path / "src")
     catalog = Catalog(source)
     await catalog.refresh()
-    definition = catalog.resolve("a", "1")
+    definition = catalog.resolve("t", "a", "1")
     first = _CountingCompiler()
     store = ModuleStore(source, first, disk_dir=tmp_path / "cache")
     compiled = await _get(store, definition)
@@ -129,7 +129,7 @@ async def test_corrupt_disk_artifact_is_recompiled(tmp_path: Path) -> None:
     source = LocalDirectorySource(tmp_path / "src")
     catalog = Catalog(source)
     await catalog.refresh()
-    definition = catalog.resolve("a", "1")
+    definition = catalog.resolve("t", "a", "1")
     await _get(ModuleStore(source, _CountingCompiler(), disk_dir=tmp_path / "cache"), definition)
     (artifact,) = (tmp_path / "cache").glob("*.cwasm")
     artifact.write_bytes(b"evil native code")

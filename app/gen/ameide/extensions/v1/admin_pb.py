@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from protobuf import DescFile, Oneof
 
 
-_ControlTargetFields: TypeAlias = Literal["version", "extension_id", "tenant_id", "risk_tier"]
+_ControlTargetFields: TypeAlias = Literal["version", "extension_id", "tenant_id", "risk_tier", "owner"]
 
 class ControlTarget(Message[_ControlTargetFields]):
     """
@@ -35,9 +35,16 @@ class ControlTarget(Message[_ControlTargetFields]):
             ```proto
             oneof target
             ```
+        owner:
+            With a version or extension_id target: only the extension owned by this
+            tenant ("_platform" for platform extensions). Empty: that id whoever owns it.
+
+            ```proto
+            string owner = 5;
+            ```
     """
 
-    __slots__ = ("target",)
+    __slots__ = ("owner", "target")
 
     if TYPE_CHECKING:
 
@@ -45,10 +52,12 @@ class ControlTarget(Message[_ControlTargetFields]):
             self,
             *,
             target: Oneof[Literal["version"], VersionRef] | Oneof[Literal["extension_id"], str] | Oneof[Literal["tenant_id"], str] | Oneof[Literal["risk_tier"], str] | None = None,
+            owner: str = "",
         ) -> None:
             pass
 
         target: Oneof[Literal["version"], VersionRef] | Oneof[Literal["extension_id"], str] | Oneof[Literal["tenant_id"], str] | Oneof[Literal["risk_tier"], str] | None
+        owner: str
 
 _VersionRefFields: TypeAlias = Literal["extension_id", "version"]
 
@@ -218,7 +227,7 @@ class Control(Message[_ControlFields]):
         source: str
         ceilings: LimitCeilings | None
 
-_VersionStateFields: TypeAlias = Literal["version", "risk_tier", "sha256", "cached", "disabled", "disabled_reason", "breaker", "abi"]
+_VersionStateFields: TypeAlias = Literal["version", "risk_tier", "sha256", "cached", "disabled", "disabled_reason", "breaker", "abi", "open_tenant_breakers"]
 
 class VersionState(Message[_VersionStateFields]):
     """
@@ -277,9 +286,16 @@ class VersionState(Message[_VersionStateFields]):
             ```proto
             string abi = 8;
             ```
+        open_tenant_breakers:
+            Tenants whose own circuit breaker for this version is open or half-open
+            (breaker above is the version-wide one, shared by every tenant).
+
+            ```proto
+            uint32 open_tenant_breakers = 9;
+            ```
     """
 
-    __slots__ = ("version", "risk_tier", "sha256", "cached", "disabled", "disabled_reason", "breaker", "abi")
+    __slots__ = ("version", "risk_tier", "sha256", "cached", "disabled", "disabled_reason", "breaker", "abi", "open_tenant_breakers")
 
     if TYPE_CHECKING:
 
@@ -294,6 +310,7 @@ class VersionState(Message[_VersionStateFields]):
             disabled_reason: str = "",
             breaker: BreakerState | None = None,
             abi: str = "",
+            open_tenant_breakers: int = 0,
         ) -> None:
             pass
 
@@ -305,8 +322,9 @@ class VersionState(Message[_VersionStateFields]):
         disabled_reason: str
         breaker: BreakerState
         abi: str
+        open_tenant_breakers: int
 
-_ExtensionStateFields: TypeAlias = Literal["extension_id", "promoted_version", "versions"]
+_ExtensionStateFields: TypeAlias = Literal["extension_id", "promoted_version", "versions", "owner"]
 
 class ExtensionState(Message[_ExtensionStateFields]):
     """
@@ -335,9 +353,15 @@ class ExtensionState(Message[_ExtensionStateFields]):
             ```proto
             repeated ameide.extensions.v1.VersionState versions = 3;
             ```
+        owner:
+            The tenant that owns it, or "_platform" for a platform extension.
+
+            ```proto
+            string owner = 4;
+            ```
     """
 
-    __slots__ = ("extension_id", "promoted_version", "versions")
+    __slots__ = ("extension_id", "promoted_version", "versions", "owner")
 
     if TYPE_CHECKING:
 
@@ -347,12 +371,14 @@ class ExtensionState(Message[_ExtensionStateFields]):
             extension_id: str = "",
             promoted_version: str = "",
             versions: list[VersionState] | None = None,
+            owner: str = "",
         ) -> None:
             pass
 
         extension_id: str
         promoted_version: str
         versions: list[VersionState]
+        owner: str
 
 _ListExtensionsRequestFields: TypeAlias = NoReturn
 
@@ -658,7 +684,7 @@ class DegradeResponse(Message[_DegradeResponseFields]):
         ) -> None:
             pass
 
-_RefreshCatalogRequestFields: TypeAlias = Literal["extension_id"]
+_RefreshCatalogRequestFields: TypeAlias = Literal["extension_id", "owner"]
 
 class RefreshCatalogRequest(Message[_RefreshCatalogRequestFields]):
     """
@@ -675,9 +701,15 @@ class RefreshCatalogRequest(Message[_RefreshCatalogRequestFields]):
             ```proto
             string extension_id = 1;
             ```
+        owner:
+            The owning tenant of extension_id; empty for a platform extension.
+
+            ```proto
+            string owner = 2;
+            ```
     """
 
-    __slots__ = ("extension_id",)
+    __slots__ = ("extension_id", "owner")
 
     if TYPE_CHECKING:
 
@@ -685,10 +717,12 @@ class RefreshCatalogRequest(Message[_RefreshCatalogRequestFields]):
             self,
             *,
             extension_id: str = "",
+            owner: str = "",
         ) -> None:
             pass
 
         extension_id: str
+        owner: str
 
 _RefreshCatalogResponseFields: TypeAlias = Literal["definitions"]
 
@@ -764,7 +798,7 @@ class BreakerState(Enum):
 
 
 _DESC = file_desc(
-    b'\n ameide/extensions/v1/admin.proto\x12\x14ameide.extensions.v1"\xba\x01\n\rControlTarget\x12<\n\x07version\x18\x01 \x01(\x0b2 .ameide.extensions.v1.VersionRefH\x00R\x07version\x12#\n\x0cextension_id\x18\x02 \x01(\tH\x00R\x0bextensionId\x12\x1d\n\ttenant_id\x18\x03 \x01(\tH\x00R\x08tenantId\x12\x1d\n\trisk_tier\x18\x04 \x01(\tH\x00R\x08riskTierB\x08\n\x06target"I\n\nVersionRef\x12!\n\x0cextension_id\x18\x01 \x01(\tR\x0bextensionId\x12\x18\n\x07version\x18\x02 \x01(\tR\x07version"\xdc\x01\n\rLimitCeilings\x12\x12\n\x04fuel\x18\x01 \x01(\x04R\x04fuel\x12!\n\x0cmemory_bytes\x18\x02 \x01(\x04R\x0bmemoryBytes\x12\x1d\n\ntimeout_ms\x18\x03 \x01(\x04R\ttimeoutMs\x12!\n\x0coutput_bytes\x18\x04 \x01(\x04R\x0boutputBytes\x12$\n\x0emax_host_calls\x18\x05 \x01(\rR\x0cmaxHostCalls\x12,\n\x12degrade_host_calls\x18\x06 \x01(\x08R\x10degradeHostCalls"\xb7\x01\n\x07Control\x12;\n\x06target\x18\x01 \x01(\x0b2#.ameide.extensions.v1.ControlTargetR\x06target\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\x12\x16\n\x06source\x18\x03 \x01(\tR\x06source\x12?\n\x08ceilings\x18\x04 \x01(\x0b2#.ameide.extensions.v1.LimitCeilingsR\x08ceilings"\x8a\x02\n\x0cVersionState\x12\x18\n\x07version\x18\x01 \x01(\tR\x07version\x12\x1b\n\trisk_tier\x18\x02 \x01(\tR\x08riskTier\x12\x16\n\x06sha256\x18\x03 \x01(\tR\x06sha256\x12\x16\n\x06cached\x18\x04 \x01(\x08R\x06cached\x12\x1a\n\x08disabled\x18\x05 \x01(\x08R\x08disabled\x12\'\n\x0fdisabled_reason\x18\x06 \x01(\tR\x0edisabledReason\x12<\n\x07breaker\x18\x07 \x01(\x0e2".ameide.extensions.v1.BreakerStateR\x07breaker\x12\x10\n\x03abi\x18\x08 \x01(\tR\x03abi"\x9e\x01\n\x0eExtensionState\x12!\n\x0cextension_id\x18\x01 \x01(\tR\x0bextensionId\x12)\n\x10promoted_version\x18\x02 \x01(\tR\x0fpromotedVersion\x12>\n\x08versions\x18\x03 \x03(\x0b2".ameide.extensions.v1.VersionStateR\x08versions"\x17\n\x15ListExtensionsRequest"^\n\x16ListExtensionsResponse\x12D\n\nextensions\x18\x01 \x03(\x0b2$.ameide.extensions.v1.ExtensionStateR\nextensions"\x15\n\x13ListControlsRequest"\x8c\x01\n\x14ListControlsResponse\x129\n\x08disabled\x18\x01 \x03(\x0b2\x1d.ameide.extensions.v1.ControlR\x08disabled\x129\n\x08degraded\x18\x02 \x03(\x0b2\x1d.ameide.extensions.v1.ControlR\x08degraded"e\n\x0eDisableRequest\x12;\n\x06target\x18\x01 \x01(\x0b2#.ameide.extensions.v1.ControlTargetR\x06target\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason"\x11\n\x0fDisableResponse"L\n\rEnableRequest\x12;\n\x06target\x18\x01 \x01(\x0b2#.ameide.extensions.v1.ControlTargetR\x06target"*\n\x0eEnableResponse\x12\x18\n\x07removed\x18\x01 \x01(\x08R\x07removed"\xa6\x01\n\x0eDegradeRequest\x12;\n\x06target\x18\x01 \x01(\x0b2#.ameide.extensions.v1.ControlTargetR\x06target\x12?\n\x08ceilings\x18\x02 \x01(\x0b2#.ameide.extensions.v1.LimitCeilingsR\x08ceilings\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason"\x11\n\x0fDegradeResponse":\n\x15RefreshCatalogRequest\x12!\n\x0cextension_id\x18\x01 \x01(\tR\x0bextensionId":\n\x16RefreshCatalogResponse\x12 \n\x0bdefinitions\x18\x01 \x01(\rR\x0bdefinitions*|\n\x0cBreakerState\x12\x1d\n\x19BREAKER_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14BREAKER_STATE_CLOSED\x10\x01\x12\x16\n\x12BREAKER_STATE_OPEN\x10\x02\x12\x1b\n\x17BREAKER_STATE_HALF_OPEN\x10\x032\xe9\x04\n\x15ExtensionRuntimeAdmin\x12m\n\x0eListExtensions\x12+.ameide.extensions.v1.ListExtensionsRequest\x1a,.ameide.extensions.v1.ListExtensionsResponse"\x00\x12g\n\x0cListControls\x12).ameide.extensions.v1.ListControlsRequest\x1a*.ameide.extensions.v1.ListControlsResponse"\x00\x12X\n\x07Disable\x12$.ameide.extensions.v1.DisableRequest\x1a%.ameide.extensions.v1.DisableResponse"\x00\x12U\n\x06Enable\x12#.ameide.extensions.v1.EnableRequest\x1a$.ameide.extensions.v1.EnableResponse"\x00\x12X\n\x07Degrade\x12$.ameide.extensions.v1.DegradeRequest\x1a%.ameide.extensions.v1.DegradeResponse"\x00\x12m\n\x0eRefreshCatalog\x12+.ameide.extensions.v1.RefreshCatalogRequest\x1a,.ameide.extensions.v1.RefreshCatalogResponse"\x00b\x06proto3',
+    b'\n ameide/extensions/v1/admin.proto\x12\x14ameide.extensions.v1"\xd0\x01\n\rControlTarget\x12<\n\x07version\x18\x01 \x01(\x0b2 .ameide.extensions.v1.VersionRefH\x00R\x07version\x12#\n\x0cextension_id\x18\x02 \x01(\tH\x00R\x0bextensionId\x12\x1d\n\ttenant_id\x18\x03 \x01(\tH\x00R\x08tenantId\x12\x1d\n\trisk_tier\x18\x04 \x01(\tH\x00R\x08riskTier\x12\x14\n\x05owner\x18\x05 \x01(\tR\x05ownerB\x08\n\x06target"I\n\nVersionRef\x12!\n\x0cextension_id\x18\x01 \x01(\tR\x0bextensionId\x12\x18\n\x07version\x18\x02 \x01(\tR\x07version"\xdc\x01\n\rLimitCeilings\x12\x12\n\x04fuel\x18\x01 \x01(\x04R\x04fuel\x12!\n\x0cmemory_bytes\x18\x02 \x01(\x04R\x0bmemoryBytes\x12\x1d\n\ntimeout_ms\x18\x03 \x01(\x04R\ttimeoutMs\x12!\n\x0coutput_bytes\x18\x04 \x01(\x04R\x0boutputBytes\x12$\n\x0emax_host_calls\x18\x05 \x01(\rR\x0cmaxHostCalls\x12,\n\x12degrade_host_calls\x18\x06 \x01(\x08R\x10degradeHostCalls"\xb7\x01\n\x07Control\x12;\n\x06target\x18\x01 \x01(\x0b2#.ameide.extensions.v1.ControlTargetR\x06target\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\x12\x16\n\x06source\x18\x03 \x01(\tR\x06source\x12?\n\x08ceilings\x18\x04 \x01(\x0b2#.ameide.extensions.v1.LimitCeilingsR\x08ceilings"\xbc\x02\n\x0cVersionState\x12\x18\n\x07version\x18\x01 \x01(\tR\x07version\x12\x1b\n\trisk_tier\x18\x02 \x01(\tR\x08riskTier\x12\x16\n\x06sha256\x18\x03 \x01(\tR\x06sha256\x12\x16\n\x06cached\x18\x04 \x01(\x08R\x06cached\x12\x1a\n\x08disabled\x18\x05 \x01(\x08R\x08disabled\x12\'\n\x0fdisabled_reason\x18\x06 \x01(\tR\x0edisabledReason\x12<\n\x07breaker\x18\x07 \x01(\x0e2".ameide.extensions.v1.BreakerStateR\x07breaker\x12\x10\n\x03abi\x18\x08 \x01(\tR\x03abi\x120\n\x14open_tenant_breakers\x18\t \x01(\rR\x12openTenantBreakers"\xb4\x01\n\x0eExtensionState\x12!\n\x0cextension_id\x18\x01 \x01(\tR\x0bextensionId\x12)\n\x10promoted_version\x18\x02 \x01(\tR\x0fpromotedVersion\x12>\n\x08versions\x18\x03 \x03(\x0b2".ameide.extensions.v1.VersionStateR\x08versions\x12\x14\n\x05owner\x18\x04 \x01(\tR\x05owner"\x17\n\x15ListExtensionsRequest"^\n\x16ListExtensionsResponse\x12D\n\nextensions\x18\x01 \x03(\x0b2$.ameide.extensions.v1.ExtensionStateR\nextensions"\x15\n\x13ListControlsRequest"\x8c\x01\n\x14ListControlsResponse\x129\n\x08disabled\x18\x01 \x03(\x0b2\x1d.ameide.extensions.v1.ControlR\x08disabled\x129\n\x08degraded\x18\x02 \x03(\x0b2\x1d.ameide.extensions.v1.ControlR\x08degraded"e\n\x0eDisableRequest\x12;\n\x06target\x18\x01 \x01(\x0b2#.ameide.extensions.v1.ControlTargetR\x06target\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason"\x11\n\x0fDisableResponse"L\n\rEnableRequest\x12;\n\x06target\x18\x01 \x01(\x0b2#.ameide.extensions.v1.ControlTargetR\x06target"*\n\x0eEnableResponse\x12\x18\n\x07removed\x18\x01 \x01(\x08R\x07removed"\xa6\x01\n\x0eDegradeRequest\x12;\n\x06target\x18\x01 \x01(\x0b2#.ameide.extensions.v1.ControlTargetR\x06target\x12?\n\x08ceilings\x18\x02 \x01(\x0b2#.ameide.extensions.v1.LimitCeilingsR\x08ceilings\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason"\x11\n\x0fDegradeResponse"P\n\x15RefreshCatalogRequest\x12!\n\x0cextension_id\x18\x01 \x01(\tR\x0bextensionId\x12\x14\n\x05owner\x18\x02 \x01(\tR\x05owner":\n\x16RefreshCatalogResponse\x12 \n\x0bdefinitions\x18\x01 \x01(\rR\x0bdefinitions*|\n\x0cBreakerState\x12\x1d\n\x19BREAKER_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14BREAKER_STATE_CLOSED\x10\x01\x12\x16\n\x12BREAKER_STATE_OPEN\x10\x02\x12\x1b\n\x17BREAKER_STATE_HALF_OPEN\x10\x032\xe9\x04\n\x15ExtensionRuntimeAdmin\x12m\n\x0eListExtensions\x12+.ameide.extensions.v1.ListExtensionsRequest\x1a,.ameide.extensions.v1.ListExtensionsResponse"\x00\x12g\n\x0cListControls\x12).ameide.extensions.v1.ListControlsRequest\x1a*.ameide.extensions.v1.ListControlsResponse"\x00\x12X\n\x07Disable\x12$.ameide.extensions.v1.DisableRequest\x1a%.ameide.extensions.v1.DisableResponse"\x00\x12U\n\x06Enable\x12#.ameide.extensions.v1.EnableRequest\x1a$.ameide.extensions.v1.EnableResponse"\x00\x12X\n\x07Degrade\x12$.ameide.extensions.v1.DegradeRequest\x1a%.ameide.extensions.v1.DegradeResponse"\x00\x12m\n\x0eRefreshCatalog\x12+.ameide.extensions.v1.RefreshCatalogRequest\x1a,.ameide.extensions.v1.RefreshCatalogResponse"\x00b\x06proto3',
     [],
     {
         "ControlTarget": ControlTarget,
