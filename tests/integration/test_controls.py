@@ -144,3 +144,23 @@ def test_metrics_exposition(served: tuple[str, Runtime, Path]) -> None:
     assert hits >= 2
     assert "extensions_runtime_executor_queue_depth" in families
     assert "extensions_runtime_breaker_state" in families
+
+
+async def test_admin_sees_owners_and_switches_one_owners_extension(
+    served: tuple[str, Runtime, Path],
+) -> None:
+    url, _, _ = served
+    async with ExtensionRuntimeAdminClient(url) as admin:
+        listing = await admin.list_extensions(admin_pb.ListExtensionsRequest(), headers=ADMIN)
+        assert {e.owner for e in listing.extensions} == {"_platform"}
+        someone_elses = admin_pb.ControlTarget(target=Oneof("extension_id", "echo"), owner="acme")
+        await admin.disable(admin_pb.DisableRequest(target=someone_elses), headers=ADMIN)
+        assert _call(url).status_code == 200  # the platform echo is not acme's
+        platform = admin_pb.ControlTarget(target=Oneof("extension_id", "echo"), owner="_platform")
+        await admin.disable(admin_pb.DisableRequest(target=platform, reason="x"), headers=ADMIN)
+        assert _call(url).json()["code"] == "failed_precondition"
+        controls = await admin.list_controls(admin_pb.ListControlsRequest(), headers=ADMIN)
+        assert sorted(c.target.owner for c in controls.disabled) == ["_platform", "acme"]
+        for target in (someone_elses, platform):
+            await admin.enable(admin_pb.EnableRequest(target=target), headers=ADMIN)
+    assert _call(url).status_code == 200

@@ -37,10 +37,14 @@ ADA = {"name": "Ada"}
 GREETING = {"greeting": "Hello, Ada!"}
 
 
-def _invoke(url: str, extension_id: str, value: Any = ADA, version: str = "") -> httpx.Response:
+def _invoke(
+    url: str, extension_id: str, value: Any = ADA, version: str = "", tenant: str = ""
+) -> httpx.Response:
     body: dict[str, Any] = {"extensionId": extension_id, "inputJson": value}
     if version:
         body["version"] = version
+    if tenant:  # auth is off here: the context names the tenant
+        body["context"] = {"tenantId": tenant}
     return connect_json(url, body)
 
 
@@ -57,10 +61,12 @@ def _failure(response: httpx.Response) -> tuple[str, str]:
     return body.get("code", ""), details[0].get("debug", {}).get("kind", "")
 
 
-def _promotion_event(extension_id: str, version: str | None = None) -> bytes:
+def _promotion_event(extension_id: str, version: str | None = None, tenant: str = "") -> bytes:
     data: dict[str, str] = {"extension_id": extension_id}
     if version:
         data["version"] = version
+    if tenant:
+        data["tenant_id"] = tenant
     return json.dumps(
         {
             "specversion": "1.0",
@@ -110,9 +116,12 @@ def _call(extension_id: str, data: bytes = b'{"x":1}', version: str = "") -> Inv
 # 1. publish (CLI) -> invoke -> publish v2 -> signed promotion event -> v2, no restart
 
 
-def _cli_publish(s3: S3Bucket, module: Path, extension_id: str, version: str, abi: str) -> str:
+def _cli_publish(
+    s3: S3Bucket, module: Path, extension_id: str, version: str, abi: str, tenant: str = ""
+) -> str:
     args = [str(BIN / "extensions-runtime"), "publish", str(module)]
     args += ["--id", extension_id, "--version", version, "--abi", abi, "--promote"]
+    args += ["--tenant", tenant] if tenant else []
     done = subprocess.run(
         args,
         env={**os.environ, **s3.env()},
@@ -146,6 +155,31 @@ def test_publish_invoke_then_promote_by_webhook(s3: S3Bucket, tmp_path: Path) ->
         # The old version stays callable by name.
         assert _ok(_invoke(url, "greeter", version="1")) == (ADA, "1")
     assert SECRET_KEY not in log.read_text(errors="replace")
+
+
+def test_tenant_owned_extensions_in_the_bucket(s3: S3Bucket, tmp_path: Path) -> None:
+    out = _cli_publish(s3, EXAMPLES / "echo" / "1.0.0" / "module.wasm", "rules", "1", "raw", "acme")
+    assert f"s3://{s3.name}/extensions/_tenants/acme/rules/1/" in out
+    _cli_publish(
+        s3, EXAMPLES / "hello" / "1.0.0" / "module.wasm", "rules", "1", "wasi-stdio", "globex"
+    )
+    with cli_server("pyvoy", env=s3.env(), dev=False, log_path=tmp_path / "serve.log") as url:
+        assert _ok(_invoke(url, "rules", tenant="acme")) == (ADA, "1")
+        assert _ok(_invoke(url, "rules", tenant="globex")) == (GREETING, "1")
+        assert _failure(_invoke(url, "rules", tenant="initech")) == (
+            "not_found",
+            "ERROR_KIND_NOT_FOUND",
+        )
+        # acme publishes v2 (its own, hello); the event names the owner.
+        _cli_publish(
+            s3, EXAMPLES / "hello" / "1.0.0" / "module.wasm", "rules", "2", "wasi-stdio", "acme"
+        )
+        body = _promotion_event("rules", "2", tenant="acme")
+        answer = _post_event(url, body, sign(body, WEBHOOK_SECRET.encode()))
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["tenant_id"] == "acme" and answer.json()["promoted"] == "2"
+        assert _ok(_invoke(url, "rules", tenant="acme")) == (GREETING, "2")
+        assert _ok(_invoke(url, "rules", tenant="globex")) == (GREETING, "1")
 
 
 # 2. a blob that no longer matches its definition's digest
