@@ -16,7 +16,8 @@ def _noisy(noisy: dict[str, Any]) -> list[str]:
         f"Good `echo` traffic at {noisy['rate_rps']:.0f} calls/s (open loop) for "
         f"{noisy['seconds_per_phase']:.0f} s alone, then while a separate process "
         f"hammers {', '.join(f'{k} x{v}' for k, v in noisy['abusers_in_flight'].items())} "
-        "(in flight).",
+        "(in flight); in `tenant_flood` one tenant instead sends `echo` x64 in flight, "
+        "unpaced, as fast as its answers (or refusals) come back.",
         "",
         "| scenario | good p95 alone | good p95 under abuse | ratio | good errors "
         "| abusive calls (outcomes) | server CPU share (ours/others) |",

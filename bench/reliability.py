@@ -61,18 +61,22 @@ from bench._soak import soak
 
 GOOD_INPUT = {"data": "x" * 1010}  # ~1 KiB of JSON, as in `make bench`
 ABUSERS = {"loop": 4, "bomb": 4, "flood": 4}  # in flight per hostile module
+FLOODERS = {"echo": 64}  # one tenant's cheap calls, as fast as refusals come back
 ROUNDS = 3  # alone / under abuse phases alternate this many times
 ABUSER_CYCLE_S = 0.25  # a paced abuser starts a call at most every 250 ms per connection
-# name: (service environment, abusers paced?)
-SCENARIOS: dict[str, tuple[dict[str, str], bool]] = {
+# name: (service environment, abusers paced?, hostile modules and calls in flight)
+SCENARIOS: dict[str, tuple[dict[str, str], bool, dict[str, int]]] = {
     # As configured: the breaker cuts a failing version off after 20 calls.
-    "breaker_default": ({}, True),
+    "breaker_default": ({}, True, ABUSERS),
     # The breaker out of reach: the sandbox, the lanes and the event loop alone.
-    "breaker_off": ({"EXTENSIONS_RUNTIME_BREAKER_MIN_CALLS": "1000000000"}, True),
-    # Abusers retrying at once, however fast they are refused: a request flood
-    # (the service has no per-caller rate limit; that is the ingress's job).
-    "request_flood": ({}, False),
+    "breaker_off": ({"EXTENSIONS_RUNTIME_BREAKER_MIN_CALLS": "1000000000"}, True, ABUSERS),
+    # Abusers retrying at once, however fast they are refused: a request flood.
+    "request_flood": ({}, False, ABUSERS),
+    # One tenant floods a cheap extension, unpaced, while another tenant's paced
+    # traffic must not notice: the per-tenant rate limit and fair admission.
+    "tenant_flood": ({}, False, FLOODERS),
 }
+QUICK_SCENARIOS = ("breaker_off", "tenant_flood")
 
 
 def abuse_main(url: str, duration: float, names: list[str], paced: bool) -> None:
@@ -91,7 +95,8 @@ def abuse_main(url: str, duration: float, names: list[str], paced: bool) -> None
                 min_cycle_s=ABUSER_CYCLE_S if paced else 0.0,
             )
 
-        await asyncio.gather(*(hammer(name, ABUSERS[name]) for name in names))
+        in_flight = {**ABUSERS, **FLOODERS}
+        await asyncio.gather(*(hammer(name, in_flight[name]) for name in names))
         return {name: calls.summary() for name, calls in results.items()}
 
     print(json.dumps(asyncio.run(run())))
@@ -151,9 +156,10 @@ def noisy_neighbour(work: Path, args: argparse.Namespace) -> dict[str, Any]:
         "abusers_in_flight": ABUSERS,
         "paced_abuser_cycle_s": ABUSER_CYCLE_S,
     }
-    for name, (scenario_env, paced) in SCENARIOS.items():
-        if args.quick and name != "breaker_off":
+    for name, (scenario_env, paced, hostile) in SCENARIOS.items():
+        if args.quick and name not in QUICK_SCENARIOS:
             continue
+        names = args.abusers if hostile is ABUSERS else ",".join(hostile)
         scenario_dir = work / f"noisy-{name}"
         scenario_dir.mkdir()
         shutil.copytree(work / "extensions", scenario_dir / "extensions")
@@ -164,10 +170,10 @@ def noisy_neighbour(work: Path, args: argparse.Namespace) -> dict[str, Any]:
         env.update(dict(item.split("=", 1) for item in args.env))
         with serve(scenario_dir, f"noisy-{name}", **env) as service:
             good_traffic(service.url, rate, 2.0)  # warm-up
-            for hostile in ABUSERS:  # compile them before anything is measured
+            for module in hostile:  # compile them before anything is measured
                 httpx.post(
                     service.url + METHOD,
-                    content=request_body(hostile, 1),
+                    content=request_body(module, 1),
                     headers={"content-type": "application/json"},
                     timeout=30,
                 )
@@ -177,7 +183,7 @@ def noisy_neighbour(work: Path, args: argparse.Namespace) -> dict[str, Any]:
             quiet_rounds, loud_rounds, abuse_rounds = [], [], []
             for _ in range(ROUNDS):
                 quiet_rounds.append(good_traffic(service.url, rate, per_phase))
-                with abusers(service.url, per_phase + 2.5, args.abusers, paced=paced) as abuse:
+                with abusers(service.url, per_phase + 2.5, names, paced=paced) as abuse:
                     time.sleep(2.0)  # the abusers' process starts and reaches its steady state
                     loud_rounds.append(good_traffic(service.url, rate, per_phase))
                 abuse_rounds.append(abuse)
@@ -190,6 +196,7 @@ def noisy_neighbour(work: Path, args: argparse.Namespace) -> dict[str, Any]:
             stats = proc_stats(service.pid)
         report[name] = {
             "abusers_paced": paced,
+            "abusers_in_flight": {n: {**ABUSERS, **FLOODERS}[n] for n in names.split(",")},
             "good_alone": quiet,
             "good_under_abuse": loud,
             "good_after_abuse": after,
