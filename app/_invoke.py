@@ -78,7 +78,7 @@ def invoke_module(
             "metrics": asdict(metrics or Metrics()),
             "logs": [
                 {"level": line.level.name, "message": line.message}
-                for line in (outcome.logs if outcome else [])
+                for line in (outcome.logs if outcome else failure.logs if failure else [])
             ],
             "limits": asdict(limits),
         }
@@ -95,5 +95,7 @@ def invoke_module(
                     f" B, {metrics.duration_us} us\n"
                 )
         if failure is not None:
+            for line in failure.logs:
+                sys.stderr.write(f"[{line.level.name}] {line.message}\n")
             sys.stderr.write(f"error: {failure.kind.value}: {failure.message}\n")
     return 0 if failure is None else 1

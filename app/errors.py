@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from app.invocation import Metrics
+    from app.invocation import LogLine, Metrics
 
 
 class ErrorKind(StrEnum):
@@ -58,6 +58,9 @@ class InvocationFailure(Exception):
         self.message = message
         self.metrics = metrics
         self.caller_side = caller_side
+        self.logs: list[LogLine] = []
+        """The guest's log lines up to the failure (only when the caller asked for logs)."""
+        self.logs_truncated = False
 
     def __repr__(self) -> str:
         return f"InvocationFailure({self.kind.value}, {self.message!r})"

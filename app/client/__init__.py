@@ -41,6 +41,7 @@ from app.client._errors import (
     InvalidModule,
     InvalidOutput,
     LimitExceeded,
+    LogLine,
     MemoryLimit,
     Metrics,
     OutputTooLarge,
@@ -53,7 +54,7 @@ from app.client._errors import (
     error_class,
     error_from_connect,
 )
-from app.client._result import NO_INPUT, InvocationResult, LogLine, OutputFormat
+from app.client._result import NO_INPUT, InvocationResult, OutputFormat
 from app.gen.ameide.extensions.v1.runtime_pb import ExecutionContext
 
 __all__ = [

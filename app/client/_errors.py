@@ -23,6 +23,26 @@ _DETAIL_TYPE = "ameide.extensions.v1.InvocationError"
 
 
 @dataclass(frozen=True, slots=True)
+class LogLine:
+    """One guest log line; ``level`` is ``debug``, ``info``, ``warn``, ``error`` or ``""``."""
+
+    level: str
+    message: str
+
+    @classmethod
+    def from_messages(cls, lines: list[runtime_pb.LogLine]) -> tuple[LogLine, ...]:
+        return tuple(
+            cls(
+                level=""
+                if line.level == runtime_pb.LogLevel.UNSPECIFIED
+                else line.level.name.lower(),
+                message=line.message,
+            )
+            for line in lines
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Metrics:
     """What one invocation cost (``InvocationMetrics``)."""
 
@@ -67,6 +87,8 @@ class ExtensionError(Exception):
         extension_id: str = "",
         version: str = "",
         metrics: Metrics | None = None,
+        logs: tuple[LogLine, ...] = (),
+        logs_truncated: bool = False,
     ) -> None:
         super().__init__(message)
         if kind is not None:
@@ -77,6 +99,9 @@ class ExtensionError(Exception):
         self.extension_id = extension_id
         self.version = version
         self.metrics = metrics
+        self.logs = logs
+        """The guest's log lines up to the failure, when the call asked for logs."""
+        self.logs_truncated = logs_truncated
 
     def __str__(self) -> str:
         where = f" request_id={self.request_id}" if self.request_id else ""
@@ -274,6 +299,8 @@ def error_from_connect(
             extension_id=detail.extension_id or extension_id,
             version=detail.version or version,
             metrics=Metrics.from_message(detail.metrics) if detail.metrics else None,
+            logs=LogLine.from_messages(detail.logs),
+            logs_truncated=detail.logs_truncated,
         )
     cls = _BY_CODE.get(error.code, ExtensionError)
     return cls(

@@ -10,7 +10,7 @@ from protobuf import Oneof
 from protobuf.wkt import Value
 
 from app._values import integral
-from app.client._errors import Metrics
+from app.client._errors import LogLine, Metrics
 from app.gen.ameide.extensions.v1 import runtime_pb
 
 OutputFormat = Literal["auto", "json", "bytes"]
@@ -32,14 +32,6 @@ class _NoInput:
 
 
 NO_INPUT: Any = _NoInput()
-
-
-@dataclass(frozen=True, slots=True)
-class LogLine:
-    """One guest log line; ``level`` is ``debug``, ``info``, ``warn``, ``error`` or ``""``."""
-
-    level: str
-    message: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,15 +110,7 @@ def result_from_response(
         is_json=is_json,
         resolved_version=response.resolved_version,
         metrics=Metrics.from_message(response.metrics),
-        logs=tuple(
-            LogLine(
-                level=""
-                if line.level == runtime_pb.LogLevel.UNSPECIFIED
-                else line.level.name.lower(),
-                message=line.message,
-            )
-            for line in response.logs
-        ),
+        logs=LogLine.from_messages(response.logs),
         logs_truncated=response.logs_truncated,
         request_id=request_id,
     )

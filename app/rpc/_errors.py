@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 
 from app.errors import ErrorKind, InvocationFailure
 from app.gen.ameide.extensions.v1 import runtime_pb
+from app.invocation import LogLine
 
 _CODES: dict[ErrorKind, Code] = {
     ErrorKind.TIMEOUT: Code.DEADLINE_EXCEEDED,
@@ -41,8 +44,13 @@ def to_connect_error(
     version: str = "",
     request_id: str = "",
     metrics: runtime_pb.InvocationMetrics | None = None,
+    include_logs: bool = False,
 ) -> ConnectError:
-    """A ConnectError carrying an ``InvocationError`` detail clients can branch on."""
+    """A ConnectError carrying an ``InvocationError`` detail clients can branch on.
+
+    With ``include_logs`` the guest's log lines up to the failure ride along in
+    the detail, on every protocol.
+    """
     detail = runtime_pb.InvocationError(
         kind=runtime_pb.ErrorKind[failure.kind.value],
         message=failure.message,
@@ -50,5 +58,15 @@ def to_connect_error(
         version=version,
         request_id=request_id,
         metrics=metrics,
+        logs=log_lines(failure.logs) if include_logs else [],
+        logs_truncated=include_logs and failure.logs_truncated,
     )
     return ConnectError(code_for(failure.kind), failure.message, details=[detail])
+
+
+def log_lines(lines: Iterable[LogLine]) -> list[runtime_pb.LogLine]:
+    """Guest log lines in their wire form."""
+    return [
+        runtime_pb.LogLine(level=runtime_pb.LogLevel(line.level), message=line.message)
+        for line in lines
+    ]

@@ -18,7 +18,7 @@ from app.gen.ameide.extensions.v1 import runtime_pb
 from app.gen.ameide.extensions.v1.runtime_connect import WasmExtensionRuntime
 from app.invocation import ExecutionContext, Invocation, Invoker, Metrics, Outcome
 from app.rpc._context import request_id_for
-from app.rpc._errors import to_connect_error
+from app.rpc._errors import log_lines, to_connect_error
 from app.rpc._payload import input_bytes, parse_json_output
 
 _OutputFormat = runtime_pb.OutputFormat
@@ -72,6 +72,7 @@ class RuntimeService(WasmExtensionRuntime):
                 version=request.version,
                 request_id=request_id,
                 metrics=metrics_message(failure.metrics) if failure.metrics else None,
+                include_logs=request.include_logs,
             ) from None
 
 
@@ -123,9 +124,6 @@ def _response(outcome: Outcome, fmt: runtime_pb.OutputFormat) -> runtime_pb.Invo
         output=output,  # type: ignore[arg-type]
         resolved_version=outcome.resolved_version,
         metrics=metrics_message(outcome.metrics),
-        logs=[
-            runtime_pb.LogLine(level=runtime_pb.LogLevel(line.level), message=line.message)
-            for line in outcome.logs
-        ],
+        logs=log_lines(outcome.logs),
         logs_truncated=outcome.logs_truncated,
     )

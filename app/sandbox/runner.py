@@ -82,6 +82,8 @@ def run(
         metrics = _metrics(state, started)
     except InvocationFailure as failure:
         failure.metrics = _metrics(state, started)
+        state.flush_stderr()  # a last line without a newline is often the explanation
+        failure.logs, failure.logs_truncated = state.logs, state.logs_truncated
         raise
     finally:
         _ffi.unregister(key)

@@ -200,6 +200,17 @@ async def test_guest_failures_carry_metrics(url: str) -> None:
     assert info.value.metrics.fuel_consumed >= 1_000_000
 
 
+async def test_guest_failures_carry_the_guests_logs(url: str) -> None:
+    async with ExtensionsClient(url) as client:
+        with pytest.raises(sdk.Trap) as info:
+            await client.invoke("hello", [1], include_logs=True)
+        assert any("input must be a JSON object" in line.message for line in info.value.logs)
+        assert all(isinstance(line, sdk.LogLine) for line in info.value.logs)
+        with pytest.raises(sdk.Trap) as quiet:
+            await client.invoke("hello", [1])
+        assert quiet.value.logs == ()
+
+
 async def test_disabled_names_the_reason(url: str) -> None:
     async with ExtensionsClient(url) as client:
         with pytest.raises(sdk.ExtensionDisabled) as info:

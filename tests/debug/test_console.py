@@ -119,6 +119,11 @@ async def test_typed_error_over_connect(page: Any, console_url: str) -> None:
     assert await page.inner_text("#error-code") == "aborted"
     assert "exit status 1" in await page.inner_text("#error-message")
     assert not await page.is_visible("#output")
+    # The guest's own explanation comes back with the failure.
+    assert "input must be a JSON object" in await page.inner_text("#logs")
+    await _invoke(page, transport="grpc-web", extension="hello", data="[1, 2]")
+    assert await page.inner_text("#error-kind") == "TRAP"
+    assert "input must be a JSON object" in await page.inner_text("#logs")
     # The same typed error over gRPC-web, where it travels in headers/trailers.
     await _invoke(page, transport="grpc-web", extension="nope-missing", data="{}")
     assert await page.inner_text("#error-kind") == "NOT_FOUND"

@@ -10,6 +10,7 @@ import {
   ExtensionError,
   toExtensionError,
   type ExecutionContextInit,
+  type GuestLogLine,
   type InvocationResult,
   type InvokeInput,
   type OutputFormatName,
@@ -292,8 +293,13 @@ function showResult(result: InvocationResult, elapsedMs: number): void {
     ["host calls", number(m.hostCalls)],
     ["queue time", `${number(m.queueUs)} µs`],
   ]);
+  showLogs(result.logs, result.logsTruncated);
+}
+
+/** The guest's log lines, for a success and a failure alike. */
+function showLogs(logs: readonly GuestLogLine[], truncated: boolean): void {
   ui.logs.replaceChildren(
-    ...result.logs.map((line) => {
+    ...logs.map((line) => {
       const li = document.createElement("li");
       const level = document.createElement("span");
       level.className = `level level-${line.level || "none"}`;
@@ -302,8 +308,8 @@ function showResult(result: InvocationResult, elapsedMs: number): void {
       return li;
     }),
   );
-  ui.logsNote.textContent = result.logs.length
-    ? result.logsTruncated
+  ui.logsNote.textContent = logs.length
+    ? truncated
       ? "Truncated at the extension's log budget."
       : ""
     : ui.includeLogs.checked
@@ -324,9 +330,8 @@ function showError(error: ExtensionError, elapsedMs: number): void {
       `allow calls from ${window.location.origin} (its cors_allowed_origins setting).`;
   }
   ui.outputSection.hidden = true;
-  ui.details.hidden = error.metrics === undefined;
-  ui.logs.replaceChildren();
-  ui.logsNote.textContent = "No log lines are returned for a failed invocation.";
+  ui.details.hidden = error.metrics === undefined && error.logs.length === 0;
+  showLogs(error.logs, error.logsTruncated);
   ui.requestId.textContent = error.requestId || "–";
   ui.elapsed.textContent = `${elapsedMs.toFixed(1)} ms`;
   if (error.metrics) {

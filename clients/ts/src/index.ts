@@ -33,6 +33,7 @@ import {
   WasmExtensionRuntime,
   type InvocationError,
   type InvocationMetrics,
+  type LogLine,
   type InvokeExtensionRequest,
   type InvokeExtensionResponse,
 } from "./gen/ameide/extensions/v1/runtime_pb.js";
@@ -126,6 +127,9 @@ export class ExtensionError extends Error {
   readonly extensionId: string;
   readonly version: string;
   readonly metrics: Metrics | undefined;
+  /** The guest's log lines up to the failure, when the call asked for logs. */
+  readonly logs: GuestLogLine[];
+  readonly logsTruncated: boolean;
   override readonly cause: ConnectError;
 
   constructor(cause: ConnectError, detail: InvocationError | undefined, fallback: Fallback) {
@@ -142,6 +146,8 @@ export class ExtensionError extends Error {
     this.extensionId = detail?.extensionId || fallback.extensionId;
     this.version = detail?.version || fallback.version;
     this.metrics = detail?.metrics ? metricsFrom(detail.metrics) : undefined;
+    this.logs = logLines(detail?.logs ?? []);
+    this.logsTruncated = detail?.logsTruncated ?? false;
     this.cause = cause;
   }
 
@@ -285,10 +291,14 @@ function resultFrom(response: InvokeExtensionResponse, requestId: string): Invoc
     isJson,
     resolvedVersion: response.resolvedVersion,
     metrics: metricsFrom(response.metrics),
-    logs: response.logs.map((line) => ({ level: levelName(line.level), message: line.message })),
+    logs: logLines(response.logs),
     logsTruncated: response.logsTruncated,
     requestId,
   };
+}
+
+function logLines(lines: readonly LogLine[]): GuestLogLine[] {
+  return lines.map((line) => ({ level: levelName(line.level), message: line.message }));
 }
 
 function metricsFrom(m: InvocationMetrics | undefined): Metrics {
