@@ -13,12 +13,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from app.settings import Settings
+from app.settings import EXAMPLES_DIR, Settings
 from app.telemetry import configure_logging, get_logger
-
-EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples" / "extensions"
-DEV_CACHE_DIR = Path(__file__).resolve().parent.parent / "var" / "module-cache"
-DEV_POLICY_FILE = Path(__file__).resolve().parent.parent / "config" / "risk-tiers.yaml"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -137,20 +133,8 @@ def _serve(args: argparse.Namespace) -> int:
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     if args.dev:
-        overrides["dev"] = True
-        overrides["auth_enabled"] = False
+        overrides["dev"] = True  # Settings applies the dev defaults (DEV_DEFAULTS)
     settings = Settings(**overrides)  # type: ignore[arg-type]
-    if settings.dev and "log_format" not in settings.model_fields_set:
-        # A person at a terminal, unless the environment asked for JSON.
-        settings = settings.model_copy(update={"log_format": "console"})
-    if settings.dev and "debug_console" not in settings.model_fields_set:
-        settings = settings.model_copy(update={"debug_console": True})
-    if settings.dev and settings.extensions_dir is None and not settings.s3_endpoint_url:
-        settings = settings.model_copy(update={"extensions_dir": EXAMPLES_DIR})
-    if settings.dev and settings.module_cache_dir is None:
-        settings = settings.model_copy(update={"module_cache_dir": DEV_CACHE_DIR})
-    if settings.dev and settings.policy_file is None:
-        settings = settings.model_copy(update={"policy_file": DEV_POLICY_FILE})
     configure_logging(settings.log_level, settings.log_format)
     from app._serve import serve
 

@@ -12,10 +12,20 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, SecretStr
+from pydantic import BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ServerName = Literal["pyvoy", "uvicorn", "hypercorn"]
+_REPO = Path(__file__).resolve().parent.parent
+EXAMPLES_DIR = _REPO / "examples" / "extensions"
+DEV_DEFAULTS: dict[str, object] = {
+    "auth_enabled": False,
+    "log_format": "console",  # a person at a terminal, unless the environment asks for JSON
+    "debug_console": True,
+    "module_cache_dir": _REPO / "var" / "module-cache",
+    "policy_file": _REPO / "config" / "risk-tiers.yaml",
+}
+"""What ``dev`` (``serve --dev`` or ``EXTENSIONS_RUNTIME_DEV=true``) changes, unless set."""
 
 
 def _string_list(value: object) -> object:
@@ -35,6 +45,19 @@ class Settings(BaseSettings):
     """Configuration of one runtime process."""
 
     model_config = SettingsConfigDict(env_prefix="EXTENSIONS_RUNTIME_", frozen=True, extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dev_defaults(cls, data: object) -> object:
+        """The embedded default in one place, however ``dev`` was turned on.
+
+        Anything set explicitly (argument or environment) wins over these.
+        """
+        if isinstance(data, dict) and _truthy(data.get("dev")):
+            data = {**DEV_DEFAULTS, **data}
+            if not data.get("s3_endpoint_url"):
+                data.setdefault("extensions_dir", EXAMPLES_DIR)
+        return data
 
     dev: bool = Field(
         default=False,
@@ -194,6 +217,12 @@ class Settings(BaseSettings):
     inline_slice_ms: float = Field(default=2.0, gt=0, le=50)
     executor_queue: int = Field(default=64, ge=0, le=10_000)
     epoch_tick_ms: int = Field(default=10, gt=0, le=1000)
+
+
+def _truthy(value: object) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    return bool(value)
 
 
 @lru_cache(maxsize=1)

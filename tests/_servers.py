@@ -29,7 +29,7 @@ def free_port() -> int:
 
 def wait_ready(
     url: str,
-    timeout: float = 30.0,
+    timeout: float = 90.0,
     proc: subprocess.Popen[bytes] | None = None,
     path: str = "/readyz",
 ) -> None:
