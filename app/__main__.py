@@ -39,7 +39,12 @@ def _parser() -> argparse.ArgumentParser:
 
     invoke = commands.add_parser("invoke", help="run a module locally as the service would")
     invoke.add_argument("module", type=Path, help="path to a .wasm module")
-    invoke.add_argument("--abi", choices=["raw", "wasi-stdio"], default="wasi-stdio")
+    invoke.add_argument(
+        "--abi",
+        choices=["raw", "wasi-stdio"],
+        default="wasi-stdio",
+        help="how the module takes input and gives output (default: wasi-stdio)",
+    )
     source = invoke.add_mutually_exclusive_group()
     source.add_argument("--input", help="input as a JSON document (or any text)")
     source.add_argument("--input-file", type=Path, help="read the input bytes from a file")
@@ -47,13 +52,19 @@ def _parser() -> argparse.ArgumentParser:
     invoke.add_argument("--memory-bytes", type=int)
     invoke.add_argument("--timeout-ms", type=int)
     invoke.add_argument("--output-bytes", type=int)
-    invoke.add_argument("--json", action="store_true", help="print one JSON report")
+    invoke.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON report on stdout, on every path (errors included)",
+    )
 
     publish = commands.add_parser("publish", help="upload a module and its definition")
     publish.add_argument("module", type=Path)
     publish.add_argument("--id", required=True, dest="extension_id")
     publish.add_argument("--version", required=True)
-    publish.add_argument("--abi", choices=["raw", "wasi-stdio"], default="wasi-stdio")
+    publish.add_argument(
+        "--abi", choices=["raw", "wasi-stdio"], default="wasi-stdio", help="(default: wasi-stdio)"
+    )
     publish.add_argument("--tier", default="pure")
     publish.add_argument("--limits", default="{}", help="declared limits as JSON")
     publish.add_argument("--host-call", action="append", default=[], dest="host_calls")
@@ -68,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _invoke(args: argparse.Namespace) -> int:
-    from app._invoke import UsageError, invoke_module
+    from app._invoke import UsageError, invoke_module, usage_report
     from app.sandbox import DeclaredLimits
 
     configure_logging("warning", "console")
@@ -93,6 +104,9 @@ def _invoke(args: argparse.Namespace) -> int:
         )
     except (UsageError, OSError, ValueError) as exc:
         sys.stderr.write(f"extensions-runtime invoke: {exc}\n")
+        if args.json:
+            usage = exc if isinstance(exc, UsageError) else UsageError(str(exc))
+            sys.stdout.write(usage_report(usage) + "\n")
         return 2
 
 

@@ -21,7 +21,27 @@ from app.settings import Settings
 
 
 class UsageError(Exception):
-    """Bad command line or unreadable module: exit status 2."""
+    """Bad command line or unreadable module: exit status 2.
+
+    ``kind`` is what ``--json`` reports: an error kind such as ``INVALID_MODULE``,
+    or ``USAGE`` for a bad command line.
+    """
+
+    def __init__(self, message: str, kind: str = "USAGE") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def usage_report(error: UsageError) -> str:
+    """The one JSON object ``--json`` prints when nothing could run."""
+    report: dict[str, object] = {
+        "output": None,
+        "error": {"kind": error.kind, "message": str(error)},
+        "metrics": None,
+        "logs": [],
+        "limits": None,
+    }
+    return json.dumps(report)
 
 
 def _output_json(output: bytes) -> Any:
@@ -54,7 +74,7 @@ def invoke_module(
         try:
             compiled = engine.compile(wasm, abi)
         except InvocationFailure as exc:
-            raise UsageError(f"{module}: {exc.kind.value}: {exc.message}") from None
+            raise UsageError(f"{module}: {exc.kind.value}: {exc.message}", exc.kind.value) from None
         limits = effective_limits(declared, settings, None)
         started = time.perf_counter()
         try:

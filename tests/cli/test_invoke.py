@@ -71,3 +71,19 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "INVALID_MODULE" in result.stderr
     assert _cli("invoke").returncode == 2
+
+
+def test_json_report_on_every_path(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.wasm"
+    junk.write_bytes(b"not wasm at all")
+    result = _cli("invoke", str(junk), "--json")
+    assert result.returncode == 2
+    report = json.loads(result.stdout)  # exactly one JSON object, nothing else
+    assert report["error"]["kind"] == "INVALID_MODULE"
+    assert report["output"] is None and report["logs"] == []
+    missing = json.loads(_cli("invoke", str(tmp_path / "missing.wasm"), "--json").stdout)
+    assert missing["error"]["kind"] == "USAGE"
+
+
+def test_help_names_the_default_abi() -> None:
+    assert "default: wasi-stdio" in " ".join(_cli("invoke", "--help").stdout.split())
