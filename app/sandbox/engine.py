@@ -11,7 +11,7 @@ import hashlib
 import importlib.metadata
 import platform
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import wasmtime
 
@@ -22,6 +22,19 @@ from app.sandbox._traps import clean_message
 from app.settings import Settings
 
 _WASM_MAGIC = b"\0asm"
+
+
+@dataclass(slots=True)
+class RunStats:
+    """A compiled module's run history, for the fast path and lane choice."""
+
+    pure: bool | None = None
+    """Imports nothing that can block (``None``: not looked at yet)."""
+    runs: int = 0
+    ewma_us: float | None = None
+    """Moving average CPU µs per run, the first run excluded (one-time costs)."""
+    cpu_us: float | None = None
+    """The same, first run included: for lanes."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -36,6 +49,9 @@ class CompiledModule:
     """Linked with wasmtime's real clocks and random (a tier grant); ``pre`` for raw."""
     min_memory_bytes: int
     """Initial memory the module declares; above the limit it fails as MEMORY_LIMIT."""
+    runs: RunStats = field(default_factory=RunStats)
+    """What its runs cost so far (kept by ``FastPath``): it lives and dies with the
+    module, so an evicted module's record goes with it and is never inherited."""
 
 
 class SandboxEngine:

@@ -47,66 +47,64 @@ _BLOCKING_IMPORTS = {("ameide", "host_call"), ("wasi_snapshot_preview1", "poll_o
 
 
 class FastPath:
-    """Decides per compiled module whether it may run inline, from what it did before."""
+    """Decides per compiled module whether it may run inline, from what it did before.
+
+    The history is kept on the module itself (``CompiledModule.runs``), so it is
+    dropped with the module when the cache evicts it.
+    """
 
     def __init__(self, threshold_us: int, slice_ms: float) -> None:
         self.threshold_us = threshold_us
         self.slice_s = slice_ms / 1000.0
         self._lock = threading.Lock()
-        self._ewma_us: dict[int, float] = {}
-        self._cpu_us: dict[int, float] = {}  # like _ewma_us, first run included: lanes
-        self._pure: dict[int, bool] = {}
-        self._runs: dict[int, int] = {}
         self.inline_runs = 0
         self.overruns = 0
 
-    def _is_pure(self, compiled: CompiledModule) -> bool:
-        key = id(compiled)
-        pure = self._pure.get(key)
-        if pure is None:
-            pure = not any(
+    @staticmethod
+    def _is_pure(compiled: CompiledModule) -> bool:
+        stats = compiled.runs
+        if stats.pure is None:
+            stats.pure = not any(
                 (imp.module, imp.name) in _BLOCKING_IMPORTS for imp in compiled.module.imports
             )
-            with self._lock:
-                self._pure[key] = pure
-        return pure
+        return stats.pure
 
     def eligible(self, compiled: CompiledModule) -> bool:
         if self.threshold_us <= 0 or not self._is_pure(compiled):
             return False
-        return self._ewma_us.get(id(compiled), 0.0) < self.threshold_us
+        return (compiled.runs.ewma_us or 0.0) < self.threshold_us
 
     def observe(self, compiled: CompiledModule, elapsed_us: float) -> None:
         """One finished run (or failed one) and the CPU time it used."""
-        key = id(compiled)
+        stats = compiled.runs
         with self._lock:
-            previous = self._ewma_us.get(key)
-            self._runs[key] = runs = self._runs.get(key, 0) + 1
-            if runs > 1:  # the first run's one-time costs are not its speed
-                self._ewma_us[key] = (
+            stats.runs += 1
+            if stats.runs > 1:  # the first run's one-time costs are not its speed
+                previous = stats.ewma_us
+                stats.ewma_us = (
                     elapsed_us if previous is None else 0.8 * previous + 0.2 * elapsed_us
                 )
-            used = self._cpu_us.get(key)
-            self._cpu_us[key] = elapsed_us if used is None else 0.8 * used + 0.2 * elapsed_us
+            used = stats.cpu_us
+            stats.cpu_us = elapsed_us if used is None else 0.8 * used + 0.2 * elapsed_us
 
     def lane(self, compiled: CompiledModule) -> Lane:
         """The executor lane for a pooled run of ``compiled``."""
-        key = id(compiled)
+        long = (compiled.runs.cpu_us or 0.0) > LONG_RUN_US
         if not self._is_pure(compiled):
-            return "long" if self._cpu_us.get(key, 0.0) > LONG_RUN_US else "io"
-        return "long" if self._cpu_us.get(key, 0.0) > LONG_RUN_US else "short"
+            return "long" if long else "io"
+        return "long" if long else "short"
 
     def overran(self, compiled: CompiledModule) -> None:
         """Send it to the pool until its pool runs show it is fast again (a hiccup
         such as a GC pause must not banish a fast module for good)."""
+        stats = compiled.runs
         with self._lock:
-            key = id(compiled)
-            self._ewma_us[key] = max(self.slice_s * 1e6, 4.0 * self.threshold_us)
-            if self._runs.get(key, 0) <= _NEW_RUNS:
+            stats.ewma_us = max(self.slice_s * 1e6, 4.0 * self.threshold_us)
+            if stats.runs <= _NEW_RUNS:
                 # Nothing known yet: its re-run may compute until its deadline, so
                 # not among short guests. A module with a record of short runs
                 # keeps its lane: one slow run there is a hiccup (a GC pause, the
                 # machine busy), and the long lane would queue it behind real
                 # computations for seconds.
-                self._cpu_us[key] = max(self._cpu_us.get(key, 0.0), 2.0 * LONG_RUN_US)
+                stats.cpu_us = max(stats.cpu_us or 0.0, 2.0 * LONG_RUN_US)
             self.overruns += 1

@@ -80,3 +80,22 @@ def test_an_overrun_after_a_record_of_short_runs_keeps_the_short_lane(
     for _ in range(12):
         fastpath.observe(echo, 100.0)
     assert fastpath.eligible(echo)  # and back inline once its runs show it is fast
+
+
+def test_run_history_lives_and_dies_with_the_module(engine: SandboxEngine) -> None:
+    # Keyed by id() it outlived evicted modules and a new one could inherit an
+    # old one's record when id() was reused; on the module it cannot.
+    import gc
+    import weakref
+
+    fastpath = _fastpath()
+    slow = _compiled(engine, _modules.ECHO)
+    for _ in range(5):
+        fastpath.observe(slow, 10 * LONG_RUN_US)
+    assert fastpath.lane(slow) == "long" and not fastpath.eligible(slow)
+    gone = weakref.ref(slow.module)
+    del slow
+    gc.collect()
+    assert gone() is None, "the fast path keeps no reference to a module"
+    fresh = _compiled(engine, _modules.ECHO)
+    assert fastpath.lane(fresh) == "short" and fastpath.eligible(fresh)
