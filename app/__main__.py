@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from app.settings import EXAMPLES_DIR, Settings
+from app.settings import DEV_EXTENSIONS_DIR, EXAMPLES_DIR, Settings
 from app.telemetry import configure_logging, get_logger
 
 
@@ -58,8 +58,19 @@ def _parser() -> argparse.ArgumentParser:
         help="print one JSON report on stdout, on every path (errors included)",
     )
 
-    publish = commands.add_parser("publish", help="upload a module and its definition")
+    publish = commands.add_parser(
+        "publish",
+        help="upload a module and its definition (S3, or a local directory: see --dir)",
+    )
     publish.add_argument("module", type=Path)
+    publish.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="extensions directory to write to (default: the S3 bucket when "
+        "EXTENSIONS_RUNTIME_S3_ENDPOINT_URL is set, else EXTENSIONS_RUNTIME_EXTENSIONS_DIR, "
+        "else var/extensions, which serve --dev reads)",
+    )
     publish.add_argument("--id", required=True, dest="extension_id")
     publish.add_argument("--version", required=True)
     publish.add_argument(
@@ -115,6 +126,7 @@ def _publish(args: argparse.Namespace) -> int:
     import json
 
     from app._publish import build_definition, publish
+    from app.storage import seed_directory
 
     configure_logging("warning", "console")
     try:
@@ -131,8 +143,14 @@ def _publish(args: argparse.Namespace) -> int:
             owner=args.tenant,
         )
         settings = Settings()
-        if settings.extensions_dir is None and not settings.s3_endpoint_url:
-            settings = settings.model_copy(update={"extensions_dir": EXAMPLES_DIR})
+        if args.dir is not None:
+            settings = settings.model_copy(
+                update={"extensions_dir": args.dir, "s3_endpoint_url": None}
+            )
+        elif settings.extensions_dir is None and not settings.s3_endpoint_url:
+            settings = settings.model_copy(update={"extensions_dir": DEV_EXTENSIONS_DIR})
+        if not settings.s3_endpoint_url and settings.extensions_dir == DEV_EXTENSIONS_DIR:
+            seed_directory(EXAMPLES_DIR, DEV_EXTENSIONS_DIR)
         where = asyncio.run(publish(settings, definition, wasm, promote=args.promote))
     except (OSError, ValueError) as exc:
         sys.stderr.write(f"extensions-runtime publish: {exc}\n")
@@ -149,6 +167,10 @@ def _serve(args: argparse.Namespace) -> int:
     if args.dev:
         overrides["dev"] = True  # Settings applies the dev defaults (DEV_DEFAULTS)
     settings = Settings(**overrides)  # type: ignore[arg-type]
+    if settings.extensions_dir == DEV_EXTENSIONS_DIR and not settings.s3_endpoint_url:
+        from app.storage import seed_directory
+
+        seed_directory(EXAMPLES_DIR, DEV_EXTENSIONS_DIR)
     configure_logging(settings.log_level, settings.log_format)
     from app._serve import serve
 

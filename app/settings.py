@@ -18,12 +18,17 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 ServerName = Literal["pyvoy", "uvicorn", "hypercorn"]
 _REPO = Path(__file__).resolve().parent.parent
 EXAMPLES_DIR = _REPO / "examples" / "extensions"
+DEV_EXTENSIONS_DIR = _REPO / "var" / "extensions"
+"""Where the dev loop reads and ``publish`` writes: untracked, seeded from the examples."""
 DEV_DEFAULTS: dict[str, object] = {
     "auth_enabled": False,
     "log_format": "console",  # a person at a terminal, unless the environment asks for JSON
     "debug_console": True,
     "module_cache_dir": _REPO / "var" / "module-cache",
     "policy_file": _REPO / "config" / "risk-tiers.yaml",
+    # A local directory costs a few stat calls to re-read: a published version
+    # is live within half a second, with no webhook or token to set up.
+    "catalog_poll_interval_s": 0.5,
 }
 """What ``dev`` (``serve --dev`` or ``EXTENSIONS_RUNTIME_DEV=true``) changes, unless set."""
 
@@ -56,7 +61,7 @@ class Settings(BaseSettings):
         if isinstance(data, dict) and _truthy(data.get("dev")):
             data = {**DEV_DEFAULTS, **data}
             if not data.get("s3_endpoint_url"):
-                data.setdefault("extensions_dir", EXAMPLES_DIR)
+                data.setdefault("extensions_dir", DEV_EXTENSIONS_DIR)
         return data
 
     dev: bool = Field(

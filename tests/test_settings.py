@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from app.settings import DEV_DEFAULTS, EXAMPLES_DIR, Settings
+from app.settings import DEV_DEFAULTS, DEV_EXTENSIONS_DIR, Settings
 from tests._clients import connect_json
 from tests._servers import cli_server
 
@@ -15,7 +15,7 @@ def test_dev_defaults_apply_from_the_environment(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("EXTENSIONS_RUNTIME_DEV", "true")
     settings = Settings()
     assert settings.dev and not settings.auth_enabled
-    assert settings.debug_console and settings.extensions_dir == EXAMPLES_DIR
+    assert settings.debug_console and settings.extensions_dir == DEV_EXTENSIONS_DIR
     assert settings.policy_file == DEV_DEFAULTS["policy_file"]
 
 

@@ -3,6 +3,7 @@
 from app.settings import Settings
 from app.storage._local import LocalDirectorySource
 from app.storage._s3 import S3Source
+from app.storage._seed import seed_directory
 from app.storage.module_store import Compiler, ModuleStore, StoreStats
 from app.storage.source import (
     MAX_DEFINITION_BYTES,
@@ -37,5 +38,6 @@ __all__ = [
     "S3Source",
     "StoreStats",
     "owner_prefix",
+    "seed_directory",
     "source_from_settings",
 ]
