@@ -3,6 +3,8 @@
 #   make ts-install   npm ci in clients/ts (only when package-lock.json changed since the last one)
 #   make ts-gen       regenerate clients/ts/src/gen from proto/ (buf from the venv, protoc-gen-es from npm)
 #   make ts-check     tsc --noEmit over the TypeScript client and the console
+#   make ts-build     compile the client to JavaScript with declarations in clients/ts/dist
+#                     (untracked): what `node` and bundlers import through the exports map
 #   make console      bundle the /debug console into app/debug/static/console.js (committed:
 #                     the service itself never needs node)
 #   make browser      Debian chromium for the headless console test (apt-get only when missing)
@@ -19,7 +21,7 @@ CONSOLE_BUNDLE := app/debug/static/console.js
 BROWSER_APT_PACKAGES := chromium
 BROWSER_SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: ts-install ts-gen ts-check console browser
+.PHONY: ts-install ts-gen ts-check ts-build console browser
 
 ts-install: install
 	@if [ -f $(TS_DIR)/node_modules/.package-lock.json ] && \
@@ -36,6 +38,10 @@ ts-gen: install ts-install
 ts-check: ts-install
 	$(WITH_NODE) $(TS_BIN)/tsc --noEmit -p $(TS_DIR)
 
+ts-build: ts-install
+	rm -rf $(TS_DIR)/dist
+	$(WITH_NODE) $(TS_BIN)/tsc -p $(TS_DIR)/tsconfig.build.json
+
 console: ts-install
 	$(NODE) $(TS_DIR)/build-console.mjs $(CONSOLE_BUNDLE)
 	@echo "console: built $(CONSOLE_BUNDLE) ($$(wc -c < $(CONSOLE_BUNDLE)) bytes); commit it"
@@ -51,4 +57,4 @@ browser:
 	fi
 
 # tests/clients (tsc) and tests/debug (headless Chromium) fail, naming these targets, without them.
-test: browser ts-install
+test: browser ts-install ts-build
