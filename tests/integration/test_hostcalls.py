@@ -304,3 +304,23 @@ def test_key_rotation_over_the_wire(served: Served, upstream: Upstream) -> None:
         time.sleep(1.2)
     _enrich(served, "r4")
     assert _verify(served, _last_token(upstream))["tenant_id"] == "t1"
+
+
+def test_a_bad_key_file_edit_keeps_the_keys_and_is_counted(served: Served) -> None:
+    def failures() -> float:
+        text = httpx.get(served.url + "/metrics", timeout=5).text
+        prefix = 'extensions_runtime_config_reload_failures_total{file="hostcall_keys"} '
+        (line,) = [line for line in text.splitlines() if line.startswith(prefix)]
+        return float(line.removeprefix(prefix))
+
+    original = served.keys_file.read_text()
+    before, published = failures(), _jwks(served)
+    try:
+        served.keys_file.write_text('{"keys": [')
+        time.sleep(1.2)
+        assert _jwks(served) == published  # the last good keys stay in force
+        assert failures() == before + 1
+        assert _enrich(served, "n5")["enriched"]["status"] == 200
+    finally:
+        served.keys_file.write_text(original)
+        time.sleep(1.2)
