@@ -245,7 +245,10 @@ def verify_token(
     (the receiving service's own name), the issuer and that every scoping
     claim is present; raises ``jwt.InvalidTokenError`` otherwise.
     """
-    keys = jwks if isinstance(jwks, PyJWKSet) else PyJWKSet.from_dict(dict(jwks))
+    try:
+        keys = jwks if isinstance(jwks, PyJWKSet) else PyJWKSet.from_dict(dict(jwks))
+    except jwt.PyJWKSetError:  # no usable key at all (e.g. the empty set of dev mode)
+        raise UnknownKeyError("the JWKS holds no usable key") from None
     key = _key_for(token, keys)
     claims: dict[str, Any] = jwt.decode(
         token,

@@ -211,6 +211,11 @@ def test_no_key_no_token() -> None:
         _mint(signer)
 
 
+def test_an_empty_jwks_verifies_nothing(key_file: Path) -> None:
+    with pytest.raises(UnknownKeyError):
+        _verify(_mint(_signer(key_file)), {"keys": []})
+
+
 # ---- the key file -----------------------------------------------------------------------------
 
 
