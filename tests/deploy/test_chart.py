@@ -58,6 +58,7 @@ CHART_MANAGED_SETTINGS = {
     "policy_file",
     "kill_switches_file",
     "auth_jwks_file",
+    "hostcall_signing_keys_file",
     "otlp_endpoint",
     "tracing_enabled",
 }
