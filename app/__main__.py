@@ -172,6 +172,15 @@ def _serve(args: argparse.Namespace) -> int:
 
         seed_directory(EXAMPLES_DIR, DEV_EXTENSIONS_DIR)
     configure_logging(settings.log_level, settings.log_format)
+    from app import auth, hostcalls
+
+    try:
+        # Refused here with one clear line, not as a traceback in a server worker.
+        auth.check_settings(settings)
+        hostcalls.check_settings(settings)
+    except ValueError as exc:
+        get_logger("app.cli").error("cli.refused_settings", error=str(exc))
+        return 2
     from app._serve import serve
 
     return serve(settings)

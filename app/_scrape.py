@@ -71,6 +71,7 @@ def scrape(runtime: Runtime) -> Iterable[tuple[str, str, str, list[str], Any]]:
         [
             (["policy"], float(runtime.policy.reload_failures)),
             (["kill_switches"], float(runtime.controls.file.reload_failures)),
+            (["hostcall_keys"], float(runtime.host_bridge.signer.reload_failures)),
         ],
     )
     yield (

@@ -36,6 +36,7 @@ from app.gen.ameide.extensions.v1.runtime_connect import (
     WasmExtensionRuntime,
     WasmExtensionRuntimeASGIApplication,
 )
+from app.hostcalls import JWKS_PATH
 from app.invocation import EchoInvoker, Invoker
 from app.rpc import AdminService, RuntimeService, SanitizingInterceptor, codecs, unknown_method
 from app.runtime import Runtime
@@ -159,6 +160,7 @@ def create_app(
                 Route("/healthz", healthz, methods=["GET"]),
                 Route("/readyz", readyz, methods=["GET"]),
                 Route("/metrics", metrics, methods=["GET"]),
+                _jwks_route(runtime, settings),
                 Route("/events/promotion", promotion_event, methods=["POST"]),
                 *rpc_routes,
                 *(console_routes(runtime) if settings.debug_console else []),
@@ -169,6 +171,17 @@ def create_app(
         ),
         settings,
     )
+
+
+def _jwks_route(runtime: Runtime | None, settings: Settings) -> Route:
+    """The public keys that verify host-call tokens, for platform services (no auth: public)."""
+    cache = f"public, max-age={settings.hostcall_jwks_max_age_s}"
+
+    async def hostcall_jwks(_: Request) -> JSONResponse:
+        document = runtime.host_bridge.signer.jwks() if runtime is not None else {"keys": []}
+        return JSONResponse(document, headers={"Cache-Control": cache})
+
+    return Route(JWKS_PATH, hostcall_jwks, methods=["GET"])
 
 
 async def _not_found(_: Request) -> JSONResponse:

@@ -128,7 +128,10 @@ class Settings(BaseSettings):
     auth_jwks_file: Path | None = None
     auth_jwks_url: str | None = None
     auth_audience: str = "extensions-runtime"
-    auth_issuer: str | None = None
+    auth_issuer: str | None = Field(
+        default=None,
+        description="Required `iss` of caller tokens; with auth on it must be set outside dev.",
+    )
     auth_leeway_s: int = Field(default=5, ge=0, le=300)
     admin_scope: str = "extensions-runtime:admin"
 
@@ -137,7 +140,17 @@ class Settings(BaseSettings):
     hostcall_services: dict[str, str] = Field(
         default_factory=dict, description="service name -> base URL of its Connect endpoint"
     )
-    hostcall_token_secret: SecretStr | None = None
+    hostcall_signing_keys_file: Path | None = Field(
+        default=None,
+        description="Mounted secret: the Ed25519/P-256 keys (JWK Set or one PEM) that sign "
+        "host-call tokens; hot-reloaded. Their public halves are served as a JWKS.",
+    )
+    hostcall_token_secret: SecretStr | None = Field(
+        default=None, description="HS256 host-call token secret: refused unless dev."
+    )
+    hostcall_jwks_max_age_s: int = Field(
+        default=300, ge=0, le=3600, description="Cache-Control max-age of the host-call JWKS."
+    )
     hostcall_token_ttl_s: int = Field(default=30, gt=0, le=600)
     hostcall_token_issuer: str = "extensions-runtime"  # noqa: S105 - an issuer name, not a secret
     hostcall_timeout_ms: int = Field(default=2_000, gt=0)

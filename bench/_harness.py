@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests._hostcall_keys import new_key, write_keys  # noqa: E402
 from tests._servers import cli_server  # noqa: E402
 from tests.integration._storage import WEBHOOK_SECRET  # noqa: E402
 from tests.sandbox import _modules  # noqa: E402
@@ -34,7 +35,6 @@ from tests.sandbox import _modules  # noqa: E402
 RESULTS = ROOT / "bench" / "results"
 EXAMPLES = ROOT / "examples" / "extensions"
 METHOD = "/ameide.extensions.v1.WasmExtensionRuntime/InvokeExtension"
-HOSTCALL_SECRET = "reliability-host-call-secret-0123456789abcdef"
 
 
 def log(message: str) -> None:
@@ -99,13 +99,16 @@ def service_env(work: Path, **extra: str) -> dict[str, str]:
     policy = work / "risk-tiers.yaml"
     if not policy.exists():
         shutil.copy(ROOT / "config" / "risk-tiers.yaml", policy)
+    keys = work / "hostcall-keys.json"
+    if not keys.exists():  # signed as in production: an Ed25519 key from a mounted file
+        write_keys(keys, (new_key(), "reliability", "current"))
     env = {
         "EXTENSIONS_RUNTIME_AUTH_ENABLED": "false",
         "EXTENSIONS_RUNTIME_LOG_FORMAT": "json",
         "EXTENSIONS_RUNTIME_MODULE_CACHE_DIR": str(work / "cache"),
         "EXTENSIONS_RUNTIME_POLICY_FILE": str(policy),
         "EXTENSIONS_RUNTIME_PROMOTION_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "EXTENSIONS_RUNTIME_HOSTCALL_TOKEN_SECRET": HOSTCALL_SECRET,
+        "EXTENSIONS_RUNTIME_HOSTCALL_SIGNING_KEYS_FILE": str(keys),
         "EXTENSIONS_RUNTIME_CATALOG_POLL_INTERVAL_S": "0",
         "EXTENSIONS_RUNTIME_TRACING_ENABLED": "false",
         # The server's own temp directory: anything it leaves there is counted.

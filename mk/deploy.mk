@@ -31,6 +31,9 @@ KUBE_VERSION ?= 1.34.0
 
 CHART := helm/extensions-runtime
 DEPLOY_ENVS := dev staging production
+# The chart has no default caller-token issuer (it is required); the bare
+# defaults are linted and rendered with this placeholder.
+DEFAULT_ISSUER_SET := --set settings.auth_issuer=https://issuer.example.test/realms/ameide
 RENDERED := $(TOOLS)/rendered
 
 define HELM_EXTRACT_PY
@@ -89,13 +92,13 @@ deploy-tools: helm-tool
 
 ## Lint and render the chart for every environment, validate it, lint both Dockerfiles.
 deploy-check: install helm-tool argo-tool
-	$(HELM) lint --strict $(CHART)
+	$(HELM) lint --strict $(CHART) $(DEFAULT_ISSUER_SET)
 	@for env in $(DEPLOY_ENVS); do \
 	  echo "helm lint --strict $(CHART) -f gitops/environments/$$env/values.yaml"; \
 	  $(HELM) lint --strict $(CHART) -f gitops/environments/$$env/values.yaml || exit 1; \
 	done
 	@mkdir -p $(RENDERED)
-	$(HELM) template extensions-runtime $(CHART) --namespace ameide-dev \
+	$(HELM) template extensions-runtime $(CHART) --namespace ameide-dev $(DEFAULT_ISSUER_SET) \
 	  --kube-version $(KUBE_VERSION) > $(RENDERED)/default.yaml
 	@for env in $(DEPLOY_ENVS); do \
 	  echo "helm template ... -f gitops/environments/$$env/values.yaml > $(RENDERED)/$$env.yaml"; \

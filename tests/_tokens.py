@@ -9,6 +9,8 @@ import jwt
 
 SECRET = "test-caller-secret-with-enough-bytes-0123456789"
 AUDIENCE = "extensions-runtime"
+ISSUER = "https://issuer.test.ameide.io"
+"""The issuer test servers with auth on are configured with (required outside dev)."""
 
 
 def caller_token(
@@ -27,6 +29,7 @@ def caller_token(
         "tenant_id": tenant,
         "organization_id": org,
         "aud": audience,
+        "iss": ISSUER,
         "iat": now,
         "exp": now + ttl,
         **extra,

@@ -1,5 +1,5 @@
 """Caller token verification and ExecutionContext binding."""
 
-from app.auth.verifier import Authenticator, AuthError, Principal, bind
+from app.auth.verifier import Authenticator, AuthError, Principal, bind, check_settings
 
-__all__ = ["AuthError", "Authenticator", "Principal", "bind"]
+__all__ = ["AuthError", "Authenticator", "Principal", "bind", "check_settings"]

@@ -46,10 +46,25 @@ class Principal:
     subject: str
 
 
+def check_settings(settings: Settings) -> None:
+    """Refuse to start with caller auth on and no issuer, outside dev; raises ``ValueError``.
+
+    Without an issuer a token from any issuer that the keys verify is accepted,
+    e.g. one minted for another realm sharing the identity provider's keys.
+    """
+    if settings.auth_enabled and not settings.dev and not settings.auth_issuer:
+        raise ValueError(
+            "caller auth is on but EXTENSIONS_RUNTIME_AUTH_ISSUER is not set: tokens from any"
+            " issuer would be accepted. Set it to the identity provider's issuer"
+            " (only dev may run without it)"
+        )
+
+
 class Authenticator:
     """Verifies bearer tokens; with auth disabled everyone is anonymous."""
 
     def __init__(self, settings: Settings) -> None:
+        check_settings(settings)
         self.enabled = settings.auth_enabled
         self._audience = settings.auth_audience
         self._issuer = settings.auth_issuer
@@ -118,7 +133,7 @@ class Authenticator:
                 audience=self._audience,
                 issuer=self._issuer,
                 leeway=self._leeway,
-                options={"require": ["exp", "sub", "aud"]},
+                options={"require": ["exp", "sub", "aud", *(["iss"] if self._issuer else [])]},
             )
         except jwt.ExpiredSignatureError:
             raise AuthError("unauthenticated", "token expired") from None

@@ -1,21 +1,38 @@
 """Host calls: risk-tier policy, scoped tokens and the HTTP bridge to platform services."""
 
+from app.hostcalls._keys import KeySet, KeyStatus, SigningKey, parse_signing_keys
 from app.hostcalls.bridge import HostCallErrorKind, HttpBridge, InvocationBridge, OutcomeCounter
 from app.hostcalls.policy import DENY_ALL, Ceilings, Policy, PolicyStore, Tier, parse_policy
-from app.hostcalls.tokens import TokenUnavailable, mint_token, verify_token
+from app.hostcalls.tokens import (
+    JWKS_PATH,
+    HostCallSigner,
+    TokenUnavailable,
+    UnknownKeyError,
+    check_settings,
+    verify_dev_token,
+    verify_token,
+)
 
 __all__ = [
     "DENY_ALL",
+    "JWKS_PATH",
     "Ceilings",
     "HostCallErrorKind",
+    "HostCallSigner",
     "HttpBridge",
     "InvocationBridge",
+    "KeySet",
+    "KeyStatus",
     "OutcomeCounter",
     "Policy",
     "PolicyStore",
+    "SigningKey",
     "Tier",
     "TokenUnavailable",
-    "mint_token",
+    "UnknownKeyError",
+    "check_settings",
     "parse_policy",
+    "parse_signing_keys",
+    "verify_dev_token",
     "verify_token",
 ]

@@ -12,7 +12,7 @@ version; its ``call`` runs on the worker thread that runs the guest:
    definition's requested calls, and the service must be configured, or the
    answer is ``denied`` and nothing leaves the process;
 3. mint a token scoped to the invocation with the service as audience
-   (:mod:`app.hostcalls.tokens`; no secret configured: ``unavailable``);
+   (:mod:`app.hostcalls.tokens`; no signing key configured: ``unavailable``);
 4. POST Connect unary JSON to ``{base_url}/{service}/{method}`` within
    ``min(time left in the invocation, hostcall_timeout_ms)``, reading at most
    ``hostcall_max_response_bytes``;
@@ -20,8 +20,10 @@ version; its ``call`` runs on the worker thread that runs the guest:
    ``{"error": {"kind": ..., "message": ...}}`` with kind ``denied``,
    ``timeout``, ``unavailable`` (connection failures, HTTP 5xx),
    ``too_large`` or ``invalid_request``. The guest never sees the token, the
-   URL or any header. (``budget_exhausted`` is reserved for the call budget,
-   which the sandbox enforces before a call reaches the bridge.)
+   URL or any header: upstream headers are not passed on, and a body that
+   reflects the token verbatim has it (and its signature) redacted.
+   (``budget_exhausted`` is reserved for the call budget, which the sandbox
+   enforces before a call reaches the bridge.)
 
 Why a synchronous client on the worker thread rather than the event loop's
 async client: the worker is already a blocking thread, parked inside a wasm
@@ -63,7 +65,7 @@ from opentelemetry import propagate, trace
 
 from app.hostcalls import _deadline
 from app.hostcalls.policy import Policy
-from app.hostcalls.tokens import TokenUnavailable, mint_token
+from app.hostcalls.tokens import HostCallSigner, TokenUnavailable
 from app.invocation import ExecutionContext
 from app.settings import Settings
 from app.telemetry import get_logger
@@ -181,6 +183,20 @@ class OutcomeCounter:
             return dict(self._counts)
 
 
+_REDACTED = b"[redacted]"
+
+
+def _redact(data: bytes, token: str) -> bytes:
+    """``data`` without the bearer token, nor its signature, if an upstream echoed them.
+
+    An upstream that reflects request headers into its body would otherwise hand
+    the guest a token it could return to its caller. The signature alone is
+    what makes a token usable, so it is removed wherever it appears.
+    """
+    signature = token.rsplit(".", 1)[-1].encode()
+    return data.replace(token.encode(), _REDACTED).replace(signature, _REDACTED)
+
+
 class _NoCookies(http.cookiejar.DefaultCookiePolicy):
     """Never store or send a cookie: one client serves every tenant."""
 
@@ -233,6 +249,7 @@ class HttpBridge:
             },
         )
         self.counts = OutcomeCounter()
+        self.signer = HostCallSigner(settings)
 
     def for_invocation(
         self,
@@ -257,7 +274,14 @@ class HttpBridge:
         self._client.close()
 
     def _post(
-        self, target: str, url: str, body: bytes, headers: dict[str, str], timeout_s: float
+        self,
+        target: str,
+        url: str,
+        body: bytes,
+        headers: dict[str, str],
+        timeout_s: float,
+        *,
+        token: str,
     ) -> bytes:
         """POST and answer the guest's success response; raises ``_Refused``."""
         limit = self.settings.hostcall_max_response_bytes
@@ -286,8 +310,11 @@ class HttpBridge:
                 data += chunk
                 if len(data) > limit:
                     raise too_large
+        answer = _redact(bytes(data), token)
+        if len(answer) != len(data):
+            _log.warning("hostcall.token_reflected", target=target)
         try:
-            parsed: Any = json.loads(data, parse_constant=_reject_constant) if data else None
+            parsed: Any = json.loads(answer, parse_constant=_reject_constant) if answer else None
         except (ValueError, RecursionError):
             parsed = None
         return json.dumps({"status": status, "body": parsed}, separators=(",", ":")).encode()
@@ -368,8 +395,7 @@ class InvocationBridge:
         if timeout_ms < 1:
             raise _Refused(HostCallErrorKind.TIMEOUT, "no time left for a host call")
         try:
-            token = mint_token(
-                owner.settings,
+            token = owner.signer.mint(
                 context=context,
                 extension_id=self._extension_id,
                 version=self._version,
@@ -390,7 +416,7 @@ class InvocationBridge:
         propagate.inject(headers)  # traceparent: the upstream joins the invocation's trace
         url = f"{base_url}/{request.service}/{request.method}"
         try:
-            return owner._post(target, url, request.body, headers, timeout_ms / 1000.0)
+            return owner._post(target, url, request.body, headers, timeout_ms / 1000.0, token=token)
         except httpx.TimeoutException:
             raise _Refused(
                 HostCallErrorKind.TIMEOUT, f"{target} did not answer within {int(timeout_ms)} ms"

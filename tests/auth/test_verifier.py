@@ -12,11 +12,12 @@ from pydantic import SecretStr
 from app.auth import Authenticator, AuthError, bind
 from app.invocation import ExecutionContext
 from app.settings import Settings
-from tests._tokens import SECRET, caller_token
+from tests._tokens import ISSUER, SECRET, caller_token
 
 
 def _auth(**over: object) -> Authenticator:
-    return Authenticator(Settings(auth_hs256_secret=SecretStr(SECRET), **over))  # type: ignore[arg-type]
+    values: dict[str, object] = {"auth_hs256_secret": SecretStr(SECRET), "auth_issuer": ISSUER}
+    return Authenticator(Settings(**{**values, **over}))  # type: ignore[arg-type]
 
 
 def test_valid_token_binds_identity_into_empty_context() -> None:
@@ -65,9 +66,10 @@ def test_asymmetric_keys_from_a_jwks_file(tmp_path: Path) -> None:
     jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
     jwk.update(kid="k1", use="sig", alg="RS256")
     (tmp_path / "jwks.json").write_text(json.dumps({"keys": [jwk]}))
-    auth = Authenticator(Settings(auth_jwks_file=tmp_path / "jwks.json"))
+    auth = Authenticator(Settings(auth_jwks_file=tmp_path / "jwks.json", auth_issuer=ISSUER))
     now = int(time.time())
     claims = {"sub": "u", "tenant_id": "t", "aud": "extensions-runtime", "exp": now + 60}
+    claims["iss"] = ISSUER
     token = jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k1"})
     principal = auth.authenticate("Bearer " + token)
     assert principal is not None and principal.tenant_id == "t"
@@ -78,4 +80,35 @@ def test_asymmetric_keys_from_a_jwks_file(tmp_path: Path) -> None:
 
 def test_auth_on_without_keys_refuses_to_start() -> None:
     with pytest.raises(ValueError, match="no key is configured"):
-        Authenticator(Settings())
+        Authenticator(Settings(auth_issuer=ISSUER))
+
+
+def test_auth_on_without_an_issuer_refuses_to_start_outside_dev() -> None:
+    with pytest.raises(ValueError, match="EXTENSIONS_RUNTIME_AUTH_ISSUER"):
+        Authenticator(Settings(auth_hs256_secret=SecretStr(SECRET)))
+    # dev may run without one, and auth off needs none.
+    Authenticator(Settings(auth_hs256_secret=SecretStr(SECRET), dev=True))
+    Authenticator(Settings(auth_enabled=False))
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        caller_token(iss="https://another-issuer.example"),
+        caller_token(iss=ISSUER + "/"),
+        caller_token(iss=""),
+    ],
+    ids=["another-issuer", "near-miss", "empty-issuer"],
+)
+def test_tokens_from_another_issuer_are_unauthenticated(token: str) -> None:
+    with pytest.raises(AuthError) as info:
+        _auth().authenticate("Bearer " + token)
+    assert info.value.status == "unauthenticated"
+
+
+def test_a_token_without_iss_is_unauthenticated() -> None:
+    claims = jwt.decode(caller_token(), options={"verify_signature": False, "verify_aud": False})
+    del claims["iss"]
+    with pytest.raises(AuthError) as info:
+        _auth().authenticate("Bearer " + jwt.encode(claims, SECRET, algorithm="HS256"))
+    assert info.value.status == "unauthenticated"

@@ -37,7 +37,7 @@ from app.gen.ameide.extensions.v1.runtime_connect import (
     WasmExtensionRuntimeClientSync,
 )
 from tests._servers import ROOT, cli_server, thread_server
-from tests._tokens import SECRET, caller_token
+from tests._tokens import ISSUER, SECRET, caller_token
 from tests.client._extensions import SUSPENDED_TENANT
 
 _METHOD: MethodInfo[Any, Any] = MethodInfo(
@@ -280,6 +280,7 @@ def test_controller_forwards_its_deadline(controller: tuple[str, _Controller, Pa
 def authed_url() -> Iterator[str]:
     env = {
         "EXTENSIONS_RUNTIME_AUTH_HS256_SECRET": SECRET,
+        "EXTENSIONS_RUNTIME_AUTH_ISSUER": ISSUER,
         "EXTENSIONS_RUNTIME_EXTENSIONS_DIR": str(ROOT / "examples" / "extensions"),
     }
     with cli_server("pyvoy", env=env, dev=False) as url:

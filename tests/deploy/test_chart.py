@@ -58,6 +58,7 @@ CHART_MANAGED_SETTINGS = {
     "policy_file",
     "kill_switches_file",
     "auth_jwks_file",
+    "hostcall_signing_keys_file",
     "otlp_endpoint",
     "tracing_enabled",
 }
@@ -68,6 +69,10 @@ SECRET_SETTINGS = {
     "EXTENSIONS_RUNTIME_HOSTCALL_TOKEN_SECRET",
     "EXTENSIONS_RUNTIME_AUTH_HS256_SECRET",
 }
+# The chart has no default issuer (each environment names its own); rendering
+# the bare defaults supplies one, like `make deploy-check`.
+DEFAULT_ISSUER = "https://issuer.example.test/realms/ameide"
+ISSUER_SET = ("--set", f"settings.auth_issuer={DEFAULT_ISSUER}")
 MISSING_TOOLS = "run `make helm-tool` (pinned Helm and kubernetes-validate into .tools/)"
 
 
@@ -89,7 +94,7 @@ def run_helm(*args: str) -> subprocess.CompletedProcess[str]:
 
 def values_file(variant: str) -> list[str]:
     if variant == "default":
-        return []
+        return list(ISSUER_SET)
     return ["-f", str(GITOPS / "environments" / variant / "values.yaml")]
 
 
@@ -139,7 +144,7 @@ def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
 def env_values(variant: str) -> dict[str, Any]:
     defaults = yaml.safe_load((CHART / "values.yaml").read_text())
     if variant == "default":
-        return defaults
+        return _merge(defaults, {"settings": {"auth_issuer": DEFAULT_ISSUER}})
     override = yaml.safe_load((GITOPS / "environments" / variant / "values.yaml").read_text())
     return _merge(defaults, override)
 
@@ -225,7 +230,7 @@ def test_schema_rejects(tmp_path: Path, values: str, complaint: str) -> None:
     bad.write_text(values)
     for args in (
         ["lint", "--strict", str(CHART), "-f", str(bad)],
-        ["template", RELEASE, str(CHART), "-f", str(bad)],
+        ["template", RELEASE, str(CHART), *ISSUER_SET, "-f", str(bad)],
     ):
         result = run_helm(*args)
         assert result.returncode != 0, f"helm {args[0]} accepted {values!r}"
@@ -315,7 +320,7 @@ def test_kill_switch_schema_agrees_with_the_service(
     assert accepted_by_service is valid, "the case table is wrong about the service"
     values = tmp_path / "values.yaml"
     values.write_text(yaml.safe_dump({"killSwitches": document}))
-    result = run_helm("template", RELEASE, str(CHART), "-f", str(values))
+    result = run_helm("template", RELEASE, str(CHART), *ISSUER_SET, "-f", str(values))
     assert (result.returncode == 0) is valid, result.stderr
     if not valid:
         assert f"/killSwitches/{section}" in result.stderr
@@ -325,7 +330,7 @@ def test_schema_refuses_a_no_op_degradation(tmp_path: Path) -> None:
     """Stricter than the service on purpose: empty ceilings would silently degrade nothing."""
     values = tmp_path / "values.yaml"
     values.write_text("killSwitches:\n  degraded:\n    - {risk_tier: read, ceilings: {}}\n")
-    result = run_helm("template", RELEASE, str(CHART), "-f", str(values))
+    result = run_helm("template", RELEASE, str(CHART), *ISSUER_SET, "-f", str(values))
     assert result.returncode != 0
     assert "minProperties" in result.stderr
 
@@ -372,7 +377,9 @@ def test_graceful_drain(docs: list[dict[str, Any]]) -> None:
 
 
 def test_drain_misconfiguration_is_refused() -> None:
-    result = run_helm("template", RELEASE, str(CHART), "--set", "terminationGracePeriodSeconds=5")
+    result = run_helm(
+        "template", RELEASE, str(CHART), *ISSUER_SET, "--set", "terminationGracePeriodSeconds=5"
+    )
     assert result.returncode != 0
     assert "preStopSleepSeconds" in result.stderr
 
@@ -505,6 +512,72 @@ def test_existing_secret_replaces_the_external_secret() -> None:
     assert jwks["secret"]["secretName"] == "runtime-creds"
 
 
+def test_the_host_call_signing_keys_are_a_mounted_secret_file(
+    variant: str, docs: list[dict[str, Any]]
+) -> None:
+    """Referenced through the ExternalSecret, mounted as a file (rotates in place), never HS256."""
+    external = only(docs, "ExternalSecret")["spec"]
+    refs = {item["secretKey"]: item["remoteRef"] for item in external["data"]}
+    remote = env_values(variant)["secrets"]["externalSecret"]["remoteRefs"]["hostcallSigningKeys"]
+    assert refs["hostcall-signing-keys.json"] == remote
+    assert "hostcall-token-secret" not in refs
+    pod = only(docs, "Deployment")["spec"]["template"]["spec"]
+    (volume,) = [volume for volume in pod["volumes"] if "secret" in volume]
+    assert volume["secret"]["secretName"] == external["target"]["name"]
+    items = {item["key"]: item["path"] for item in volume["secret"]["items"]}
+    assert items == {
+        "auth-jwks.json": "jwks.json",
+        "hostcall-signing-keys.json": "hostcall-signing-keys.json",
+    }
+    (mount,) = [m for m in container(docs)["volumeMounts"] if m["name"] == volume["name"]]
+    assert mount["readOnly"] is True
+    assert "subPath" not in mount, "subPath mounts are never updated: no key rotation"
+    env = {variable["name"]: variable for variable in container(docs)["env"]}
+    assert env["EXTENSIONS_RUNTIME_HOSTCALL_SIGNING_KEYS_FILE"]["value"] == (
+        f"{mount['mountPath']}/hostcall-signing-keys.json"
+    )
+    assert "EXTENSIONS_RUNTIME_HOSTCALL_TOKEN_SECRET" not in env
+    configured = only(docs, "ConfigMap", f"{RELEASE}-env")["data"]
+    assert "EXTENSIONS_RUNTIME_HOSTCALL_TOKEN_SECRET" not in configured
+
+
+def test_the_signing_keys_can_be_left_unwired() -> None:
+    docs = render("default", "secrets.keys.hostcallSigningKeys=false")
+    pod = only(docs, "Deployment")["spec"]["template"]["spec"]
+    (volume,) = [volume for volume in pod["volumes"] if "secret" in volume]
+    assert [item["key"] for item in volume["secret"]["items"]] == ["auth-jwks.json"]
+    names = {variable["name"] for variable in container(docs)["env"]}
+    assert "EXTENSIONS_RUNTIME_HOSTCALL_SIGNING_KEYS_FILE" not in names
+
+
+@pytest.mark.parametrize(
+    "values",
+    ["", 'settings:\n  auth_issuer: ""\n'],
+    ids=["chart-default", "empty"],
+)
+def test_the_chart_requires_an_issuer(tmp_path: Path, values: str) -> None:
+    """The schema refuses it (lint treats a failed `required` as info), the template too."""
+    given = tmp_path / "values.yaml"
+    given.write_text(values or "{}\n")
+    for args in (
+        ["lint", "--strict", str(CHART), "-f", str(given)],
+        ["template", RELEASE, str(CHART), "-f", str(given)],
+    ):
+        result = run_helm(*args)
+        assert result.returncode != 0, f"helm {args[0]} rendered without an issuer"
+        assert "/settings/auth_issuer" in result.stdout + result.stderr
+    result = run_helm("template", RELEASE, str(CHART), "--skip-schema-validation", "-f", str(given))
+    assert result.returncode != 0, "the template rendered without an issuer"
+    assert "settings.auth_issuer is required" in result.stderr
+
+
+def test_the_issuer_reaches_the_service(variant: str, docs: list[dict[str, Any]]) -> None:
+    issuer = env_values(variant)["settings"]["auth_issuer"]
+    assert issuer.startswith("https://")
+    env = only(docs, "ConfigMap", f"{RELEASE}-env")["data"]
+    assert env["EXTENSIONS_RUNTIME_AUTH_ISSUER"] == issuer
+
+
 # --------------------------------------------------------------------------- labels
 
 
@@ -609,10 +682,19 @@ def test_network_policy_allows_only_expected_traffic(
     )
 
     ingress = policy["ingress"]
-    sources = [_peer(rule["from"][0].get("namespaceSelector"), None) for rule in ingress]
+    sources = [
+        _peer(rule["from"][0].get("namespaceSelector"), rule["from"][0].get("podSelector"))
+        for rule in ingress
+    ]
+    controllers = values["ingress"]["controllerPodSelector"] or None
     assert sources == [
-        _peer(values["ingress"]["controllerNamespaceSelector"], None),
+        _peer(values["ingress"]["controllerNamespaceSelector"], controllers),
         _peer(values["ingress"]["metricsNamespaceSelector"], None),
+        # Platform services may fetch the host-call JWKS (and nothing narrower exists).
+        *[
+            _peer(service.get("namespaceSelector"), service["podSelector"])
+            for service in values["egress"]["platformServices"]
+        ],
     ]
     for rule in ingress:
         assert len(rule["from"]) == 1

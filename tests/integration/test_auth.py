@@ -13,7 +13,7 @@ from app.runtime import Runtime
 from app.settings import Settings
 from tests._clients import connect_json
 from tests._servers import ROOT, thread_server
-from tests._tokens import SECRET, caller_token
+from tests._tokens import ISSUER, SECRET, caller_token
 
 BODY = {"context": {"tenantId": "t1"}, "extensionId": "echo", "inputJson": {"x": 1}}
 
@@ -22,6 +22,7 @@ BODY = {"context": {"tenantId": "t1"}, "extensionId": "echo", "inputJson": {"x":
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Runtime]]:
     settings = Settings(
         auth_hs256_secret=SecretStr(SECRET),
+        auth_issuer=ISSUER,
         extensions_dir=ROOT / "examples" / "extensions",
         module_cache_dir=Path(tmp_path_factory.mktemp("cache")),
     )
@@ -41,7 +42,9 @@ def _ran(runtime: Runtime) -> int:
         (caller_token(ttl=-120), "unauthenticated"),
         (caller_token(secret="wrong-secret-wrong-secret-wrong-secret"), "unauthenticated"),
         (caller_token(tenant="t2"), "permission_denied"),
+        (caller_token(iss="https://another-issuer.example"), "unauthenticated"),
     ],
+    ids=["no-token", "expired", "wrong-key", "other-tenant", "other-issuer"],
 )
 def test_refused_callers_never_run_the_module(
     served: tuple[str, Runtime], token: str | None, code: str

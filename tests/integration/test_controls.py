@@ -18,7 +18,7 @@ from app.runtime import Runtime
 from app.settings import Settings
 from tests._clients import connect_json
 from tests._servers import ROOT, thread_server
-from tests._tokens import SECRET, caller_token
+from tests._tokens import ISSUER, SECRET, caller_token
 
 ADMIN = {"authorization": "Bearer " + caller_token(sub="ops", scope="extensions-runtime:admin")}
 CALLER = {"authorization": "Bearer " + caller_token("t1")}
@@ -30,6 +30,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Runt
     switches.write_text("disabled: []\n")
     settings = Settings(
         auth_hs256_secret=SecretStr(SECRET),
+        auth_issuer=ISSUER,
         extensions_dir=ROOT / "examples" / "extensions",
         kill_switches_file=switches,
         breaker_min_calls=4,

@@ -1,12 +1,18 @@
 """Host calls end to end: the ``enrich`` example calls a real upstream over loopback.
 
 The runtime is served with a policy file, a ``graph`` service pointing at a
-tiny Starlette app that records what it receives, and a host-call secret; the
-caller authenticates with a bearer token naming its tenant.
+tiny Starlette app that records what it receives, and host-call signing keys
+from a file (as the chart mounts them); the caller authenticates with a bearer
+token naming its tenant. The tokens the upstream receives are verified the way
+a platform service does: with the public keys fetched from the runtime's JWKS
+endpoint.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import shutil
 import threading
@@ -16,7 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
 from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -24,13 +33,14 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from app.asgi import create_app
-from app.hostcalls import verify_token
+from app.hostcalls import JWKS_PATH, verify_token
 from app.settings import Settings
 from tests._clients import connect_json
+from tests._hostcall_keys import new_key, write_keys
 from tests._servers import ROOT, thread_server
-from tests._tokens import SECRET, caller_token
+from tests._tokens import ISSUER, SECRET, caller_token
 
-HOSTCALL_SECRET = "integration-host-call-secret-0123456789abcdef"
+FIRST_KEY = new_key()
 CONTEXT = {"tenantId": "t1", "organizationId": "o1", "userId": "u1", "requestId": "req-hc-1"}
 WITHOUT_GRAPH = """
 tiers:
@@ -59,6 +69,11 @@ def upstream() -> Iterator[Upstream]:
         body = await request.json()
         with recorded.lock:
             recorded.seen.append({"headers": dict(request.headers), "body": body})
+        if body.get("id") == "reflect":  # an upstream that echoes the request's headers
+            return JSONResponse(
+                {"id": "reflect", "headers": dict(request.headers)},
+                headers={"x-echo-authorization": request.headers["authorization"]},
+            )
         return JSONResponse({"id": body.get("id"), "name": "Node One"})
 
     async def ready(_: Request) -> JSONResponse:
@@ -80,6 +95,7 @@ class Served:
     url: str
     settings: Settings
     policy_file: Path
+    keys_file: Path
 
 
 @pytest.fixture(scope="module")
@@ -87,18 +103,38 @@ def served(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iter
     tmp = tmp_path_factory.mktemp("hostcalls")
     policy_file = tmp / "risk-tiers.yaml"
     shutil.copy(ROOT / "config" / "risk-tiers.yaml", policy_file)
+    keys_file = write_keys(tmp / "hostcall-keys.json", (FIRST_KEY, "k-2026-11", "current"))
     settings = Settings(
         auth_enabled=True,
         auth_hs256_secret=SecretStr(SECRET),
+        auth_issuer=ISSUER,
         extensions_dir=ROOT / "examples" / "extensions",
         module_cache_dir=tmp / "cache",
         catalog_poll_interval_s=0,
         policy_file=policy_file,
         hostcall_services={"graph": upstream.url},
-        hostcall_token_secret=SecretStr(HOSTCALL_SECRET),
+        hostcall_signing_keys_file=keys_file,
     )
     with thread_server(create_app(settings)) as url:
-        yield Served(url=url, settings=settings, policy_file=policy_file)
+        yield Served(url=url, settings=settings, policy_file=policy_file, keys_file=keys_file)
+
+
+def _jwks(served: Served) -> dict[str, Any]:
+    """What a platform service fetches: no credentials needed, public keys only."""
+    response = httpx.get(served.url + JWKS_PATH, timeout=5)
+    assert response.status_code == 200, response.text
+    assert response.headers["cache-control"] == "public, max-age=300"
+    document: dict[str, Any] = response.json()
+    return document
+
+
+def _verify(served: Served, token: str) -> dict[str, Any]:
+    issuer = served.settings.hostcall_token_issuer
+    return verify_token(token, jwks=_jwks(served), audience="graph", issuer=issuer)
+
+
+def _last_token(upstream: Upstream) -> str:
+    return str(upstream.seen[-1]["headers"]["authorization"].removeprefix("Bearer "))
 
 
 def _enrich(served: Served, node_id: str = "n1") -> Any:
@@ -130,7 +166,8 @@ def test_enrich_merges_the_upstream_answer(served: Served, upstream: Upstream) -
     assert headers["x-request-id"] == "req-hc-1"
 
     token = headers["authorization"].removeprefix("Bearer ")
-    claims = verify_token(served.settings, token, audience="graph")
+    assert jwt.get_unverified_header(token)["alg"] == "EdDSA"
+    claims = _verify(served, token)
     assert claims["tenant_id"] == "t1"
     assert claims["organization_id"] == "o1"
     assert claims["sub"] == "u1"
@@ -164,3 +201,126 @@ def test_a_hot_reloaded_policy_denies_and_the_upstream_sees_nothing(
         served.policy_file.write_text(original)
         time.sleep(1.2)
     assert _enrich(served)["enriched"]["status"] == 200  # and allowed again after
+
+
+def test_the_jwks_holds_only_public_keys(served: Served) -> None:
+    document = _jwks(served)
+    assert document["keys"], "no key published"
+    for key in document["keys"]:
+        assert set(key) == {"kty", "crv", "x", "kid", "alg", "use"}, key
+
+
+def test_a_standard_jwks_client_verifies_and_cannot_be_fooled(
+    served: Served, upstream: Upstream
+) -> None:
+    """How a Python platform service verifies: PyJWKClient, asymmetric algorithms only."""
+    _enrich(served, "n3")
+    token = _last_token(upstream)
+    client = jwt.PyJWKClient(served.url + JWKS_PATH)
+
+    def verify(candidate: str) -> dict[str, Any]:
+        key = client.get_signing_key_from_jwt(candidate)
+        claims: dict[str, Any] = jwt.decode(
+            candidate,
+            key.key,
+            algorithms=["EdDSA", "ES256"],
+            audience="graph",
+            issuer=served.settings.hostcall_token_issuer,
+            options={"require": ["exp", "iat", "iss", "aud", "sub", "tenant_id"]},
+        )
+        return claims
+
+    assert verify(token)["tenant_id"] == "t1"
+    # Holding the public key, mint a token for another tenant: HS256 keyed with its PEM.
+    claims = jwt.decode(token, options={"verify_signature": False})
+    claims["tenant_id"] = "t-victim"
+    public = client.get_signing_key_from_jwt(token).key
+    pem = public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    header = jwt.get_unverified_header(token)
+    forged = _forge_hs256({"alg": "HS256", "typ": "JWT", "kid": header["kid"]}, claims, pem)
+    with pytest.raises(jwt.InvalidTokenError):
+        verify(forged)
+    with pytest.raises(jwt.InvalidTokenError):
+        _verify(served, forged)
+
+
+def _forge_hs256(header: dict[str, Any], claims: dict[str, Any], secret: bytes) -> str:
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
+    signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64(signature)}"
+
+
+def test_a_reflecting_upstream_cannot_hand_the_token_to_the_guest(
+    served: Served, upstream: Upstream
+) -> None:
+    output = _enrich(served, "reflect")
+    token = _last_token(upstream)
+    text = json.dumps(output)
+    assert token not in text
+    assert token.rsplit(".", 1)[-1] not in text
+    reflected = output["enriched"]["body"]["headers"]
+    assert reflected["authorization"] == "Bearer [redacted]"
+    assert reflected["x-request-id"] == "req-hc-1"
+    assert "x-echo-authorization" not in text  # upstream headers never reach the guest
+
+
+def test_key_rotation_over_the_wire(served: Served, upstream: Upstream) -> None:
+    """next is published before it signs; previous keeps verifying tokens in flight."""
+    original = served.keys_file.read_text()
+    second = new_key("P-256")
+    try:
+        _enrich(served, "r1")
+        by_first = _last_token(upstream)
+        assert jwt.get_unverified_header(by_first)["kid"] == "k-2026-11"
+
+        write_keys(
+            served.keys_file, (FIRST_KEY, "k-2026-11", "current"), (second, "k-2026-12", "next")
+        )
+        time.sleep(1.2)  # the runtime checks the key file at most once a second
+        assert [key["kid"] for key in _jwks(served)["keys"]] == ["k-2026-11", "k-2026-12"]
+        _enrich(served, "r2")
+        assert jwt.get_unverified_header(_last_token(upstream))["kid"] == "k-2026-11"
+
+        write_keys(
+            served.keys_file,
+            (second, "k-2026-12", "current"),
+            (FIRST_KEY, "k-2026-11", "previous"),
+        )
+        time.sleep(1.2)
+        _enrich(served, "r3")
+        by_second = _last_token(upstream)
+        assert jwt.get_unverified_header(by_second)["kid"] == "k-2026-12"
+        assert jwt.get_unverified_header(by_second)["alg"] == "ES256"
+        assert _verify(served, by_second)["tenant_id"] == "t1"
+        assert _verify(served, by_first)["tenant_id"] == "t1"  # overlap: still verifies
+
+    finally:
+        served.keys_file.write_text(original)
+        time.sleep(1.2)
+    _enrich(served, "r4")
+    assert _verify(served, _last_token(upstream))["tenant_id"] == "t1"
+
+
+def test_a_bad_key_file_edit_keeps_the_keys_and_is_counted(served: Served) -> None:
+    def failures() -> float:
+        text = httpx.get(served.url + "/metrics", timeout=5).text
+        prefix = 'extensions_runtime_config_reload_failures_total{file="hostcall_keys"} '
+        (line,) = [line for line in text.splitlines() if line.startswith(prefix)]
+        return float(line.removeprefix(prefix))
+
+    original = served.keys_file.read_text()
+    before, published = failures(), _jwks(served)
+    try:
+        served.keys_file.write_text('{"keys": [')
+        time.sleep(1.2)
+        assert _jwks(served) == published  # the last good keys stay in force
+        assert failures() == before + 1
+        assert _enrich(served, "n5")["enriched"]["status"] == 200
+    finally:
+        served.keys_file.write_text(original)
+        time.sleep(1.2)

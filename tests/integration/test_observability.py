@@ -114,6 +114,7 @@ async def test_host_calls_carry_the_invocation_trace(spans: InMemorySpanExporter
                 extensions_dir=EXAMPLES,
                 policy_file=ROOT / "config" / "risk-tiers.yaml",
                 hostcall_services={"graph": url},
+                dev=True,  # HS256 host-call tokens are dev-only
                 hostcall_token_secret=SecretStr("trace-test-secret-0123456789abcdef0123"),
             )
         )

@@ -71,6 +71,7 @@ async def test_echo_stays_fast_beside_loops_and_hung_host_calls(
             extensions_dir=root,
             policy_file=ROOT / "config" / "risk-tiers.yaml",
             hostcall_services={"graph": hanging_upstream},
+            dev=True,  # HS256 host-call tokens are dev-only
             hostcall_token_secret=SecretStr("lanes-test-secret-0123456789abcdef0123"),
             hostcall_timeout_ms=2_000,
         )

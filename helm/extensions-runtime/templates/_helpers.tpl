@@ -72,9 +72,17 @@ becomes (env) or the file it is mounted as (file).
 s3AccessKeyId: {secretKey: s3-access-key-id, env: EXTENSIONS_RUNTIME_S3_ACCESS_KEY_ID}
 s3SecretAccessKey: {secretKey: s3-secret-access-key, env: EXTENSIONS_RUNTIME_S3_SECRET_ACCESS_KEY}
 promotionWebhookSecret: {secretKey: promotion-webhook-secret, env: EXTENSIONS_RUNTIME_PROMOTION_WEBHOOK_SECRET}
-hostcallTokenSecret: {secretKey: hostcall-token-secret, env: EXTENSIONS_RUNTIME_HOSTCALL_TOKEN_SECRET}
+hostcallSigningKeys: {secretKey: hostcall-signing-keys.json, file: hostcall-signing-keys.json, fileEnv: EXTENSIONS_RUNTIME_HOSTCALL_SIGNING_KEYS_FILE}
 authJwks: {secretKey: auth-jwks.json, file: jwks.json, fileEnv: EXTENSIONS_RUNTIME_AUTH_JWKS_FILE}
 authHs256Secret: {secretKey: auth-hs256-secret, env: EXTENSIONS_RUNTIME_AUTH_HS256_SECRET}
+{{- end }}
+
+{{/* "true" when a wired secret key is mounted as a file (the secret-files volume). */}}
+{{- define "extensions-runtime.secretFiles" -}}
+{{- $table := include "extensions-runtime.secretKeyTable" . | fromYaml -}}
+{{- range $key, $wired := .Values.secrets.keys }}
+{{- if and $wired (get $table $key).file }}true{{ end }}
+{{- end }}
 {{- end }}
 
 {{/* Name of the Secret the pod reads, or "" when no secret is wired. */}}
