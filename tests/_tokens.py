@@ -19,7 +19,7 @@ def caller_token(
     user: str = "u1",
     *,
     secret: str = SECRET,
-    ttl: int = 60,
+    ttl: int = 3600,  # tokens minted at collection time must outlive a slow run
     audience: str = AUDIENCE,
     **extra: Any,
 ) -> str:
