@@ -28,7 +28,7 @@ from pyqwest import Client as HTTPClient
 from pyqwest import HTTPTransport, HTTPVersion, SyncClient, SyncHTTPTransport
 
 from app.client._context import REQUEST_ID_HEADER, Forwarded
-from app.client._errors import ExtensionTimeout, error_from_connect
+from app.client._errors import ExtensionError, ExtensionTimeout, error_from_connect
 from app.client._result import (
     NO_INPUT,
     InvocationResult,
@@ -113,6 +113,7 @@ class _Call:
             include_logs=include_logs,
             output_format=output_format,
         )
+        self.output_format = output_format
         self.headers = {**(headers or {}), REQUEST_ID_HEADER: wire.request_id}
         self.timeout_ms = self._timeout(timeout_ms, default_timeout_ms, deadline)
 
@@ -150,9 +151,15 @@ class _Call:
     def result(
         self, response: runtime_pb.InvokeExtensionResponse, metadata: ResponseMetadata
     ) -> InvocationResult:
-        return result_from_response(
-            response, metadata.headers.get(REQUEST_ID_HEADER) or self.request_id
-        )
+        try:
+            return result_from_response(
+                response,
+                metadata.headers.get(REQUEST_ID_HEADER) or self.request_id,
+                self.output_format,
+            )
+        except ExtensionError as error:
+            error.extension_id = self.extension_id
+            raise
 
 
 def _reraise_cancellation(error: ConnectError) -> None:

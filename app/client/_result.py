@@ -1,4 +1,12 @@
-"""Requests in, results out: the Python shapes of the wire messages."""
+"""Requests in, results out: the Python shapes of the wire messages.
+
+**Exact JSON.** ``google.protobuf.Value`` holds every number as a double, so an
+id such as 9007199254740993 or an amount with 20 digits would be rounded on
+the way. The SDK therefore never puts a caller's data in a ``Value``: a JSON
+input travels as ``input_bytes`` holding its exact JSON text (the guest reads
+the same UTF-8 JSON either way), and the output is asked for as bytes and
+parsed here, so integers of any size come back as the ``int`` the guest wrote.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +14,19 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from connectrpc.code import Code
 from protobuf import Oneof
 from protobuf.wkt import Value
 
 from app._values import integral
-from app.client._errors import LogLine, Metrics
+from app.client._errors import InvalidInput, InvalidOutput, LogLine, Metrics
 from app.gen.ameide.extensions.v1 import runtime_pb
 
 OutputFormat = Literal["auto", "json", "bytes"]
 """``auto``: JSON when the output parses as JSON, bytes otherwise; ``json``: JSON or
 ``InvalidOutput``; ``bytes``: always the raw bytes."""
 
-_OUTPUT_FORMATS = {
-    "auto": runtime_pb.OutputFormat.UNSPECIFIED,
-    "json": runtime_pb.OutputFormat.JSON,
-    "bytes": runtime_pb.OutputFormat.BYTES,
-}
+_OUTPUT_FORMATS = ("auto", "json", "bytes")
 
 
 class _NoInput:
@@ -74,37 +79,72 @@ def build_request(
         payload = Oneof("input_bytes", bytes(data))
     else:
         try:
-            payload = Oneof("input_json", Value.from_python(data))
-        except (TypeError, ValueError) as exc:
+            text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        except TypeError as exc:
             raise TypeError(
                 f"input must be bytes or a JSON value (dict, list, str, number, bool, None): {exc}"
             ) from None
-    try:
-        fmt = _OUTPUT_FORMATS[output_format]
-    except KeyError:
-        raise ValueError(f"output_format must be one of {sorted(_OUTPUT_FORMATS)}") from None
+        except ValueError as exc:  # NaN, Infinity, a circular reference: not JSON
+            raise InvalidInput(
+                f"input is not JSON: {exc}",
+                code=Code.INVALID_ARGUMENT,
+                extension_id=extension_id,
+                version=version,
+                request_id=context.request_id if context is not None else "",
+            ) from None
+        payload = Oneof("input_bytes", text.encode())
+    if output_format not in _OUTPUT_FORMATS:
+        raise ValueError(f"output_format must be one of {sorted(_OUTPUT_FORMATS)}")
     return runtime_pb.InvokeExtensionRequest(
         context=context,
         extension_id=extension_id,
         version=version,
         input=payload,  # type: ignore[arg-type]
         include_logs=include_logs,
-        output_format=fmt,
+        output_format=runtime_pb.OutputFormat.BYTES,  # parsed here, exactly
     )
 
 
+def _exact_json(data: bytes) -> tuple[bool, Any]:
+    """``(True, value)`` when ``data`` is JSON (integers exact), else ``(False, None)``."""
+    try:
+        return True, json.loads(data, parse_constant=_not_json)
+    except (ValueError, RecursionError):
+        return False, None
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def result_from_response(
-    response: runtime_pb.InvokeExtensionResponse, request_id: str
+    response: runtime_pb.InvokeExtensionResponse,
+    request_id: str,
+    output_format: OutputFormat = "auto",
 ) -> InvocationResult:
+    """The result as the caller asked for it; ``json`` output that is not JSON raises."""
     output: Any = b""
     is_json = False
     if response.output is not None:
-        if response.output.field == "output_json":
+        if response.output.field == "output_json":  # a server that chose JSON itself
             value: Value = response.output.value
             output = integral(value.to_python())
             is_json = True
         else:
             output = bytes(response.output.value)
+            if output_format != "bytes":
+                is_json, parsed = _exact_json(output)
+                if is_json:
+                    output = parsed
+                elif output_format == "json":
+                    raise InvalidOutput(
+                        "the extension's output is not valid JSON",
+                        code=Code.FAILED_PRECONDITION,
+                        request_id=request_id,
+                        version=response.resolved_version,
+                        metrics=Metrics.from_message(response.metrics),
+                        logs=LogLine.from_messages(response.logs),
+                    )
     return InvocationResult(
         output=output,
         is_json=is_json,
