@@ -50,7 +50,7 @@ async def test_allowed_but_unconfigured_service_is_denied(runtime: Runtime) -> N
     enriched = json.loads(outcome.output)["enriched"]
     assert enriched["error"]["kind"] == "denied"
     assert outcome.metrics.host_calls == 1
-    assert runtime.host_bridge.counts.snapshot() == {("graph", "GetNode", "denied"): 1}
+    assert runtime.host_bridge.counts.snapshot() == {("_other", "_other", "denied"): 1}
 
 
 async def test_tier_ceiling_on_host_calls_applies(runtime: Runtime) -> None:

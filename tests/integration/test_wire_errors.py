@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 
@@ -84,3 +86,13 @@ def test_invocation_failure_maps_to_code_and_detail() -> None:
         response = connect_json(url, {"extensionId": "echo"})
     assert response.json()["code"] == "resource_exhausted"
     assert response.json()["details"][0]["debug"]["kind"] == "ERROR_KIND_OVERLOADED"
+
+
+def test_request_id_with_a_trailing_newline_is_replaced(pyvoy_url: str) -> None:
+    # "$" in a Python regex matches before a final newline: the id passed, the guest
+    # ran, and the reply died on the header value as a plain-text 500.
+    body = {"context": {"requestId": "rid-1\n"}, "extensionId": "echo", "inputJson": {"x": 1}}
+    response = connect_json(pyvoy_url, body)
+    assert response.status_code == 200, response.text
+    assert response.json()["outputJson"] == {"x": 1}
+    assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
