@@ -23,7 +23,9 @@ version; its ``call`` runs on the worker thread that runs the guest:
    URL or any header: upstream headers are not passed on, and a body that
    reflects the token verbatim has it (and its signature) redacted.
    (``budget_exhausted`` is reserved for the call budget, which the sandbox
-   enforces before a call reaches the bridge.)
+   enforces before a call reaches the bridge.) No exception leaves the
+   bridge: one it did not expect is ``unavailable`` for the guest and outcome
+   ``internal`` in the metrics.
 
 Why a synchronous client on the worker thread rather than the event loop's
 async client: the worker is already a blocking thread, parked inside a wasm
