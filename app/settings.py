@@ -15,6 +15,8 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app._ids import S3_PREFIX_PATTERN
+
 ServerName = Literal["pyvoy", "uvicorn", "hypercorn"]
 _REPO = Path(__file__).resolve().parent.parent
 EXAMPLES_DIR = _REPO / "examples" / "extensions"
@@ -103,7 +105,7 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
     s3_bucket: str = "extensions"
-    s3_prefix: str = Field(default="extensions/", pattern=r"^([A-Za-z0-9._-]+/)*$")
+    s3_prefix: str = Field(default="extensions/", pattern=S3_PREFIX_PATTERN)
     s3_path_style: bool = True
     s3_access_key_id: SecretStr | None = None
     s3_secret_access_key: SecretStr | None = None

@@ -17,6 +17,7 @@ from typing import Any
 import jwt
 from jwt import PyJWKClient, PyJWKSet
 
+from app._ids import TENANT_PATTERN, fullmatch
 from app.invocation import ExecutionContext
 from app.settings import Settings
 from app.telemetry import get_logger
@@ -24,6 +25,7 @@ from app.telemetry import get_logger
 _log = get_logger("app.auth")
 _ASYMMETRIC = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA"]
 _MAX_TOKEN_CHARS = 8192
+_MAX_NAME_CHARS = 256
 
 
 class AuthError(Exception):
@@ -139,14 +141,44 @@ class Authenticator:
             raise AuthError("unauthenticated", "token expired") from None
         except jwt.InvalidTokenError as exc:
             raise AuthError("unauthenticated", f"invalid token ({type(exc).__name__})") from None
-        scopes = claims.get("scope", "")
-        return Principal(
-            tenant_id=str(claims.get("tenant_id", "")),
-            organization_id=str(claims.get("organization_id", "")),
-            user_id=str(claims.get("user_id", claims["sub"])),
-            scopes=frozenset(scopes.split()) if isinstance(scopes, str) else frozenset(),
-            subject=str(claims["sub"]),
-        )
+        return _principal(claims)
+
+
+def _name_claim(claims: dict[str, Any], name: str, *, default: str | None = None) -> str:
+    """A claim that must be a short printable string (``default`` when absent)."""
+    value = claims.get(name, default)
+    if not isinstance(value, str) or not value or len(value) > _MAX_NAME_CHARS:
+        raise AuthError("unauthenticated", f"claim {name} must be a non-empty string")
+    if not value.isprintable():
+        raise AuthError("unauthenticated", f"claim {name} has unprintable characters")
+    return value
+
+
+def _principal(claims: dict[str, Any]) -> Principal:
+    """The principal from verified claims, typed rather than coerced.
+
+    ``str()`` on a claim would make ``tenant_id: null`` the tenant ``"None"``
+    (shared by every such token) and a list ``"['a', 'b']"``, so anything but
+    the expected shape is ``unauthenticated``. The tenant must match the id
+    pattern; an absent organization is empty. ``scope`` is read only as the
+    space-separated string of RFC 8693; ``scp`` and a list are ignored, which
+    fails closed (no scopes).
+    """
+    tenant = claims.get("tenant_id", "")  # absent: bind() refuses it, the admin RPC needs none
+    if "tenant_id" in claims and not fullmatch(TENANT_PATTERN, tenant):
+        raise AuthError("unauthenticated", "claim tenant_id is not a tenant id")
+    organization = claims.get("organization_id", "")
+    if organization != "":
+        organization = _name_claim(claims, "organization_id")
+    subject = _name_claim(claims, "sub")
+    scopes = claims.get("scope", "")
+    return Principal(
+        tenant_id=tenant,
+        organization_id=organization,
+        user_id=_name_claim(claims, "user_id", default=subject),
+        scopes=frozenset(scopes.split()) if isinstance(scopes, str) else frozenset(),
+        subject=subject,
+    )
 
 
 def bind(principal: Principal | None, context: ExecutionContext) -> ExecutionContext:

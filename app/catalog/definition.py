@@ -12,10 +12,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.storage.source import ID_PATTERN, TENANT_PATTERN, VERSION_PATTERN
+from app._ids import (
+    BLOB_KEY_PATTERN,
+    HOST_CALL_PATTERN,
+    ID_PATTERN,
+    SHA256_PATTERN,
+    TENANT_PATTERN,
+    TIER_PATTERN,
+    VERSION_PATTERN,
+    fullmatch,
+)
 
-TIER_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
-HOST_CALL_PATTERN = r"^[a-z0-9.*-]{1,64}/[A-Za-z0-9*]{1,64}$"
 MAX_CONFIG_BYTES = 64 * 1024
 
 Abi = Literal["raw", "wasi-stdio"]
@@ -29,7 +36,7 @@ class BlobRef(_Strict):
     """Where the module bytes live; ``key`` is relative to the store's prefix."""
 
     bucket: str = Field(default="", max_length=63)
-    key: str = Field(min_length=1, max_length=512, pattern=r"^[A-Za-z0-9._/+-]+$")
+    key: str = Field(min_length=1, max_length=512, pattern=BLOB_KEY_PATTERN)
 
     @field_validator("key")
     @classmethod
@@ -60,7 +67,7 @@ class ExtensionDefinition(_Strict):
     abi: Abi
     risk_tier: str = Field(default="pure", pattern=TIER_PATTERN)
     wasm_blob_ref: BlobRef
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    sha256: str = Field(pattern=SHA256_PATTERN)
     limits: DeclaredLimits = Field(default_factory=DeclaredLimits)
     host_calls: tuple[str, ...] = Field(default=(), max_length=64)
     config: dict[str, Any] = Field(default_factory=dict)
@@ -69,10 +76,8 @@ class ExtensionDefinition(_Strict):
     @field_validator("host_calls")
     @classmethod
     def _host_call_patterns(cls, calls: tuple[str, ...]) -> tuple[str, ...]:
-        import re
-
         for call in calls:
-            if not re.match(HOST_CALL_PATTERN, call):
+            if not fullmatch(HOST_CALL_PATTERN, call):
                 raise ValueError(f"host call {call[:80]!r} is not 'service/method'")
         return calls
 

@@ -71,9 +71,9 @@ def remaining_ms(source: RequestSource) -> float | None:
         return source.timeout_ms
     headers = _headers(source)
     connect = headers.get("connect-timeout-ms", "").strip()
-    if _CONNECT_TIMEOUT.match(connect):
+    if _CONNECT_TIMEOUT.fullmatch(connect):
         return float(connect)
-    match = _GRPC_TIMEOUT.match(headers.get("grpc-timeout", "").strip())
+    match = _GRPC_TIMEOUT.fullmatch(headers.get("grpc-timeout", "").strip())
     if match:
         return int(match.group(1)) * _GRPC_UNIT_MS[match.group(2)]
     return None

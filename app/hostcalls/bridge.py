@@ -23,7 +23,9 @@ version; its ``call`` runs on the worker thread that runs the guest:
    URL or any header: upstream headers are not passed on, and a body that
    reflects the token verbatim has it (and its signature) redacted.
    (``budget_exhausted`` is reserved for the call budget, which the sandbox
-   enforces before a call reaches the bridge.)
+   enforces before a call reaches the bridge.) No exception leaves the
+   bridge: one it did not expect is ``unavailable`` for the guest and outcome
+   ``internal`` in the metrics.
 
 Why a synchronous client on the worker thread rather than the event loop's
 async client: the worker is already a blocking thread, parked inside a wasm
@@ -52,7 +54,6 @@ from __future__ import annotations
 
 import http.cookiejar
 import json
-import re
 import threading
 import time
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ from urllib.parse import urlsplit
 import httpx
 from opentelemetry import propagate, trace
 
+from app._ids import METHOD_PATTERN, REQUEST_ID_PATTERN, SERVICE_PATTERN, fullmatch
 from app.hostcalls import _deadline
 from app.hostcalls.policy import Policy
 from app.hostcalls.tokens import HostCallSigner, TokenUnavailable
@@ -73,14 +75,13 @@ from app.telemetry.tracing import tracer
 
 _log = get_logger("app.hostcalls")
 
-SERVICE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-METHOD_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
-_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 _REQUEST_KEYS = frozenset({"service", "method", "body"})
 OK = "ok"
 """Outcome label of a call that reached the service and got an answer below 500."""
 INTERNAL = "internal"
 """Outcome label of a call that failed inside the runtime (a bug)."""
+OTHER = "_other"
+"""Metric label of a service or method the configuration does not name."""
 
 
 class HostCallErrorKind(StrEnum):
@@ -142,9 +143,9 @@ def parse_request(raw: bytes, max_bytes: int) -> GuestRequest:
     if unknown:
         raise _Refused(invalid, f"unknown request field(s): {', '.join(sorted(unknown))[:200]}")
     service, method = document.get("service"), document.get("method")
-    if not isinstance(service, str) or not SERVICE_PATTERN.match(service):
+    if not isinstance(service, str) or not fullmatch(SERVICE_PATTERN, service):
         raise _Refused(invalid, "service must be a name like 'graph' ([A-Za-z0-9._-], 1-64)")
-    if not isinstance(method, str) or not METHOD_PATTERN.match(method):
+    if not isinstance(method, str) or not fullmatch(METHOD_PATTERN, method):
         raise _Refused(invalid, "method must be a name like 'GetNode' ([A-Za-z0-9_], 1-64)")
     body = document.get("body", {})
     if not isinstance(body, dict):
@@ -157,8 +158,10 @@ def parse_request(raw: bytes, max_bytes: int) -> GuestRequest:
 class OutcomeCounter:
     """Thread-safe counts of host calls by (service, method, outcome), for metrics.
 
-    Service and method names come from guests, so the number of distinct
-    series is capped; calls beyond it are counted under ``("_other", "_other")``.
+    The bridge only passes labels the configuration names (see
+    :meth:`InvocationBridge.labels`); the cap on distinct pairs is a backstop
+    for wildcard allowlists, and calls beyond it are counted under
+    ``("_other", "_other")``.
     """
 
     def __init__(self, max_series: int = 512) -> None:
@@ -172,7 +175,7 @@ class OutcomeCounter:
             pair = (service, method)
             if pair not in self._pairs:
                 if len(self._pairs) >= self._max_series:
-                    service, method = "_other", "_other"
+                    service, method = OTHER, OTHER
                 else:
                     self._pairs.add(pair)
             key = (service, method, outcome)
@@ -210,9 +213,14 @@ class _NoCookies(http.cookiejar.DefaultCookiePolicy):
 def _base_urls(services: dict[str, str]) -> dict[str, str]:
     checked: dict[str, str] = {}
     for name, url in services.items():
-        if not SERVICE_PATTERN.match(name):
+        if not fullmatch(SERVICE_PATTERN, name):
             raise ValueError(f"hostcall_services: {name!r} is not a valid service name")
         parts = urlsplit(url)
+        try:
+            httpx.URL(url)
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except (httpx.InvalidURL, ValueError):
+            raise ValueError(f"hostcall_services[{name!r}] is not a valid URL") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"hostcall_services[{name!r}] must be an http(s) URL with a host")
         if parts.query or parts.fragment:
@@ -354,9 +362,10 @@ class InvocationBridge:
     ) -> tuple[bytes, str]:
         started = time.monotonic()
         service, method, outcome = "-", "-", INTERNAL
+        parsed: GuestRequest | None = None
         try:
             parsed = parse_request(request, self._owner.settings.hostcall_max_request_bytes)
-            service, method = parsed.service, parsed.method
+            service, method = self.labels(parsed)
             trace.get_current_span().set_attribute("ameide.host_call.target", parsed.target)
             answer = self._perform(parsed, context, remaining_ms)
             outcome = OK
@@ -364,19 +373,36 @@ class InvocationBridge:
         except _Refused as refused:
             outcome = refused.kind.value
             return error_response(refused.kind, refused.message), outcome
+        except Exception:  # noqa: BLE001 - a bug here must not end the guest's invocation
+            _log.exception("hostcall.unexpected_error", extension=self._extension_id)
+            kind = HostCallErrorKind.UNAVAILABLE
+            return error_response(kind, "the host call failed inside the runtime"), outcome
         finally:
             self._owner.counts.add(service, method, outcome)
             log = _log.info if outcome in (OK, HostCallErrorKind.DENIED) else _log.warning
             log(
                 "hostcall.done",
-                service=service,
-                method=method,
+                service=parsed.service if parsed else "-",
+                method=parsed.method if parsed else "-",
                 outcome=outcome,
                 tier=self._tier,
                 extension=self._extension_id,
                 version=self._version,
                 duration_ms=round((time.monotonic() - started) * 1000, 2),
             )
+
+    def labels(self, request: GuestRequest) -> tuple[str, str]:
+        """The metric labels of a call: only names the configuration gives.
+
+        Guests choose what they ask for, so a label is the asked-for name only
+        when the service is configured and (for the method) the call passes the
+        policy; everything else is ``_other``. Denied calls to made-up
+        services therefore cannot spend the series budget that real pairs need.
+        """
+        if request.service not in self._owner._services:
+            return OTHER, OTHER
+        allowed = self._policy.allows(self._tier, self._requested, request.service, request.method)
+        return request.service, request.method if allowed else OTHER
 
     def _perform(
         self, request: GuestRequest, context: ExecutionContext, remaining_ms: float
@@ -411,7 +437,7 @@ class InvocationBridge:
             "Connect-Timeout-Ms": str(int(timeout_ms)),
             "Authorization": f"Bearer {token}",
         }
-        if _REQUEST_ID.match(context.request_id):
+        if fullmatch(REQUEST_ID_PATTERN, context.request_id):
             headers["X-Request-Id"] = context.request_id
         propagate.inject(headers)  # traceparent: the upstream joins the invocation's trace
         url = f"{base_url}/{request.service}/{request.method}"
@@ -421,7 +447,9 @@ class InvocationBridge:
             raise _Refused(
                 HostCallErrorKind.TIMEOUT, f"{target} did not answer within {int(timeout_ms)} ms"
             ) from None
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, ValueError) as exc:
+            # InvalidURL, StreamError and a ValueError from building the request are
+            # not HTTPErrors; they are still this call failing, not the invocation.
             _log.warning(
                 "hostcall.transport_error", service=request.service, error=type(exc).__name__
             )

@@ -18,8 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from app._hotfile import HotFile
-
-_PATTERN = r"^[A-Za-z0-9.*_-]{1,64}/[A-Za-z0-9*_]{1,64}$"
+from app._ids import POLICY_ALLOW_PATTERN, TIER_PATTERN, fullmatch
 
 
 class Ceilings(BaseModel):
@@ -83,13 +82,11 @@ def parse_policy(text: str) -> Policy:
     """Parse and validate a policy document (YAML or JSON)."""
     raw: Any = yaml.safe_load(text)
     document = PolicyDocument.model_validate(raw)
-    import re
-
     for name, tier in document.tiers.items():
-        if not re.match(r"^[a-z][a-z0-9-]{0,31}$", name):
+        if not fullmatch(TIER_PATTERN, name):
             raise ValueError(f"tier name {name!r} is invalid")
         for pattern in tier.allow:
-            if not re.match(_PATTERN, pattern):
+            if not fullmatch(POLICY_ALLOW_PATTERN, pattern):
                 raise ValueError(f"tier {name}: allow pattern {pattern!r} is not 'service/method'")
     return Policy(tiers=dict(document.tiers))
 

@@ -2,7 +2,8 @@
 
 Every call needs a verified token carrying the admin scope, even when caller
 auth is off for local development: a kill switch is not something an
-anonymous caller should be able to flip.
+anonymous caller should be able to flip. No or a bad token is
+``unauthenticated``; a good token without the scope is ``permission_denied``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from connectrpc.request import RequestContext
 from protobuf import Oneof
 from pydantic import ValidationError
 
+from app._ids import ID_PATTERN, TENANT_PATTERN, fullmatch
 from app.auth import Authenticator, AuthError
 from app.controls import Ceilings, Degradation, Switch, Target
 from app.gen.ameide.extensions.v1 import admin_pb
@@ -98,7 +100,12 @@ class AdminService(ExtensionRuntimeAdmin):
         try:
             principal = self._auth.authenticate(header, require=True)
         except AuthError as refused:
-            raise ConnectError(Code.PERMISSION_DENIED, refused.message) from None
+            code = (
+                Code.UNAUTHENTICATED
+                if refused.status == "unauthenticated"
+                else Code.PERMISSION_DENIED
+            )
+            raise ConnectError(code, refused.message) from None
         if principal is None or self._scope not in principal.scopes:
             raise ConnectError(Code.PERMISSION_DENIED, f"the admin scope {self._scope} is required")
         return principal.subject
@@ -205,6 +212,10 @@ class AdminService(ExtensionRuntimeAdmin):
     ) -> admin_pb.RefreshCatalogResponse:
         self._require_admin(ctx)
         if request.extension_id:
+            if not fullmatch(ID_PATTERN, request.extension_id):
+                raise ConnectError(Code.INVALID_ARGUMENT, "extension_id is not an extension id")
+            if request.owner and not fullmatch(TENANT_PATTERN, request.owner):
+                raise ConnectError(Code.INVALID_ARGUMENT, "owner is not a tenant id")
             await self._runtime.refresh_extension(request.extension_id, request.owner)
         else:
             await self._runtime.refresh_all()

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from typing import Any
 
 from connectrpc.request import RequestContext
 
+from app._ids import REQUEST_ID_PATTERN, fullmatch
 from app.gen.ameide.extensions.v1 import runtime_pb
-
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 def request_id_for(request: object, ctx: RequestContext[Any, Any]) -> str:
@@ -24,6 +22,6 @@ def request_id_for(request: object, ctx: RequestContext[Any, Any]) -> str:
         candidates.append(request.context.request_id)
     candidates.append(ctx.request_headers.get("x-request-id", ""))
     for candidate in candidates:
-        if candidate and _REQUEST_ID.match(candidate):
+        if fullmatch(REQUEST_ID_PATTERN, candidate):
             return candidate
     return uuid.uuid4().hex

@@ -32,6 +32,23 @@ _CODES: dict[ErrorKind, Code] = {
 }
 
 
+ECHO_CHARS = 128
+"""Longest caller string (extension id, version, request id) echoed in an error."""
+MESSAGE_CHARS = 512
+"""Longest error message: a fixed text plus the caller strings it names."""
+
+
+def clip(text: str, limit: int = ECHO_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, ending in ``...`` when cut.
+
+    Errors echo what the caller sent; unbounded, a 1 MB extension id made a
+    5.7 MB Connect error, and over gRPC a 100 KB one overflowed the client's
+    metadata limit (the message and the detail travel in trailers) instead of
+    reading ``NOT_FOUND``.
+    """
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def code_for(kind: ErrorKind) -> Code:
     """The Connect/gRPC code a kind is reported with."""
     return _CODES[kind]
@@ -49,19 +66,22 @@ def to_connect_error(
     """A ConnectError carrying an ``InvocationError`` detail clients can branch on.
 
     With ``include_logs`` the guest's log lines up to the failure ride along in
-    the detail, on every protocol.
+    the detail, on every protocol (bounded by the log budget). This is the one
+    place an invocation's failure reaches the wire, so every string that may
+    hold caller input is bounded here (see :func:`clip`).
     """
+    message = clip(failure.message, MESSAGE_CHARS)
     detail = runtime_pb.InvocationError(
         kind=runtime_pb.ErrorKind[failure.kind.value],
-        message=failure.message,
-        extension_id=extension_id,
-        version=version,
-        request_id=request_id,
+        message=message,
+        extension_id=clip(extension_id),
+        version=clip(version),
+        request_id=clip(request_id),
         metrics=metrics,
         logs=log_lines(failure.logs) if include_logs else [],
         logs_truncated=include_logs and failure.logs_truncated,
     )
-    return ConnectError(code_for(failure.kind), failure.message, details=[detail])
+    return ConnectError(code_for(failure.kind), message, details=[detail])
 
 
 def log_lines(lines: Iterable[LogLine]) -> list[runtime_pb.LogLine]:

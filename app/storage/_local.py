@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from app._ids import fullmatch
 from app.errors import ErrorKind, InvocationFailure
 from app.storage.source import (
     ID_PATTERN,
@@ -29,14 +30,12 @@ class LocalDirectorySource:
         return self._root
 
     def _children(self, path: Path, pattern: str) -> list[str]:
-        import re
-
         if not path.is_dir() or path.is_symlink():
             return []
         return sorted(
             p.name
             for p in path.iterdir()
-            if p.is_dir() and not p.is_symlink() and re.fullmatch(pattern, p.name)
+            if p.is_dir() and not p.is_symlink() and fullmatch(pattern, p.name)
         )
 
     def _scope(self, owner: str) -> Path:

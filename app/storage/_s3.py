@@ -18,7 +18,6 @@ this class, and ``check`` (``/readyz``) always asks.
 from __future__ import annotations
 
 import contextlib
-import re
 import time
 from typing import Any
 
@@ -26,6 +25,7 @@ import aioboto3
 from aiobotocore.config import AioConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
+from app._ids import fullmatch
 from app.errors import ErrorKind, InvocationFailure
 from app.settings import Settings
 from app.storage.source import (
@@ -148,7 +148,7 @@ class S3Source:
                 page = await s3.list_objects_v2(**kwargs)
                 for common in page.get("CommonPrefixes", []):
                     name = common["Prefix"][len(prefix) :].rstrip("/")
-                    if re.fullmatch(pattern, name):
+                    if fullmatch(pattern, name):
                         names.append(name)
                 if not page.get("IsTruncated"):
                     break

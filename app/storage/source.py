@@ -16,9 +16,12 @@ from __future__ import annotations
 
 from typing import Protocol
 
-ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
-VERSION_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$"
-TENANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+from app import _ids
+
+# Storage path segments are ids: one definition of each shape, in app._ids.
+ID_PATTERN = _ids.ID_PATTERN
+VERSION_PATTERN = _ids.VERSION_PATTERN
+TENANT_PATTERN = _ids.TENANT_PATTERN
 MAX_DEFINITION_BYTES = 256 * 1024
 TENANTS_DIR = "_tenants"
 PLATFORM = ""

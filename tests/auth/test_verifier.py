@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from app.auth import Authenticator, AuthError, bind
 from app.invocation import ExecutionContext
 from app.settings import Settings
-from tests._tokens import ISSUER, SECRET, caller_token
+from tests._tokens import AUDIENCE, ISSUER, SECRET, caller_token
 
 
 def _auth(**over: object) -> Authenticator:
@@ -106,9 +106,62 @@ def test_tokens_from_another_issuer_are_unauthenticated(token: str) -> None:
     assert info.value.status == "unauthenticated"
 
 
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"tenant_id": None},  # str() made this the tenant "None", shared by all such tokens
+        {"tenant_id": ["a", "b"]},
+        {"tenant_id": 7},
+        {"tenant_id": ""},
+        {"tenant_id": "t1\n"},
+        {"tenant_id": "../t1"},
+        {"tenant_id": "t" * 129},
+        {"organization_id": None},
+        {"organization_id": ["o1"]},
+        {"organization_id": "o1\x00"},
+        {"organization_id": "o" * 257},
+        {"user_id": None},
+        {"user_id": 42},
+    ],
+)
+def test_claims_of_the_wrong_shape_are_unauthenticated(claims: dict[str, object]) -> None:
+    base = {"sub": "u1", "tenant_id": "t1", "organization_id": "o1", "aud": AUDIENCE, "iss": ISSUER}
+    token = jwt.encode({**base, "exp": int(time.time()) + 60, **claims}, SECRET, algorithm="HS256")
+    with pytest.raises(AuthError) as info:
+        _auth().authenticate("Bearer " + token)
+    assert info.value.status == "unauthenticated"
+
+
 def test_a_token_without_iss_is_unauthenticated() -> None:
     claims = jwt.decode(caller_token(), options={"verify_signature": False, "verify_aud": False})
     del claims["iss"]
     with pytest.raises(AuthError) as info:
         _auth().authenticate("Bearer " + jwt.encode(claims, SECRET, algorithm="HS256"))
     assert info.value.status == "unauthenticated"
+
+
+def test_absent_organization_is_empty_and_absent_tenant_is_refused_at_bind() -> None:
+    now = int(time.time())
+    claims = {"sub": "u1", "aud": AUDIENCE, "iss": ISSUER, "exp": now + 60}
+    principal = _auth().authenticate("Bearer " + jwt.encode(claims, SECRET, algorithm="HS256"))
+    assert principal is not None
+    assert (principal.tenant_id, principal.organization_id, principal.user_id) == ("", "", "u1")
+    with pytest.raises(AuthError) as info:
+        bind(principal, ExecutionContext(request_id="r"))
+    assert info.value.status == "permission_denied"
+
+
+@pytest.mark.parametrize(
+    ("extra", "scopes"),
+    [
+        ({"scope": "extensions-runtime:admin other"}, {"extensions-runtime:admin", "other"}),
+        ({"scope": ["extensions-runtime:admin"]}, set()),  # a list is ignored: fail closed
+        ({"scp": "extensions-runtime:admin"}, set()),
+        ({"scp": ["extensions-runtime:admin"]}, set()),
+        ({"scope": 1}, set()),
+    ],
+)
+def test_scope_is_only_a_space_separated_string(extra: dict[str, object], scopes: set[str]) -> None:
+    principal = _auth().authenticate("Bearer " + caller_token(**extra))
+    assert principal is not None
+    assert principal.scopes == scopes

@@ -174,3 +174,29 @@ async def test_a_removed_tenant_folder_leaves_the_catalog(tmp_path: Path) -> Non
     assert await catalog.refresh() == 1
     shutil.rmtree(tmp_path / "_tenants" / "acme")
     assert await catalog.refresh() == 0
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"id": "a\n"},
+        {"version": "1\n"},
+        {"risk_tier": "pure\n"},
+        {"sha256": hashlib.sha256(WASM).hexdigest() + "\n"},
+        {"wasm_blob_ref": {"key": "a/1/module.wasm\n"}},
+        {"host_calls": ["graph/GetNode\n"]},  # re.match(...$) let this one through
+    ],
+)
+def test_identifiers_with_a_trailing_newline_are_refused(over: dict[str, object]) -> None:
+    body = {**_definition("a", "1"), **over}
+    with pytest.raises(ValueError):
+        ExtensionDefinition.from_json(json.dumps(body).encode())
+
+
+async def test_directories_with_a_trailing_newline_are_not_listed(tmp_path: Path) -> None:
+    _publish(tmp_path, _definition("a", "1"), "a", "1")
+    (tmp_path / "a\n" / "1").mkdir(parents=True)
+    (tmp_path / "a" / "2\n").mkdir()
+    source = LocalDirectorySource(tmp_path)
+    assert await source.list_extensions() == ["a"]
+    assert await source.list_versions("a") == ["1"]

@@ -237,8 +237,9 @@ def test_denied_calls_never_leave_the_process(
     answer = _call(_for(bridge, tier, requested), guest_request)
     assert _error(answer) == "denied"
     assert not anything.called
-    service, method = guest_request["service"], guest_request["method"]
-    assert bridge.counts.snapshot() == {(service, method, "denied"): 1}
+    # A denied call is counted, but never under the name the guest chose.
+    service = "graph" if guest_request["service"] == "graph" else "_other"
+    assert bridge.counts.snapshot() == {(service, "_other", "denied"): 1}
 
 
 def test_no_token_secret_means_unavailable_and_nothing_sent(mock: respx.MockRouter) -> None:
@@ -278,6 +279,9 @@ def test_no_token_secret_means_unavailable_and_nothing_sent(mock: respx.MockRout
         b'{"service": "graph?x=1", "method": "GetNode", "body": {}}',
         b'{"service": "", "method": "GetNode", "body": {}}',
         b'{"service": "graph", "method": "' + b"G" * 65 + b'", "body": {}}',
+        # "$" in a Python regex also matches before a final newline: names are fullmatched.
+        b'{"service": "graph", "method": "GetNode\\n", "body": {}}',
+        b'{"service": "graph\\n", "method": "GetNode", "body": {}}',
         b"[" * 100_000 + b"]" * 100_000,
     ],
 )
@@ -422,11 +426,64 @@ def test_a_reflected_token_is_redacted_before_the_guest_sees_it(mock: respx.Mock
         {"graph": "graph:8080"},
         {"graph": "http://graph/?q=1"},
         {"../graph": "http://graph"},
+        {"graph\n": "http://graph"},
+        {"graph": "http://graph:99999"},
     ],
 )
 def test_bad_service_urls_fail_at_start(services: dict[str, str]) -> None:
     with pytest.raises(ValueError, match="hostcall_services"):
         HttpBridge(_settings(hostcall_services=services))
+
+
+def test_made_up_names_cannot_spend_the_label_budget(
+    bridge: HttpBridge, mock: respx.MockRouter
+) -> None:
+    mock.post(URL).respond(200, json=NODE)
+    per_invocation = _for(bridge, requested=("*/Get*", "graph/*"))
+    for i in range(600):
+        assert _error(_call(per_invocation, {"service": f"zz{i}", "method": "GetNode"})) == "denied"
+        assert _error(_call(per_invocation, {"service": "graph", "method": f"Drop{i}"})) == "denied"
+    assert _call(per_invocation) == {"status": 200, "body": NODE}
+    assert bridge.counts.snapshot() == {
+        ("_other", "_other", "denied"): 600,
+        ("graph", "_other", "denied"): 600,
+        ("graph", "GetNode", "ok"): 1,
+    }
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        httpx.InvalidURL("Invalid port: '99999'"),  # not an httpx.HTTPError
+        httpx.StreamConsumed(),
+        ValueError("bad header value"),
+    ],
+)
+def test_request_building_errors_are_a_typed_answer(error: Exception) -> None:
+    def fail(request: httpx.Request) -> httpx.Response:
+        raise error
+
+    owner = HttpBridge(_settings(), transport=httpx.MockTransport(fail))
+    try:
+        answer = _call(owner)
+    finally:
+        owner.close()
+    assert _error(answer) == "unavailable"
+    assert owner.counts.snapshot() == {("graph", "GetNode", "unavailable"): 1}
+
+
+def test_an_unexpected_bridge_error_never_escapes_to_the_invocation() -> None:
+    def fail(request: httpx.Request) -> httpx.Response:
+        raise RuntimeError("a bug in the transport")
+
+    owner = HttpBridge(_settings(), transport=httpx.MockTransport(fail))
+    try:
+        answer = _call(owner)
+    finally:
+        owner.close()
+    assert _error(answer) == "unavailable"
+    assert "bug" not in answer["error"]["message"]
+    assert owner.counts.snapshot() == {("graph", "GetNode", "internal"): 1}
 
 
 def test_counter_caps_its_series() -> None:

@@ -177,3 +177,15 @@ def test_a_bad_file_is_counted_once_while_it_stays(tmp_path: Path) -> None:
     path.write_text(READ_LISTS)
     assert store.current().allows("read", ("x/ListY",), "x", "ListY")
     assert store.reload_failures == 2
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'tiers: {"read\\n": {allow: []}}',
+        'tiers: {read: {allow: ["graph/Get*\\n"]}}',
+    ],
+)
+def test_names_with_a_trailing_newline_are_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_policy(text)

@@ -7,13 +7,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
+from app._publish import build_definition, publish
 from app.errors import ErrorKind, InvocationFailure
 from app.hostcalls import PolicyStore
 from app.invocation import ExecutionContext, Invocation
 from app.runtime import Runtime
 from app.settings import Settings
 from tests._servers import ROOT
+from tests.sandbox._modules import HOST_CALL
 
 ENRICH = Invocation(
     context=ExecutionContext(tenant_id="t1", request_id="r1"),
@@ -50,7 +53,7 @@ async def test_allowed_but_unconfigured_service_is_denied(runtime: Runtime) -> N
     enriched = json.loads(outcome.output)["enriched"]
     assert enriched["error"]["kind"] == "denied"
     assert outcome.metrics.host_calls == 1
-    assert runtime.host_bridge.counts.snapshot() == {("graph", "GetNode", "denied"): 1}
+    assert runtime.host_bridge.counts.snapshot() == {("_other", "_other", "denied"): 1}
 
 
 async def test_tier_ceiling_on_host_calls_applies(runtime: Runtime) -> None:
@@ -72,3 +75,43 @@ async def test_unknown_tier_runs_but_denies_host_calls(runtime: Runtime) -> None
     _set_policy(runtime, "tiers: {pure: {allow: []}}\n")
     outcome = await runtime.invoke(ENRICH)
     assert json.loads(outcome.output)["enriched"]["error"]["kind"] == "denied"
+
+
+@pytest.mark.parametrize("method", ["GetNode\n", "GetNode/../../Drop"])
+async def test_a_malformed_method_is_invalid_request_for_the_guest(
+    tmp_path: Path, method: str
+) -> None:
+    # "graph/Get*" matched "graph/GetNode\n" too; the newline then broke the URL, the
+    # httpx.InvalidURL escaped the bridge and the invocation ended as internal.
+    policy = tmp_path / "tiers.yaml"
+    policy.write_text("tiers: {read: {allow: ['graph/Get*']}}\n")
+    settings = Settings(
+        extensions_dir=tmp_path / "extensions",
+        policy_file=policy,
+        hostcall_services={"graph": "http://127.0.0.1:9"},
+        dev=True,  # HS256 host-call tokens are dev-only
+        hostcall_token_secret=SecretStr("relay-test-secret-0123456789abcdef0123"),
+    )
+    definition = build_definition(
+        HOST_CALL,
+        extension_id="relay",
+        version="1.0.0",
+        abi="raw",
+        tier="read",
+        limits={},
+        host_calls=["graph/Get*"],
+        config={},
+    )
+    await publish(settings, definition, HOST_CALL, promote=True)
+    runtime = Runtime(settings)
+    await runtime.start()
+    try:
+        request = {"service": "graph", "method": method, "body": {}}
+        context = ExecutionContext(tenant_id="t1")
+        outcome = await runtime.invoke(
+            Invocation(context, "relay", "", json.dumps(request).encode())
+        )
+    finally:
+        await runtime.close()
+    assert json.loads(outcome.output)["error"]["kind"] == "invalid_request"
+    assert runtime.host_bridge.counts.snapshot() == {("-", "-", "invalid_request"): 1}

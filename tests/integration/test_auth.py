@@ -43,8 +43,21 @@ def _ran(runtime: Runtime) -> int:
         (caller_token(secret="wrong-secret-wrong-secret-wrong-secret"), "unauthenticated"),
         (caller_token(tenant="t2"), "permission_denied"),
         (caller_token(iss="https://another-issuer.example"), "unauthenticated"),
+        # Claims are typed, never str()-coerced: null was the tenant "None".
+        (caller_token(tenant=None), "unauthenticated"),  # type: ignore[arg-type]
+        (caller_token(tenant=["t1", "t2"]), "unauthenticated"),  # type: ignore[arg-type]
+        (caller_token(tenant=""), "unauthenticated"),
     ],
-    ids=["no-token", "expired", "wrong-key", "other-tenant", "other-issuer"],
+    ids=[
+        "no-token",
+        "expired",
+        "wrong-key",
+        "other-tenant",
+        "other-issuer",
+        "null-tenant",
+        "list-tenant",
+        "empty-tenant",
+    ],
 )
 def test_refused_callers_never_run_the_module(
     served: tuple[str, Runtime], token: str | None, code: str

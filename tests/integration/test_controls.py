@@ -88,11 +88,49 @@ async def test_admin_requires_the_admin_scope(served: tuple[str, Runtime, Path])
     url, _, _ = served
     from connectrpc.errors import ConnectError
 
+    bad = "Bearer " + caller_token(sub="ops", scope="extensions-runtime:admin", ttl=-120)
+    listed = ["extensions-runtime:admin"]  # only a space-separated string counts
+    cases = [
+        ({}, "unauthenticated"),
+        ({"authorization": bad}, "unauthenticated"),
+        (CALLER, "permission_denied"),
+        ({"authorization": "Bearer " + caller_token(sub="ops", scope=listed)}, "permission_denied"),
+        ({"authorization": "Bearer " + caller_token(sub="ops", scp=listed)}, "permission_denied"),
+    ]
     async with ExtensionRuntimeAdminClient(url) as admin:
-        for headers in ({}, CALLER):
+        for headers, code in cases:
             with pytest.raises(ConnectError) as info:
                 await admin.list_extensions(admin_pb.ListExtensionsRequest(), headers=headers)
-            assert info.value.code.value == "permission_denied"
+            assert info.value.code.value == code
+
+
+@pytest.mark.parametrize(
+    ("extension_id", "owner"),
+    [
+        ("echo\x00", ""),  # reached the storage path and came back as internal
+        ("echo\n", ""),
+        ("../echo", ""),
+        ("e" * 1_000, ""),
+        ("echo", "acme\x00"),
+        ("echo", "../acme"),
+    ],
+)
+async def test_refresh_catalog_validates_the_id(
+    served: tuple[str, Runtime, Path], extension_id: str, owner: str
+) -> None:
+    url, _, _ = served
+    from connectrpc.errors import ConnectError
+
+    async with ExtensionRuntimeAdminClient(url) as admin:
+        with pytest.raises(ConnectError) as info:
+            request = admin_pb.RefreshCatalogRequest(extension_id=extension_id, owner=owner)
+            await admin.refresh_catalog(request, headers=ADMIN)
+        assert info.value.code.value == "invalid_argument"
+        assert len(info.value.message) < 200
+        refreshed = await admin.refresh_catalog(
+            admin_pb.RefreshCatalogRequest(extension_id="echo"), headers=ADMIN
+        )
+    assert refreshed.definitions > 0
 
 
 def test_flapping_extension_opens_its_breaker(served: tuple[str, Runtime, Path]) -> None:

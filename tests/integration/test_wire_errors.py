@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
+import grpc
 import httpx
 import pytest
 
 from app.asgi import create_app
 from app.errors import ErrorKind, InvocationFailure
+from app.gen.ameide.extensions.v1 import runtime_pb
 from app.invocation import Invocation, Outcome
 from app.settings import Settings
-from tests._clients import METHOD, connect_json
+from tests._clients import METHOD, connect_json, grpc_invoke
 from tests._servers import thread_server
 
 
@@ -84,3 +89,43 @@ def test_invocation_failure_maps_to_code_and_detail() -> None:
         response = connect_json(url, {"extensionId": "echo"})
     assert response.json()["code"] == "resource_exhausted"
     assert response.json()["details"][0]["debug"]["kind"] == "ERROR_KIND_OVERLOADED"
+
+
+def test_request_id_with_a_trailing_newline_is_replaced(pyvoy_url: str) -> None:
+    # "$" in a Python regex matches before a final newline: the id passed, the guest
+    # ran, and the reply died on the header value as a plain-text 500.
+    body = {"context": {"requestId": "rid-1\n"}, "extensionId": "echo", "inputJson": {"x": 1}}
+    response = connect_json(pyvoy_url, body)
+    assert response.status_code == 200, response.text
+    assert response.json()["outputJson"] == {"x": 1}
+    assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"extensionId": "x" * 1_000_000},
+        {"extensionId": "echo", "version": "9" * 1_000_000},
+        {"extensionId": "\n" * 500_000},
+    ],
+)
+def test_a_huge_id_gives_a_small_error_over_connect(pyvoy_url: str, body: dict[str, str]) -> None:
+    response = connect_json(pyvoy_url, body)
+    assert response.status_code == 404
+    assert len(response.content) < 4_096  # was 5.7 MB for a 1 MB id
+    error = response.json()
+    assert error["code"] == "not_found"
+    detail = error["details"][0]["debug"]
+    assert detail["kind"] == "ERROR_KIND_NOT_FOUND"
+    assert len(error["message"]) <= 512
+    assert len(detail["extensionId"]) <= 128
+
+
+@pytest.mark.parametrize("size", [100_000, 1_000_000])
+def test_a_huge_id_is_not_found_over_grpc(pyvoy_url: str, size: int) -> None:
+    request = runtime_pb.InvokeExtensionRequest(extension_id="x" * size)
+    with pytest.raises(grpc.RpcError) as info:
+        grpc_invoke(pyvoy_url, request)
+    error: Any = info.value
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+    assert len(error.details()) <= 512
