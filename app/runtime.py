@@ -207,7 +207,7 @@ class Runtime:
         with tracer().start_as_current_span(
             "extension.invoke",
             attributes={
-                "ameide.extension": invocation.extension_id,
+                "ameide.extension": invocation.extension_id[:128],  # caller-chosen: bounded
                 "ameide.tenant": invocation.context.tenant_id,
                 "ameide.request_id": invocation.context.request_id,
             },

@@ -71,6 +71,7 @@ def to_connect_error(
     hold caller input is bounded here (see :func:`clip`).
     """
     message = clip(failure.message, MESSAGE_CHARS)
+    kept = last_lines(failure.logs, ERROR_LOG_BYTES) if include_logs else []
     detail = runtime_pb.InvocationError(
         kind=runtime_pb.ErrorKind[failure.kind.value],
         message=message,
@@ -78,10 +79,32 @@ def to_connect_error(
         version=clip(version),
         request_id=clip(request_id),
         metrics=metrics,
-        logs=log_lines(failure.logs) if include_logs else [],
-        logs_truncated=include_logs and failure.logs_truncated,
+        logs=log_lines(kept) if include_logs else [],
+        logs_truncated=include_logs and (failure.logs_truncated or len(kept) < len(failure.logs)),
     )
     return ConnectError(code_for(failure.kind), message, details=[detail])
+
+
+ERROR_LOG_BYTES = 4096
+"""Guest log text an error detail carries. Over gRPC the detail travels in the
+trailers, and clients refuse metadata past 8-16 KB; a failure's explanation is
+almost always in its last lines, so those are the ones kept."""
+
+
+def last_lines(lines: list[LogLine], budget: int) -> list[LogLine]:
+    """The last of ``lines`` whose messages fit in ``budget`` UTF-8 bytes (at least
+    the last line, clipped)."""
+    kept: list[LogLine] = []
+    for line in reversed(lines):
+        size = len(line.message.encode())
+        if size > budget:
+            if not kept:
+                kept.append(LogLine(line.level, clip(line.message, max(budget // 4, 16))))
+            break
+        budget -= size
+        kept.append(line)
+    kept.reverse()
+    return kept
 
 
 def log_lines(lines: Iterable[LogLine]) -> list[runtime_pb.LogLine]:

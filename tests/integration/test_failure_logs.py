@@ -7,16 +7,23 @@ so it rides along in the error detail whenever the caller asked for logs.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import subprocess
+from collections.abc import Iterator
 from typing import Any
 
+import grpc
 import pytest
+import wasmtime
+from google.rpc import status_pb2
 
+from app._publish import build_definition, publish
 from app.gen.ameide.extensions.v1 import runtime_pb
-from tests._clients import buf_curl, connect_json
-from tests._servers import BIN, ROOT
+from app.settings import Settings
+from tests._clients import METHOD, buf_curl, connect_json
+from tests._servers import BIN, ROOT, cli_server
 
 EXPLANATION = "input must be a JSON object"
 BODY = {"extensionId": "hello", "inputJson": [1], "includeLogs": True}
@@ -68,3 +75,64 @@ def test_invoke_json_prints_the_logs_of_a_failure() -> None:
     report = json.loads(done.stdout)
     assert report["error"]["kind"] == "TRAP"
     assert any(EXPLANATION in line["message"] for line in report["logs"]), report
+
+
+# 200 lines of 64 bytes (12.8 KB) through host_log, a last line that explains, then a trap.
+CHATTY_FAILURE = wasmtime.wat2wasm(
+    """(module
+  (import "ameide" "host_log" (func $log (param i32 i32 i32)))
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 1024))
+  (func (export "alloc") (param $n i32) (result i32)
+    (local $p i32) (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $n))) (local.get $p))
+  (data (i32.const 128) "chatty chatty chatty chatty chatty chatty chatty chatty chatty!!")
+  (data (i32.const 256) "the last words")
+  (func (export "handle") (param i32 i32) (result i64)
+    (local $i i32)
+    (loop $again
+      (call $log (i32.const 2) (i32.const 128) (i32.const 64))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $again (i32.lt_u (local.get $i) (i32.const 200))))
+    (call $log (i32.const 4) (i32.const 256) (i32.const 14))
+    unreachable))"""
+)
+
+
+@pytest.fixture(scope="module")
+def chatty_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("chatty")
+    wasm = bytes(CHATTY_FAILURE)
+    definition = build_definition(
+        wasm,
+        extension_id="chatty",
+        version="1",
+        abi="raw",
+        tier="pure",
+        limits={"log_bytes": 256 * 1024, "timeout_ms": 5000},
+        host_calls=[],
+        config={},
+    )
+    asyncio.run(publish(Settings(extensions_dir=root), definition, wasm, promote=True))
+    with cli_server("pyvoy", env={"EXTENSIONS_RUNTIME_EXTENSIONS_DIR": str(root)}) as url:
+        yield url
+
+
+def test_a_long_failing_log_fits_a_grpc_error(chatty_url: str) -> None:
+    request = runtime_pb.InvokeExtensionRequest(extension_id="chatty", include_logs=True)
+    with grpc.insecure_channel(chatty_url.removeprefix("http://")) as channel:
+        call = channel.unary_unary(
+            METHOD,
+            request_serializer=lambda m: m.to_binary(),
+            response_deserializer=runtime_pb.InvokeExtensionResponse.from_binary,
+        )
+        with pytest.raises(grpc.RpcError) as info:
+            call(request, timeout=30)
+    error: Any = info.value
+    assert error.code() is grpc.StatusCode.ABORTED, error.details()  # not a metadata overflow
+    trailers = dict(error.trailing_metadata())
+    status = status_pb2.Status.FromString(trailers["grpc-status-details-bin"])
+    detail = runtime_pb.InvocationError.from_binary(status.details[0].value)
+    assert detail.kind == runtime_pb.ErrorKind.TRAP
+    assert detail.logs[-1].message == "the last words"  # the explanation is kept
+    assert detail.logs_truncated and sum(len(line.message) for line in detail.logs) <= 4096
