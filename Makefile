@@ -7,7 +7,7 @@ UV     := $(BIN)/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run test lint fmt gen clean bench reliability
+.PHONY: install run test test-unit lint fmt gen clean bench reliability
 
 include mk/guest-toolchain.mk
 
@@ -26,6 +26,11 @@ run: install
 ## Lint, type-check and run every test (installs the guest toolchain first).
 test: install guest-toolchain lint
 	$(BIN)/pytest
+
+## The fast loop: tests that start no server, subprocess or external tool (no installs
+## beyond the venv). `make test` is still everything, and what CI runs.
+test-unit: install
+	$(BIN)/pytest -m "not integration" -q
 
 ## Benchmark the service against its same-run baselines (protocol floor, in-process
 ## sandbox); prints a table and writes bench/results/latest.json (bench/README.md).

@@ -33,6 +33,7 @@ def test_without_dev_nothing_is_relaxed() -> None:
     assert settings.extensions_dir is None
 
 
+@pytest.mark.integration
 def test_serve_with_dev_from_the_environment_starts_and_answers() -> None:
     with cli_server("pyvoy", env={"EXTENSIONS_RUNTIME_DEV": "true"}, dev=False) as url:
         response = connect_json(url, {"extensionId": "echo", "inputJson": {"a": 1}})

@@ -12,8 +12,12 @@ import subprocess
 import time
 import uuid
 
+import pytest
+
 from tests._clients import connect_json
 from tests._servers import BIN, ROOT, cli_server
+
+pytestmark = pytest.mark.integration  # subprocesses and servers
 
 DEV_DIR = ROOT / "var" / "extensions"
 ECHO = ROOT / "examples" / "extensions" / "echo" / "1.0.0" / "module.wasm"

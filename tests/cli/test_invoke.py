@@ -6,9 +6,12 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
 import wasmtime
 
 from tests._servers import BIN, ROOT
+
+pytestmark = pytest.mark.integration  # subprocesses and servers
 
 EXAMPLES = ROOT / "examples" / "extensions"
 

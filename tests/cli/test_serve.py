@@ -7,8 +7,12 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests._servers import BIN, ROOT, free_port
 from tests._tokens import ISSUER, SECRET
+
+pytestmark = pytest.mark.integration  # subprocesses and servers
 
 BASE_ENV = {
     "EXTENSIONS_RUNTIME_AUTH_HS256_SECRET": SECRET,

@@ -6,7 +6,11 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests._servers import BIN, ROOT
+
+pytestmark = pytest.mark.integration  # subprocesses and servers
 
 
 def _tree(root: Path) -> dict[str, bytes]:

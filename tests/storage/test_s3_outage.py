@@ -16,6 +16,8 @@ from app.settings import Settings
 from app.storage._s3 import S3Source
 from tests._servers import free_port
 
+pytestmark = pytest.mark.integration  # subprocesses and servers
+
 
 def _source(backoff_s: float) -> S3Source:
     return S3Source(
