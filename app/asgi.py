@@ -24,7 +24,7 @@ from app.catalog.events import (
     MAX_EVENT_BYTES,
     SIGNATURE_HEADER,
     EventRejected,
-    verify_and_parse,
+    PromotionGate,
 )
 from app.debug import add_cors, console_routes
 from app.errors import InvocationFailure
@@ -83,11 +83,7 @@ def create_app(
         )
         rpc_routes += _connect_routes(ExtensionRuntimeAdmin.desc(), admin_app)
     state = {"started": False}
-    webhook_secret = (
-        settings.promotion_webhook_secret.get_secret_value().encode()
-        if settings.promotion_webhook_secret
-        else None
-    )
+    promotions = PromotionGate(settings)
 
     async def metrics(_: Request) -> Response:
         if runtime is None:
@@ -114,7 +110,8 @@ def create_app(
     async def promotion_event(request: Request) -> JSONResponse:
         try:
             body = await _read_capped(request, MAX_EVENT_BYTES)
-            event = verify_and_parse(body, request.headers.get(SIGNATURE_HEADER), webhook_secret)
+            # Signed, fresh and not seen before; a replay (409) has no effect.
+            event = promotions.admit(body, request.headers.get(SIGNATURE_HEADER))
         except EventRejected as rejected:
             _log.warning("promotion.rejected", status=rejected.status, reason=rejected.reason)
             return JSONResponse({"error": rejected.reason}, status_code=rejected.status)
@@ -126,6 +123,7 @@ def create_app(
             await runtime.refresh_extension(extension_id, owner)
         except InvocationFailure as failure:
             # Storage is down: the catalog is left as it was, and the sender retries.
+            promotions.forget(event)
             _log.warning(
                 "promotion.deferred", owner=owner, extension=extension_id, reason=failure.message
             )

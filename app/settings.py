@@ -186,6 +186,16 @@ class Settings(BaseSettings):
 
     # Promotion events (signed CloudEvents webhook) and the polling fallback.
     promotion_webhook_secret: SecretStr | None = None
+    promotion_event_window_s: float = Field(
+        default=300.0,
+        gt=0,
+        le=3600,
+        description="An event's CloudEvents time must be this close to now, either way; "
+        "its id is remembered (refused again) for as long.",
+    )
+    promotion_event_memory: int = Field(
+        default=10_000, gt=0, le=1_000_000, description="Most event ids remembered at once."
+    )
     catalog_poll_interval_s: float = Field(default=30.0, ge=0, description="0 disables polling")
 
     # Sandbox ceilings and defaults; see the README's limits table.

@@ -15,6 +15,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,7 @@ def _promotion_event(extension_id: str, version: str | None = None, tenant: str 
             "id": f"evt-{time.monotonic_ns()}",
             "source": "transformation/tests",
             "type": EVENT_TYPE,
+            "time": datetime.now(UTC).isoformat(),
             "datacontenttype": "application/json",
             "data": data,
         }
