@@ -161,7 +161,7 @@ def create_app(
                 _jwks_route(runtime, settings),
                 Route("/events/promotion", promotion_event, methods=["POST"]),
                 *rpc_routes,
-                *(console_routes(runtime) if settings.debug_console else []),
+                *(console_routes(runtime, authenticator) if settings.debug_console else []),
                 Route("/{path:path}", unknown_method, methods=["POST"]),
                 Route("/{path:path}", _not_found, methods=["GET", "HEAD"]),
             ],

@@ -248,6 +248,16 @@ class Settings(BaseSettings):
     executor_queue: int = Field(default=64, ge=0, le=10_000)
     epoch_tick_ms: int = Field(default=10, gt=0, le=1000)
 
+    @model_validator(mode="after")
+    def _no_wildcard_cors_with_auth(self) -> Settings:
+        """With callers authenticated, the pages that may read their answers are named too."""
+        if self.auth_enabled and "*" in self.cors_allowed_origins:
+            raise ValueError(
+                'cors_allowed_origins "*" is refused while caller auth is on: list the '
+                "origins allowed to call the service (EXTENSIONS_RUNTIME_CORS_ALLOWED_ORIGINS)"
+            )
+        return self
+
 
 def _truthy(value: object) -> bool:
     if isinstance(value, str):
