@@ -120,10 +120,9 @@ def create_app(
         extension_id = event.data.extension_id
         owner = event.data.tenant_id or ""
         try:
-            await runtime.refresh_extension(extension_id, owner)
+            await promotions.apply(event, runtime.refresh_extension(extension_id, owner))
         except InvocationFailure as failure:
             # Storage is down: the catalog is left as it was, and the sender retries.
-            promotions.forget(event)
             _log.warning(
                 "promotion.deferred", owner=owner, extension=extension_id, reason=failure.message
             )

@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
@@ -128,6 +128,14 @@ class PromotionGate:
             raise EventRejected(409, "event already received")
         return event
 
-    def forget(self, event: PromotionEvent) -> None:
-        """The event had no effect (storage down): the sender's retry must be processed."""
-        self._memory.forget(event.source, event.id)
+    async def apply(self, event: PromotionEvent, effect: Awaitable[None]) -> None:
+        """Await the admitted event's ``effect``; if it fails, forget the event.
+
+        An event that had no effect (storage down) must be processed when the
+        sender retries it, so it is not remembered as taken.
+        """
+        try:
+            await effect
+        except BaseException:
+            self._memory.forget(event.source, event.id)
+            raise

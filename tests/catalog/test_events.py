@@ -18,7 +18,7 @@ from app.catalog.events import EVENT_TYPE, SIGNATURE_HEADER, EventMemory, sign
 from app.errors import ErrorKind, InvocationFailure
 from app.runtime import Runtime
 from app.settings import Settings
-from app.storage import LocalDirectorySource
+from app.storage import PLATFORM, LocalDirectorySource
 from tests._servers import ROOT, thread_server
 
 SECRET = b"webhook-secret-for-replay-tests"
@@ -33,11 +33,11 @@ class CountingSource(LocalDirectorySource):
         self.reads: Counter[str] = Counter()
         self.down = False
 
-    async def list_versions(self, extension_id: str) -> list[str]:
+    async def list_versions(self, extension_id: str, owner: str = PLATFORM) -> list[str]:
         self.reads[extension_id] += 1
         if self.down:
             raise InvocationFailure(ErrorKind.UNAVAILABLE, "storage unavailable (test)")
-        return await super().list_versions(extension_id)
+        return await super().list_versions(extension_id, owner)
 
 
 @pytest.fixture

@@ -121,3 +121,18 @@ def test_a_published_version_is_not_replaced_without_force(tmp_path: Path) -> No
     assert module.read_bytes() == HELLO.read_bytes()
     definition = json.loads((root / "greeter" / "1" / "extension.json").read_text())
     assert definition["sha256"] == hashlib.sha256(HELLO.read_bytes()).hexdigest()
+
+
+def test_an_owned_version_is_written_as_safely(tmp_path: Path) -> None:
+    root, outside = _layout(tmp_path)
+    done = _publish(root, ECHO, "--tenant", "acme", "--promote")
+    assert done.returncode == 0, done.stderr
+    owned = root / "_tenants" / "acme" / "greeter"
+    assert (owned / "1" / "module.wasm").read_bytes() == ECHO.read_bytes()
+    assert (owned / "promoted.json").exists()
+
+    (root / "_tenants" / "evil").symlink_to(outside, target_is_directory=True)
+    done = _publish(root, ECHO, "--tenant", "evil", "--force")
+    assert done.returncode == 2
+    assert "symlink" in done.stderr
+    assert sorted(p.name for p in outside.iterdir()) == ["victim"]
