@@ -401,10 +401,10 @@ async def test_s3_publish_never_silently_replaces_a_version(s3: S3Bucket) -> Non
     with pytest.raises(PublishConflict, match="already published with different bytes"):
         await publish(settings, definition(HELLO), HELLO, promote=True)
     async with _runtime(settings) as runtime:
-        assert runtime.catalog.resolve("fixed", "1").sha256 == definition(ECHO).sha256
+        assert runtime.catalog.resolve("t1", "fixed", "1").sha256 == definition(ECHO).sha256
     await publish(settings, definition(HELLO), HELLO, promote=True, force=True)
     async with _runtime(settings) as runtime:
-        assert runtime.catalog.resolve("fixed", "1").sha256 == definition(HELLO).sha256
+        assert runtime.catalog.resolve("t1", "fixed", "1").sha256 == definition(HELLO).sha256
 
 
 # 7. the promotion webhook refuses what is not signed with the shared secret
