@@ -62,7 +62,7 @@ class PromotionEvent(BaseModel):
     id: str = Field(min_length=1, max_length=256)
     source: str = Field(min_length=1, max_length=1024)
     type: str
-    time: AwareDatetime
+    time: AwareDatetime = Field(strict=True)  # RFC 3339 text with a zone, as CloudEvents says
     data: PromotionData
 
 

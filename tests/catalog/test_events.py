@@ -110,6 +110,8 @@ def test_events_outside_the_window_or_without_time_are_refused(
             b'"data"', b'"time": "2026-01-01T00:00:00", "data"'
         )
         assert _post(client, url, naive).status_code == 400
+        number = _event("evt-number", None).replace(b'"data"', b'"time": 1800000000, "data"')
+        assert _post(client, url, number).status_code == 400  # not RFC 3339 text
         assert sum(source.reads.values()) == before
         # Within the window, both ways, is fine.
         for name, when in (
