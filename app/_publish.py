@@ -110,7 +110,8 @@ async def publish(
         raise ValueError("no S3 endpoint and no extensions directory configured")
     root = settings.extensions_dir
     if not force:
-        _refuse_replacing(definition, _read_file_safely(root, definition_key), definition_bytes)
+        existing = _read_file_safely(root, definition_key, MAX_DEFINITION_BYTES)
+        _refuse_replacing(definition, existing, definition_bytes)
     _write_file_safely(root, definition.wasm_blob_ref.key, wasm)
     _write_file_safely(root, definition_key, definition_bytes)
     if promote:
@@ -178,8 +179,9 @@ def _check_regular(dir_fd: int, name: str, shown: Path) -> bool:
     return True
 
 
-def _read_file_safely(root: Path, relative: str) -> bytes | None:
-    """The file's bytes, ``None`` when it (or a directory above it) does not exist."""
+def _read_file_safely(root: Path, relative: str, max_bytes: int) -> bytes | None:
+    """At most ``max_bytes + 1`` of the file's bytes (so an oversized file reads as
+    different); ``None`` when it (or a directory above it) does not exist."""
     *dirs, name = _parts(relative)
     fd = _open_dir(root, dirs, create=False)
     if fd is None:
@@ -189,7 +191,7 @@ def _read_file_safely(root: Path, relative: str) -> bytes | None:
             return None
         file_fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
         with os.fdopen(file_fd, "rb") as file:
-            return file.read()
+            return file.read(max_bytes + 1)
     finally:
         os.close(fd)
 
