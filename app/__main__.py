@@ -86,6 +86,11 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="the tenant that owns it (only that tenant may call it); omit for a platform one",
     )
+    publish.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing version whose bytes differ (versions are immutable otherwise)",
+    )
     return parser
 
 
@@ -151,7 +156,9 @@ def _publish(args: argparse.Namespace) -> int:
             settings = settings.model_copy(update={"extensions_dir": DEV_EXTENSIONS_DIR})
         if not settings.s3_endpoint_url and settings.extensions_dir == DEV_EXTENSIONS_DIR:
             seed_directory(EXAMPLES_DIR, DEV_EXTENSIONS_DIR)
-        where = asyncio.run(publish(settings, definition, wasm, promote=args.promote))
+        where = asyncio.run(
+            publish(settings, definition, wasm, promote=args.promote, force=args.force)
+        )
     except (OSError, ValueError) as exc:
         sys.stderr.write(f"extensions-runtime publish: {exc}\n")
         return 2

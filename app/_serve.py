@@ -64,22 +64,21 @@ async def _serve_pyvoy(settings: Settings) -> int:
 
     Each worker is a separate Python interpreter with its own event loop and
     sandbox pool (small wasm calls are GIL-bound, so processes, not threads,
-    scale them); the precompiled-module directory is shared on disk.
+    scale them); the precompiled-module directory is shared on disk. Envoy's
+    admin interface is unreachable (see ``app._envoy``).
     """
-    from pyvoy import PyvoyServer, StartupError
+    from app._envoy import EnvoyServer, StartupError
 
     if settings.workers > 1 and settings.port == 0:
         _log.error("serve.workers_need_a_port", workers=settings.workers)
         return 2
     servers = [
-        PyvoyServer(
+        EnvoyServer(
             "app.asgi:application",
             address=settings.host,
             port=settings.port,
             lifespan=True,
             env=settings_env(settings),
-            stdout=None,
-            stderr=None,
         )
         for _ in range(settings.workers)
     ]
@@ -87,7 +86,7 @@ async def _serve_pyvoy(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    started: list[PyvoyServer] = []
+    started: list[EnvoyServer] = []
     try:
         for server in servers:
             await server.start()

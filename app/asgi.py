@@ -24,7 +24,7 @@ from app.catalog.events import (
     MAX_EVENT_BYTES,
     SIGNATURE_HEADER,
     EventRejected,
-    verify_and_parse,
+    PromotionGate,
 )
 from app.debug import add_cors, console_routes
 from app.errors import InvocationFailure
@@ -83,11 +83,7 @@ def create_app(
         )
         rpc_routes += _connect_routes(ExtensionRuntimeAdmin.desc(), admin_app)
     state = {"started": False}
-    webhook_secret = (
-        settings.promotion_webhook_secret.get_secret_value().encode()
-        if settings.promotion_webhook_secret
-        else None
-    )
+    promotions = PromotionGate(settings)
 
     async def metrics(_: Request) -> Response:
         if runtime is None:
@@ -114,7 +110,8 @@ def create_app(
     async def promotion_event(request: Request) -> JSONResponse:
         try:
             body = await _read_capped(request, MAX_EVENT_BYTES)
-            event = verify_and_parse(body, request.headers.get(SIGNATURE_HEADER), webhook_secret)
+            # Signed, fresh and not seen before; a replay (409) has no effect.
+            event = promotions.admit(body, request.headers.get(SIGNATURE_HEADER))
         except EventRejected as rejected:
             _log.warning("promotion.rejected", status=rejected.status, reason=rejected.reason)
             return JSONResponse({"error": rejected.reason}, status_code=rejected.status)
@@ -123,7 +120,7 @@ def create_app(
         extension_id = event.data.extension_id
         owner = event.data.tenant_id or ""
         try:
-            await runtime.refresh_extension(extension_id, owner)
+            await promotions.apply(event, runtime.refresh_extension(extension_id, owner))
         except InvocationFailure as failure:
             # Storage is down: the catalog is left as it was, and the sender retries.
             _log.warning(
@@ -163,7 +160,7 @@ def create_app(
                 _jwks_route(runtime, settings),
                 Route("/events/promotion", promotion_event, methods=["POST"]),
                 *rpc_routes,
-                *(console_routes(runtime) if settings.debug_console else []),
+                *(console_routes(runtime, authenticator) if settings.debug_console else []),
                 Route("/{path:path}", unknown_method, methods=["POST"]),
                 Route("/{path:path}", _not_found, methods=["GET", "HEAD"]),
             ],

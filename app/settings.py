@@ -186,6 +186,16 @@ class Settings(BaseSettings):
 
     # Promotion events (signed CloudEvents webhook) and the polling fallback.
     promotion_webhook_secret: SecretStr | None = None
+    promotion_event_window_s: float = Field(
+        default=300.0,
+        gt=0,
+        le=3600,
+        description="An event's CloudEvents time must be this close to now, either way; "
+        "its id is remembered (refused again) for as long.",
+    )
+    promotion_event_memory: int = Field(
+        default=10_000, gt=0, le=1_000_000, description="Most event ids remembered at once."
+    )
     catalog_poll_interval_s: float = Field(default=30.0, ge=0, description="0 disables polling")
 
     # Sandbox ceilings and defaults; see the README's limits table.
@@ -237,6 +247,16 @@ class Settings(BaseSettings):
     inline_slice_ms: float = Field(default=2.0, gt=0, le=50)
     executor_queue: int = Field(default=64, ge=0, le=10_000)
     epoch_tick_ms: int = Field(default=10, gt=0, le=1000)
+
+    @model_validator(mode="after")
+    def _no_wildcard_cors_with_auth(self) -> Settings:
+        """With callers authenticated, the pages that may read their answers are named too."""
+        if self.auth_enabled and "*" in self.cors_allowed_origins:
+            raise ValueError(
+                'cors_allowed_origins "*" is refused while caller auth is on: list the '
+                "origins allowed to call the service (EXTENSIONS_RUNTIME_CORS_ALLOWED_ORIGINS)"
+            )
+        return self
 
 
 def _truthy(value: object) -> bool:

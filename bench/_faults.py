@@ -32,6 +32,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -409,6 +410,7 @@ def _event(extension_id: str, n: int) -> bytes:
             "id": f"flood-{n}",
             "source": "reliability/flood",
             "type": EVENT_TYPE,
+            "time": datetime.now(UTC).isoformat(),
             "datacontenttype": "application/json",
             "data": {"extension_id": extension_id},
         }

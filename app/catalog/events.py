@@ -4,7 +4,9 @@ The body is a structured-mode CloudEvent (``application/cloudevents+json`` or
 ``application/json``) and the header ``X-Ameide-Signature: sha256=<hex>``
 carries an HMAC-SHA256 of the exact body bytes under the shared secret.
 Anything unsigned, mis-signed or malformed is refused before it touches the
-catalog.
+catalog. A signature is forever, so the signed body must also be fresh: its
+CloudEvents ``time`` within the window of now (either way), and its id not one
+this process already took within that window (see :class:`EventMemory`).
 """
 
 from __future__ import annotations
@@ -12,10 +14,28 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import time
+from collections.abc import Awaitable, Callable
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
+from app.catalog._replay import EventMemory
+from app.settings import Settings
 from app.storage.source import ID_PATTERN, TENANT_PATTERN, VERSION_PATTERN
+
+__all__ = [
+    "EVENT_TYPE",
+    "MAX_EVENT_BYTES",
+    "SIGNATURE_HEADER",
+    "EventMemory",
+    "EventRejected",
+    "PromotionData",
+    "PromotionEvent",
+    "PromotionGate",
+    "check_fresh",
+    "sign",
+    "verify_and_parse",
+]
 
 SIGNATURE_HEADER = "x-ameide-signature"
 EVENT_TYPE = "io.ameide.extensions.promoted"
@@ -42,6 +62,7 @@ class PromotionEvent(BaseModel):
     id: str = Field(min_length=1, max_length=256)
     source: str = Field(min_length=1, max_length=1024)
     type: str
+    time: AwareDatetime = Field(strict=True)  # RFC 3339 text with a zone, as CloudEvents says
     data: PromotionData
 
 
@@ -72,7 +93,49 @@ def verify_and_parse(body: bytes, signature: str | None, secret: bytes | None) -
     try:
         event = PromotionEvent.model_validate_json(body)
     except ValidationError:
-        raise EventRejected(400, "not a promotion CloudEvent") from None
+        raise EventRejected(
+            400, "not a promotion CloudEvent (specversion, id, source, type, time, data)"
+        ) from None
     if event.type != EVENT_TYPE:
         raise EventRejected(400, f"unsupported event type, expected {EVENT_TYPE}")
     return event
+
+
+def check_fresh(event: PromotionEvent, now: float, window_s: float) -> None:
+    """Refuse an event whose ``time`` is not within ``window_s`` of ``now`` (a replay, or skew)."""
+    skew = event.time.timestamp() - now
+    if not -window_s < skew < window_s:
+        raise EventRejected(
+            400, f"event time is outside the accepted window of {window_s:g} s from now"
+        )
+
+
+class PromotionGate:
+    """What a webhook request must pass before it may touch the catalog (one per process)."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+        secret = settings.promotion_webhook_secret
+        self._secret = secret.get_secret_value().encode() if secret else None
+        self._window = settings.promotion_event_window_s
+        self._clock = clock
+        self._memory = EventMemory(self._window, settings.promotion_event_memory, clock)
+
+    def admit(self, body: bytes, signature: str | None) -> PromotionEvent:
+        """The event if signed, fresh and new; a replay is 409 and must have no effect."""
+        event = verify_and_parse(body, signature, self._secret)
+        check_fresh(event, self._clock(), self._window)
+        if not self._memory.claim(event.source, event.id, event.time.timestamp()):
+            raise EventRejected(409, "event already received")
+        return event
+
+    async def apply(self, event: PromotionEvent, effect: Awaitable[None]) -> None:
+        """Await the admitted event's ``effect``; if it fails, forget the event.
+
+        An event that had no effect (storage down) must be processed when the
+        sender retries it, so it is not remembered as taken.
+        """
+        try:
+            await effect
+        except BaseException:
+            self._memory.forget(event.source, event.id)
+            raise

@@ -2,7 +2,8 @@
 
 Only mounted when ``debug_console`` is on (``serve --dev`` turns it on). The
 listing is the one thing the page needs beyond the public RPC; it names
-extensions and versions, never bytes, limits or config.
+extensions and versions, never bytes, limits or config. With caller auth on it
+needs the same bearer token as the RPC: the catalog is not public.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+
+from app.auth import Authenticator, AuthError
 
 if TYPE_CHECKING:
     from app.runtime import Runtime
@@ -61,15 +64,28 @@ def extension_listing(runtime: Runtime | None, tenant: str | None = None) -> lis
     ]
 
 
-def console_routes(runtime: Runtime | None) -> list[BaseRoute]:
+def console_routes(runtime: Runtime | None, authenticator: Authenticator) -> list[BaseRoute]:
     """The console's routes, to place before any catch-all route."""
 
     async def page(_: Request) -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers=_PAGE_HEADERS)
 
-    async def extensions(_: Request) -> JSONResponse:
+    async def extensions(request: Request) -> JSONResponse:
+        tenant: str | None = None  # auth off (local work): everything
+        if authenticator.enabled:
+            try:
+                principal = authenticator.authenticate(request.headers.get("authorization"))
+            except AuthError as refused:
+                return JSONResponse(
+                    {"error": refused.message},
+                    status_code=401,
+                    headers={"www-authenticate": "Bearer", "cache-control": "no-store"},
+                )
+            # What this caller may invoke, as the RPC would resolve it.
+            tenant = principal.tenant_id if principal is not None else ""
         return JSONResponse(
-            {"extensions": extension_listing(runtime)}, headers={"cache-control": "no-store"}
+            {"extensions": extension_listing(runtime, tenant)},
+            headers={"cache-control": "no-store"},
         )
 
     return [

@@ -227,6 +227,10 @@ class S3Source:
             raise InvocationFailure(ErrorKind.NOT_FOUND, "module blob not found")
         return data
 
+    async def read_object(self, key: str, max_bytes: int) -> bytes | None:
+        """One object's bytes, ``None`` when absent (``publish`` checks what it would replace)."""
+        return await self._get(key, max_bytes)
+
     async def put(self, key: str, data: bytes, content_type: str) -> None:
         """Write one object (the ``publish`` command's path)."""
         s3 = await self._s3()

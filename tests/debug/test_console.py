@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests._servers import ROOT, cli_server
+from tests._tokens import SECRET, caller_token
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -26,6 +27,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 ARTIFACTS = ROOT / "tests" / "artifacts"
+ISSUER = "https://issuer.test"
 
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
 
@@ -156,3 +158,30 @@ async def test_cross_origin_needs_cors(page: Any, console_url: str, cors_url: st
     assert not await page.is_visible("#output")
     ARTIFACTS.mkdir(exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "debug-console-cors-refused.png"), full_page=True)
+
+
+@pytest.fixture(scope="module")
+def auth_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A runtime with caller auth on and the console on (not --dev)."""
+    env = {
+        "EXTENSIONS_RUNTIME_DEBUG_CONSOLE": "true",
+        "EXTENSIONS_RUNTIME_AUTH_HS256_SECRET": SECRET,
+        "EXTENSIONS_RUNTIME_AUTH_ISSUER": ISSUER,
+        "EXTENSIONS_RUNTIME_EXTENSIONS_DIR": str(ROOT / "examples" / "extensions"),
+        "EXTENSIONS_RUNTIME_MODULE_CACHE_DIR": str(tmp_path_factory.mktemp("cache")),
+    }
+    with cli_server("pyvoy", env=env, dev=False) as url:
+        yield url
+
+
+async def test_listing_with_auth_on_uses_the_token(page: Any, auth_url: str) -> None:
+    """Without a token the page cannot list (401) but still works; with one it lists."""
+    await _open(page, auth_url)
+    assert "HTTP 401" in await page.inner_text("#problem")
+    assert await page.eval_on_selector_all("#extension option", "els => els.length") == 1
+    await page.fill("#token", caller_token(iss=ISSUER))
+    await page.dispatch_event("#token", "change")  # reloads the list with the token
+    await page.wait_for_selector('#extension option[value="hello"]', state="attached")
+    assert await page.inner_text("#problem") == ""
+    await _invoke(page, transport="grpc-web", extension="hello", data='{"name": "Ada"}')
+    assert "Hello, Ada!" in await page.inner_text("#output")

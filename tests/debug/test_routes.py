@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import base64
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr, ValidationError
 
 from app.asgi import create_app
 from app.debug import CORS_EXPOSE_HEADERS
 from app.gen.ameide.extensions.v1 import runtime_pb
 from app.settings import Settings
 from tests._clients import METHOD
-from tests._servers import ROOT, thread_server
+from tests._servers import BIN, ROOT, free_port, thread_server
+from tests._tokens import SECRET, caller_token
 
 ORIGIN = "http://console.example:3000"
 
@@ -149,4 +153,77 @@ def test_origins_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EXTENSIONS_RUNTIME_CORS_ALLOWED_ORIGINS", "http://a:1, http://b:2")
     assert Settings().cors_allowed_origins == ["http://a:1", "http://b:2"]
     monkeypatch.setenv("EXTENSIONS_RUNTIME_CORS_ALLOWED_ORIGINS", '["*"]')
+    monkeypatch.setenv("EXTENSIONS_RUNTIME_AUTH_ENABLED", "false")
     assert Settings().cors_allowed_origins == ["*"]
+
+
+# With caller auth on: the listing needs the RPC's token, and CORS "*" is refused.
+
+ISSUER = "https://issuer.test"
+
+
+@pytest.fixture(scope="module")
+def console_with_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    settings = _settings(
+        tmp_path_factory.mktemp("cache"),
+        debug_console=True,
+        cors_allowed_origins=[ORIGIN],
+    ).model_copy(
+        update={
+            "auth_enabled": True,
+            "auth_hs256_secret": SecretStr(SECRET),
+            "auth_issuer": ISSUER,
+        }
+    )
+    with thread_server(create_app(settings)) as url:
+        yield url
+
+
+def test_listing_needs_the_rpc_token_when_auth_is_on(console_with_auth: str) -> None:
+    url = console_with_auth + "/debug/extensions"
+    for headers in (
+        {},
+        {"origin": ORIGIN},
+        {"authorization": "Bearer not-a-jwt"},
+        {"authorization": f"Bearer {caller_token(secret='another-secret-' * 4, iss=ISSUER)}"},
+        {"authorization": f"Bearer {caller_token(ttl=-60, iss=ISSUER)}"},
+    ):
+        refused = httpx.get(url, headers=headers)
+        assert refused.status_code == 401, headers
+        assert refused.headers["www-authenticate"] == "Bearer"
+        assert "extensions" not in refused.json()
+        assert "hello" not in refused.text
+    allowed = httpx.get(url, headers={"authorization": f"Bearer {caller_token(iss=ISSUER)}"})
+    assert allowed.status_code == 200
+    assert "hello" in {entry["id"] for entry in allowed.json()["extensions"]}
+    # The page itself is static and holds no data: it still loads, and asks for a token.
+    assert httpx.get(console_with_auth + "/debug").status_code == 200
+
+
+def test_wildcard_cors_with_auth_on_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match='cors_allowed_origins "\\*" is refused'):
+        Settings(cors_allowed_origins=["*"], auth_hs256_secret=SecretStr(SECRET))
+    with pytest.raises(ValidationError, match="is refused while caller auth is on"):
+        Settings(cors_allowed_origins=[ORIGIN, "*"], auth_hs256_secret=SecretStr(SECRET))
+    assert Settings(cors_allowed_origins=["*"], auth_enabled=False).cors_allowed_origins == ["*"]
+
+    env = {
+        **os.environ,
+        "EXTENSIONS_RUNTIME_CORS_ALLOWED_ORIGINS": "*",
+        "EXTENSIONS_RUNTIME_AUTH_HS256_SECRET": SECRET,
+        "EXTENSIONS_RUNTIME_AUTH_ISSUER": ISSUER,
+        "EXTENSIONS_RUNTIME_EXTENSIONS_DIR": str(ROOT / "examples" / "extensions"),
+        "EXTENSIONS_RUNTIME_MODULE_CACHE_DIR": str(tmp_path),
+    }
+    args = [str(BIN / "extensions-runtime"), "serve", "--server", "uvicorn"]
+    done = subprocess.run(
+        [*args, "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "cli.invalid_settings" in done.stderr + done.stdout
+    assert "is refused while caller auth is on" in done.stderr + done.stdout

@@ -208,6 +208,7 @@ def test_helm_lint_strict(name: str) -> None:
         ("settings:\n  tracing_enabled: false\n", "'tracing_enabled' not allowed"),
         ("settings:\n  breaker_failure_rate: 1.5\n", "breaker_failure_rate"),
         ("otel:\n  endpoint: http://collector.observability:4317\n", "/otel/endpoint"),
+        ("settings:\n  promotion_event_window_s: 0\n", "promotion_event_window_s"),
     ],
     ids=[
         "unknown-top-level-key",
@@ -223,6 +224,7 @@ def test_helm_lint_strict(name: str) -> None:
         "chart-managed-tracing-enabled",
         "breaker-rate-above-one",
         "grpc-otlp-endpoint",
+        "no-webhook-replay-window",
     ],
 )
 def test_schema_rejects(tmp_path: Path, values: str, complaint: str) -> None:

@@ -15,6 +15,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,7 @@ def _promotion_event(extension_id: str, version: str | None = None, tenant: str 
             "id": f"evt-{time.monotonic_ns()}",
             "source": "transformation/tests",
             "type": EVENT_TYPE,
+            "time": datetime.now(UTC).isoformat(),
             "datacontenttype": "application/json",
             "data": data,
         }
@@ -373,6 +375,36 @@ def test_readyz_explains_unusable_storage(
     assert "storage.not_ready" in text  # the log was captured, so the next check means something
     assert SECRET_KEY not in text
     assert env["EXTENSIONS_RUNTIME_S3_SECRET_ACCESS_KEY"] not in text
+
+
+# 6b. a published version is immutable on S3 too, unless forced
+
+
+async def test_s3_publish_never_silently_replaces_a_version(s3: S3Bucket) -> None:
+    from app._publish import PublishConflict, build_definition, publish
+
+    def definition(wasm: bytes) -> Any:
+        return build_definition(
+            wasm,
+            extension_id="fixed",
+            version="1",
+            abi="raw",
+            tier="pure",
+            limits={},
+            host_calls=[],
+            config={},
+        )
+
+    settings = s3.settings()
+    await publish(settings, definition(ECHO), ECHO, promote=True)
+    await publish(settings, definition(ECHO), ECHO, promote=True)  # same bytes: idempotent
+    with pytest.raises(PublishConflict, match="already published with different bytes"):
+        await publish(settings, definition(HELLO), HELLO, promote=True)
+    async with _runtime(settings) as runtime:
+        assert runtime.catalog.resolve("t1", "fixed", "1").sha256 == definition(ECHO).sha256
+    await publish(settings, definition(HELLO), HELLO, promote=True, force=True)
+    async with _runtime(settings) as runtime:
+        assert runtime.catalog.resolve("t1", "fixed", "1").sha256 == definition(HELLO).sha256
 
 
 # 7. the promotion webhook refuses what is not signed with the shared secret

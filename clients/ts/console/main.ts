@@ -175,7 +175,12 @@ async function loadCatalog(): Promise<void> {
   document.body.dataset.ready = "false";
   ui.problem.textContent = "";
   try {
-    const response = await fetch(new URL("/debug/extensions", serverUrl()), { cache: "no-store" });
+    // With caller auth on the listing needs the same token as the RPC.
+    const token = ui.token.value.trim();
+    const response = await fetch(new URL("/debug/extensions", serverUrl()), {
+      cache: "no-store",
+      ...(token ? { headers: { authorization: `Bearer ${token}` } } : {}),
+    });
     if (!response.ok) throw new Error(`GET /debug/extensions answered HTTP ${response.status}`);
     catalog = ((await response.json()) as { extensions: ExtensionInfo[] }).extensions;
   } catch (err) {
@@ -401,6 +406,7 @@ function start(): void {
   ui.extensionOther.addEventListener("change", () => showVersions());
   ui.refresh.addEventListener("click", () => void loadCatalog());
   ui.server.addEventListener("change", () => void loadCatalog());
+  ui.token.addEventListener("change", () => void loadCatalog());
   ui.form.addEventListener("submit", (event) => {
     event.preventDefault();
     void invoke();
