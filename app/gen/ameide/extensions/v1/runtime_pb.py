@@ -332,7 +332,7 @@ class InvokeExtensionResponse(Message[_InvokeExtensionResponseFields]):
         logs: list[LogLine]
         logs_truncated: bool
 
-_InvocationErrorFields: TypeAlias = Literal["kind", "message", "extension_id", "version", "request_id", "metrics", "logs", "logs_truncated"]
+_InvocationErrorFields: TypeAlias = Literal["kind", "message", "extension_id", "version", "request_id", "metrics", "logs", "logs_truncated", "retry_after_ms"]
 
 class InvocationError(Message[_InvocationErrorFields]):
     """
@@ -393,9 +393,16 @@ class InvocationError(Message[_InvocationErrorFields]):
             ```proto
             bool logs_truncated = 8;
             ```
+        retry_after_ms:
+            For OVERLOADED: how long to wait before retrying, in milliseconds (0: no hint).
+            The same hint is sent as a `retry-after` header (whole seconds, rounded up).
+
+            ```proto
+            int64 retry_after_ms = 9;
+            ```
     """
 
-    __slots__ = ("kind", "message", "extension_id", "version", "request_id", "metrics", "logs", "logs_truncated")
+    __slots__ = ("kind", "message", "extension_id", "version", "request_id", "metrics", "logs", "logs_truncated", "retry_after_ms")
 
     if TYPE_CHECKING:
 
@@ -410,6 +417,7 @@ class InvocationError(Message[_InvocationErrorFields]):
             metrics: InvocationMetrics | None = None,
             logs: list[LogLine] | None = None,
             logs_truncated: bool = False,
+            retry_after_ms: int = 0,
         ) -> None:
             pass
 
@@ -421,6 +429,7 @@ class InvocationError(Message[_InvocationErrorFields]):
         metrics: InvocationMetrics | None
         logs: list[LogLine]
         logs_truncated: bool
+        retry_after_ms: int
 
 class OutputFormat(Enum):
     """
@@ -643,7 +652,7 @@ class ErrorKind(Enum):
 
 
 _DESC = file_desc(
-    b'\n"ameide/extensions/v1/runtime.proto\x12\x14ameide.extensions.v1\x1a\x1cgoogle/protobuf/struct.proto"\xbf\x02\n\x10ExecutionContext\x12\x1b\n\ttenant_id\x18\x01 \x01(\tR\x08tenantId\x12\'\n\x0forganization_id\x18\x02 \x01(\tR\x0eorganizationId\x12\x17\n\x07user_id\x18\x03 \x01(\tR\x06userId\x12\x1d\n\nrequest_id\x18\x04 \x01(\tR\trequestId\x12\x16\n\x06caller\x18\x05 \x01(\tR\x06caller\x12V\n\nattributes\x18\x06 \x03(\x0b26.ameide.extensions.v1.ExecutionContext.AttributesEntryR\nattributes\x1a=\n\x0fAttributesEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x028\x01"\xe8\x02\n\x16InvokeExtensionRequest\x12@\n\x07context\x18\x01 \x01(\x0b2&.ameide.extensions.v1.ExecutionContextR\x07context\x12!\n\x0cextension_id\x18\x02 \x01(\tR\x0bextensionId\x12\x18\n\x07version\x18\x03 \x01(\tR\x07version\x127\n\ninput_json\x18\x04 \x01(\x0b2\x16.google.protobuf.ValueH\x00R\tinputJson\x12!\n\x0binput_bytes\x18\x05 \x01(\x0cH\x00R\ninputBytes\x12!\n\x0cinclude_logs\x18\x06 \x01(\x08R\x0bincludeLogs\x12G\n\routput_format\x18\x07 \x01(\x0e2".ameide.extensions.v1.OutputFormatR\x0coutputFormatB\x07\n\x05input"\xbf\x01\n\x11InvocationMetrics\x12\x1f\n\x0bduration_us\x18\x01 \x01(\x04R\ndurationUs\x12#\n\rfuel_consumed\x18\x02 \x01(\x04R\x0cfuelConsumed\x12*\n\x11peak_memory_bytes\x18\x03 \x01(\x04R\x0fpeakMemoryBytes\x12\x1d\n\nhost_calls\x18\x04 \x01(\rR\thostCalls\x12\x19\n\x08queue_us\x18\x05 \x01(\x04R\x07queueUs"Y\n\x07LogLine\x124\n\x05level\x18\x01 \x01(\x0e2\x1e.ameide.extensions.v1.LogLevelR\x05level\x12\x18\n\x07message\x18\x02 \x01(\tR\x07message"\xcb\x02\n\x17InvokeExtensionResponse\x129\n\x0boutput_json\x18\x01 \x01(\x0b2\x16.google.protobuf.ValueH\x00R\noutputJson\x12#\n\x0coutput_bytes\x18\x02 \x01(\x0cH\x00R\x0boutputBytes\x12)\n\x10resolved_version\x18\x03 \x01(\tR\x0fresolvedVersion\x12A\n\x07metrics\x18\x04 \x01(\x0b2\'.ameide.extensions.v1.InvocationMetricsR\x07metrics\x121\n\x04logs\x18\x05 \x03(\x0b2\x1d.ameide.extensions.v1.LogLineR\x04logs\x12%\n\x0elogs_truncated\x18\x06 \x01(\x08R\rlogsTruncatedB\x08\n\x06output"\xd9\x02\n\x0fInvocationError\x123\n\x04kind\x18\x01 \x01(\x0e2\x1f.ameide.extensions.v1.ErrorKindR\x04kind\x12\x18\n\x07message\x18\x02 \x01(\tR\x07message\x12!\n\x0cextension_id\x18\x03 \x01(\tR\x0bextensionId\x12\x18\n\x07version\x18\x04 \x01(\tR\x07version\x12\x1d\n\nrequest_id\x18\x05 \x01(\tR\trequestId\x12A\n\x07metrics\x18\x06 \x01(\x0b2\'.ameide.extensions.v1.InvocationMetricsR\x07metrics\x121\n\x04logs\x18\x07 \x03(\x0b2\x1d.ameide.extensions.v1.LogLineR\x04logs\x12%\n\x0elogs_truncated\x18\x08 \x01(\x08R\rlogsTruncated*^\n\x0cOutputFormat\x12\x1d\n\x19OUTPUT_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n\x12OUTPUT_FORMAT_JSON\x10\x01\x12\x17\n\x13OUTPUT_FORMAT_BYTES\x10\x02*w\n\x08LogLevel\x12\x19\n\x15LOG_LEVEL_UNSPECIFIED\x10\x00\x12\x13\n\x0fLOG_LEVEL_DEBUG\x10\x01\x12\x12\n\x0eLOG_LEVEL_INFO\x10\x02\x12\x12\n\x0eLOG_LEVEL_WARN\x10\x03\x12\x13\n\x0fLOG_LEVEL_ERROR\x10\x04*\x9e\x04\n\tErrorKind\x12\x1a\n\x16ERROR_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12ERROR_KIND_TIMEOUT\x10\x01\x12\x1d\n\x19ERROR_KIND_FUEL_EXHAUSTED\x10\x02\x12\x1b\n\x17ERROR_KIND_MEMORY_LIMIT\x10\x03\x12\x1d\n\x19ERROR_KIND_STACK_OVERFLOW\x10\x04\x12\x13\n\x0fERROR_KIND_TRAP\x10\x05\x12\x1f\n\x1bERROR_KIND_OUTPUT_TOO_LARGE\x10\x06\x12\x1f\n\x1bERROR_KIND_HOST_CALL_DENIED\x10\x07\x12!\n\x1dERROR_KIND_EXTENSION_DISABLED\x10\x08\x12\x18\n\x14ERROR_KIND_NOT_FOUND\x10\t\x12!\n\x1dERROR_KIND_INTEGRITY_MISMATCH\x10\n\x12\x1d\n\x19ERROR_KIND_INVALID_MODULE\x10\x0b\x12\x19\n\x15ERROR_KIND_OVERLOADED\x10\x0c\x12\x1c\n\x18ERROR_KIND_INVALID_INPUT\x10\r\x12\x1d\n\x19ERROR_KIND_INVALID_OUTPUT\x10\x0e\x12\x1a\n\x16ERROR_KIND_UNAVAILABLE\x10\x0f\x12\x1f\n\x1bERROR_KIND_HOST_CALL_FAILED\x10\x10\x12\x17\n\x13ERROR_KIND_INTERNAL\x10\x112\x88\x01\n\x14WasmExtensionRuntime\x12p\n\x0fInvokeExtension\x12,.ameide.extensions.v1.InvokeExtensionRequest\x1a-.ameide.extensions.v1.InvokeExtensionResponse"\x00b\x06proto3',
+    b'\n"ameide/extensions/v1/runtime.proto\x12\x14ameide.extensions.v1\x1a\x1cgoogle/protobuf/struct.proto"\xbf\x02\n\x10ExecutionContext\x12\x1b\n\ttenant_id\x18\x01 \x01(\tR\x08tenantId\x12\'\n\x0forganization_id\x18\x02 \x01(\tR\x0eorganizationId\x12\x17\n\x07user_id\x18\x03 \x01(\tR\x06userId\x12\x1d\n\nrequest_id\x18\x04 \x01(\tR\trequestId\x12\x16\n\x06caller\x18\x05 \x01(\tR\x06caller\x12V\n\nattributes\x18\x06 \x03(\x0b26.ameide.extensions.v1.ExecutionContext.AttributesEntryR\nattributes\x1a=\n\x0fAttributesEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x028\x01"\xe8\x02\n\x16InvokeExtensionRequest\x12@\n\x07context\x18\x01 \x01(\x0b2&.ameide.extensions.v1.ExecutionContextR\x07context\x12!\n\x0cextension_id\x18\x02 \x01(\tR\x0bextensionId\x12\x18\n\x07version\x18\x03 \x01(\tR\x07version\x127\n\ninput_json\x18\x04 \x01(\x0b2\x16.google.protobuf.ValueH\x00R\tinputJson\x12!\n\x0binput_bytes\x18\x05 \x01(\x0cH\x00R\ninputBytes\x12!\n\x0cinclude_logs\x18\x06 \x01(\x08R\x0bincludeLogs\x12G\n\routput_format\x18\x07 \x01(\x0e2".ameide.extensions.v1.OutputFormatR\x0coutputFormatB\x07\n\x05input"\xbf\x01\n\x11InvocationMetrics\x12\x1f\n\x0bduration_us\x18\x01 \x01(\x04R\ndurationUs\x12#\n\rfuel_consumed\x18\x02 \x01(\x04R\x0cfuelConsumed\x12*\n\x11peak_memory_bytes\x18\x03 \x01(\x04R\x0fpeakMemoryBytes\x12\x1d\n\nhost_calls\x18\x04 \x01(\rR\thostCalls\x12\x19\n\x08queue_us\x18\x05 \x01(\x04R\x07queueUs"Y\n\x07LogLine\x124\n\x05level\x18\x01 \x01(\x0e2\x1e.ameide.extensions.v1.LogLevelR\x05level\x12\x18\n\x07message\x18\x02 \x01(\tR\x07message"\xcb\x02\n\x17InvokeExtensionResponse\x129\n\x0boutput_json\x18\x01 \x01(\x0b2\x16.google.protobuf.ValueH\x00R\noutputJson\x12#\n\x0coutput_bytes\x18\x02 \x01(\x0cH\x00R\x0boutputBytes\x12)\n\x10resolved_version\x18\x03 \x01(\tR\x0fresolvedVersion\x12A\n\x07metrics\x18\x04 \x01(\x0b2\'.ameide.extensions.v1.InvocationMetricsR\x07metrics\x121\n\x04logs\x18\x05 \x03(\x0b2\x1d.ameide.extensions.v1.LogLineR\x04logs\x12%\n\x0elogs_truncated\x18\x06 \x01(\x08R\rlogsTruncatedB\x08\n\x06output"\xff\x02\n\x0fInvocationError\x123\n\x04kind\x18\x01 \x01(\x0e2\x1f.ameide.extensions.v1.ErrorKindR\x04kind\x12\x18\n\x07message\x18\x02 \x01(\tR\x07message\x12!\n\x0cextension_id\x18\x03 \x01(\tR\x0bextensionId\x12\x18\n\x07version\x18\x04 \x01(\tR\x07version\x12\x1d\n\nrequest_id\x18\x05 \x01(\tR\trequestId\x12A\n\x07metrics\x18\x06 \x01(\x0b2\'.ameide.extensions.v1.InvocationMetricsR\x07metrics\x121\n\x04logs\x18\x07 \x03(\x0b2\x1d.ameide.extensions.v1.LogLineR\x04logs\x12%\n\x0elogs_truncated\x18\x08 \x01(\x08R\rlogsTruncated\x12$\n\x0eretry_after_ms\x18\t \x01(\x03R\x0cretryAfterMs*^\n\x0cOutputFormat\x12\x1d\n\x19OUTPUT_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n\x12OUTPUT_FORMAT_JSON\x10\x01\x12\x17\n\x13OUTPUT_FORMAT_BYTES\x10\x02*w\n\x08LogLevel\x12\x19\n\x15LOG_LEVEL_UNSPECIFIED\x10\x00\x12\x13\n\x0fLOG_LEVEL_DEBUG\x10\x01\x12\x12\n\x0eLOG_LEVEL_INFO\x10\x02\x12\x12\n\x0eLOG_LEVEL_WARN\x10\x03\x12\x13\n\x0fLOG_LEVEL_ERROR\x10\x04*\x9e\x04\n\tErrorKind\x12\x1a\n\x16ERROR_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12ERROR_KIND_TIMEOUT\x10\x01\x12\x1d\n\x19ERROR_KIND_FUEL_EXHAUSTED\x10\x02\x12\x1b\n\x17ERROR_KIND_MEMORY_LIMIT\x10\x03\x12\x1d\n\x19ERROR_KIND_STACK_OVERFLOW\x10\x04\x12\x13\n\x0fERROR_KIND_TRAP\x10\x05\x12\x1f\n\x1bERROR_KIND_OUTPUT_TOO_LARGE\x10\x06\x12\x1f\n\x1bERROR_KIND_HOST_CALL_DENIED\x10\x07\x12!\n\x1dERROR_KIND_EXTENSION_DISABLED\x10\x08\x12\x18\n\x14ERROR_KIND_NOT_FOUND\x10\t\x12!\n\x1dERROR_KIND_INTEGRITY_MISMATCH\x10\n\x12\x1d\n\x19ERROR_KIND_INVALID_MODULE\x10\x0b\x12\x19\n\x15ERROR_KIND_OVERLOADED\x10\x0c\x12\x1c\n\x18ERROR_KIND_INVALID_INPUT\x10\r\x12\x1d\n\x19ERROR_KIND_INVALID_OUTPUT\x10\x0e\x12\x1a\n\x16ERROR_KIND_UNAVAILABLE\x10\x0f\x12\x1f\n\x1bERROR_KIND_HOST_CALL_FAILED\x10\x10\x12\x17\n\x13ERROR_KIND_INTERNAL\x10\x112\x88\x01\n\x14WasmExtensionRuntime\x12p\n\x0fInvokeExtension\x12,.ameide.extensions.v1.InvokeExtensionRequest\x1a-.ameide.extensions.v1.InvokeExtensionResponse"\x00b\x06proto3',
     [
         struct_pb.desc(),
     ],
