@@ -74,6 +74,17 @@ def scrape(runtime: Runtime) -> Iterable[tuple[str, str, str, list[str], Any]]:
             (["hostcall_keys"], float(runtime.host_bridge.signer.reload_failures)),
         ],
     )
+    per_tenant = runtime.settings.metrics_tenant_label
+    limited = runtime.rate_limits.rejections
+    yield (
+        "counter",
+        "rate_limited",
+        "Calls refused as OVERLOADED by a tenant's rate limit (by tenant with the tenant label).",
+        ["tenant"] if per_tenant else [],
+        [([t], float(n)) for t, n in limited.items()]
+        if per_tenant
+        else [([], float(sum(limited.values())))],
+    )
     yield (
         "gauge",
         "catalog_definitions",

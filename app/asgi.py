@@ -38,7 +38,15 @@ from app.gen.ameide.extensions.v1.runtime_connect import (
 )
 from app.hostcalls import JWKS_PATH
 from app.invocation import EchoInvoker, Invoker
-from app.rpc import AdminService, RuntimeService, SanitizingInterceptor, codecs, unknown_method
+from app.rpc import (
+    AdminService,
+    AdmissionInterceptor,
+    KeyPrefetchInterceptor,
+    RuntimeService,
+    SanitizingInterceptor,
+    codecs,
+    unknown_method,
+)
 from app.runtime import Runtime
 from app.settings import Settings, get_settings
 from app.telemetry import configure_logging, get_logger
@@ -66,18 +74,12 @@ def create_app(
     if runtime is None and invoker is None:
         runtime = Runtime(settings)
     authenticator = Authenticator(settings)
-    service = RuntimeService(invoker or runtime, authenticator)  # type: ignore[arg-type]
-    connect_app = WasmExtensionRuntimeASGIApplication(
-        service,
-        interceptors=[SanitizingInterceptor()],
-        read_max_bytes=settings.read_max_bytes,
-        codecs=codecs(),
-    )
+    connect_app = _invoke_app(settings, invoker or runtime, authenticator, runtime)  # type: ignore[arg-type]
     rpc_routes = _connect_routes(WasmExtensionRuntime.desc(), connect_app)
     if runtime is not None:
         admin_app = ExtensionRuntimeAdminASGIApplication(
             AdminService(runtime, authenticator, settings.admin_scope),
-            interceptors=[SanitizingInterceptor()],
+            interceptors=[KeyPrefetchInterceptor(authenticator), SanitizingInterceptor()],
             read_max_bytes=64 * 1024,
             codecs=codecs(),
         )
@@ -179,6 +181,20 @@ def _jwks_route(runtime: Runtime | None, settings: Settings) -> Route:
         return JSONResponse(document, headers={"Cache-Control": cache})
 
     return Route(JWKS_PATH, hostcall_jwks, methods=["GET"])
+
+
+def _invoke_app(
+    settings: Settings, invoker: Invoker, authenticator: Authenticator, runtime: Runtime | None
+) -> WasmExtensionRuntimeASGIApplication:
+    """The InvokeExtension application; admission runs before the body is read
+    (see app/rpc/_admission.py), so it comes first."""
+    rate_limits = runtime.rate_limits if runtime is not None else None
+    return WasmExtensionRuntimeASGIApplication(
+        RuntimeService(invoker, authenticator, rate_limits),
+        interceptors=[AdmissionInterceptor(authenticator, rate_limits), SanitizingInterceptor()],
+        read_max_bytes=settings.read_max_bytes,
+        codecs=codecs(),
+    )
 
 
 async def _not_found(_: Request) -> JSONResponse:

@@ -43,6 +43,9 @@ class InvocationFailure(Exception):
     stack traces. ``caller_side`` marks a failure the caller or our capacity
     caused rather than the guest (a TIMEOUT at the caller's own, shorter
     deadline, or while queued): circuit breakers do not count it.
+    ``retry_after_ms`` is a hint for ``OVERLOADED``: when a retry
+    may succeed (the wire carries it in the error detail and a ``retry-after``
+    header).
     """
 
     def __init__(
@@ -52,6 +55,7 @@ class InvocationFailure(Exception):
         metrics: Metrics | None = None,
         *,
         caller_side: bool = False,
+        retry_after_ms: int = 0,
     ) -> None:
         super().__init__(message)
         self.kind = kind
@@ -61,6 +65,7 @@ class InvocationFailure(Exception):
         self.logs: list[LogLine] = []
         """The guest's log lines up to the failure (only when the caller asked for logs)."""
         self.logs_truncated = False
+        self.retry_after_ms = retry_after_ms
 
     def __repr__(self) -> str:
         return f"InvocationFailure({self.kind.value}, {self.message!r})"

@@ -30,6 +30,8 @@ from app.controls import (
     Breakers,
     BreakerState,
     Controls,
+    Rate,
+    RateLimiter,
     Refusal,
 )
 from app.errors import ErrorKind, InvocationFailure
@@ -85,6 +87,15 @@ class Runtime:
                 cooldown_s=settings.breaker_cooldown_s,
                 min_tenants=settings.breaker_min_tenants,
             )
+        )
+        # Checked per tenant by the RPC layer right after authentication, and per
+        # (tenant, tier) here once the tier is known.
+        self.rate_limits = RateLimiter(
+            Rate(rate_per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst),
+            tiers=settings.rate_limit_tiers,
+            overrides=self.controls.tenant_limit,
+            max_buckets=settings.rate_limit_max_buckets,
+            count_tenants=settings.metrics_tenant_label,
         )
         self.registry = CollectorRegistry()
         self.metrics = InvocationMetrics(self.registry, tenant_label=settings.metrics_tenant_label)
@@ -293,6 +304,7 @@ class Runtime:
                 ErrorKind.EXTENSION_DISABLED,
                 f"{definition.id} {definition.version} is disabled: {decision.disabled_reason}",
             )
+        self.rate_limits.check_tier(invocation.context.tenant_id, definition.risk_tier)
         permit = self.breakers.allow(
             (definition.owner_key, definition.id, definition.version),
             invocation.context.tenant_id,

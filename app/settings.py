@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, SecretStr, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app._ids import S3_PREFIX_PATTERN
@@ -46,6 +46,15 @@ def _string_list(value: object) -> object:
 
 
 OriginList = Annotated[list[str], NoDecode, BeforeValidator(_string_list)]
+
+
+class Rate(BaseModel):
+    """A token bucket's refill rate and size (app/controls/ratelimit.py); 0: no limit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rate_per_s: float = Field(ge=0)
+    burst: int = Field(default=1, ge=1, le=1_000_000)
 
 
 class Settings(BaseSettings):
@@ -136,6 +145,19 @@ class Settings(BaseSettings):
     )
     auth_leeway_s: int = Field(default=5, ge=0, le=300)
     admin_scope: str = "extensions-runtime:admin"
+    auth_jwks_timeout_s: float = Field(
+        default=3.0, gt=0, le=30, description="Longest one JWKS fetch may take."
+    )
+    auth_jwks_refresh_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Age at which cached JWKS keys are refreshed in the background.",
+    )
+    auth_jwks_cooldown_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="At most one JWKS fetch for unknown key ids per this many seconds.",
+    )
 
     # Risk tiers (hot-reloaded YAML/JSON) and the host-call bridge.
     policy_file: Path | None = None
@@ -183,6 +205,17 @@ class Settings(BaseSettings):
         gt=0,
         description="Distinct tenants with faults it takes to open a version for every tenant.",
     )
+
+    # Per-tenant request rate (token buckets, per process); see app/controls/ratelimit.py.
+    rate_limit_per_s: float = Field(
+        default=2_000.0, ge=0, description="Calls a tenant may make per second; 0: no limit."
+    )
+    rate_limit_burst: int = Field(default=2_000, ge=1, le=1_000_000)
+    rate_limit_tiers: dict[str, Rate] = Field(
+        default_factory=dict,
+        description='Per risk tier limits, e.g. {"write": {"rate_per_s": 50, "burst": 100}}',
+    )
+    rate_limit_max_buckets: int = Field(default=10_000, gt=0, le=10_000_000)
 
     # Promotion events (signed CloudEvents webhook) and the polling fallback.
     promotion_webhook_secret: SecretStr | None = None
@@ -246,6 +279,13 @@ class Settings(BaseSettings):
     )
     inline_slice_ms: float = Field(default=2.0, gt=0, le=50)
     executor_queue: int = Field(default=64, ge=0, le=10_000)
+    executor_tenant_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Largest fraction of a lane's threads + waiting slots one tenant may hold "
+        "(at least one); above it the tenant gets OVERLOADED at once.",
+    )
     epoch_tick_ms: int = Field(default=10, gt=0, le=1000)
 
     @model_validator(mode="after")

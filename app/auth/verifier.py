@@ -15,9 +15,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import jwt
-from jwt import PyJWKClient, PyJWKSet
+from jwt import PyJWKSet
 
 from app._ids import TENANT_PATTERN, fullmatch
+from app.auth._jwks import JwksCache
 from app.invocation import ExecutionContext
 from app.settings import Settings
 from app.telemetry import get_logger
@@ -77,11 +78,16 @@ class Authenticator:
             else None
         )
         self._jwks: PyJWKSet | None = None
-        self._jwks_client: PyJWKClient | None = None
+        self._jwks_client: JwksCache | None = None
         if settings.auth_jwks_file is not None:
             self._jwks = PyJWKSet.from_dict(json.loads(settings.auth_jwks_file.read_text()))
         if settings.auth_jwks_url:
-            self._jwks_client = PyJWKClient(settings.auth_jwks_url, cache_keys=True, timeout=5)
+            self._jwks_client = JwksCache(
+                settings.auth_jwks_url,
+                timeout_s=settings.auth_jwks_timeout_s,
+                refresh_s=settings.auth_jwks_refresh_s,
+                cooldown_s=settings.auth_jwks_cooldown_s,
+            )
         if self.enabled and not (self._secret or self._jwks or self._jwks_client):
             raise ValueError(
                 "caller auth is on but no key is configured: set EXTENSIONS_RUNTIME_AUTH_"
@@ -105,11 +111,40 @@ class Authenticator:
                 if key.key_id == kid:
                     return key.key, _ASYMMETRIC
         if self._jwks_client is not None:
-            try:
-                return self._jwks_client.get_signing_key_from_jwt(token).key, _ASYMMETRIC
-            except jwt.PyJWKClientError:
-                pass
+            cached = self._jwks_client.key(kid)  # fetched beforehand by prefetch()
+            if cached is not None:
+                return cached.key, _ASYMMETRIC
         raise AuthError("unauthenticated", "token signed with an unknown key")
+
+    async def prefetch(self, authorization: str | None) -> None:
+        """Fetch the JWKS key the token names, if it comes from the URL and is not cached.
+
+        Bounded and single-flight (see ``_jwks``); call it before :meth:`authenticate`,
+        which only reads the cache.
+        """
+        if self._jwks_client is None or not authorization:
+            return
+        token = authorization[7:].strip()
+        if len(token) > _MAX_TOKEN_CHARS:
+            return
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError:
+            return
+        kid = header.get("kid")
+        if header.get("alg") == "HS256" or not isinstance(kid, str):
+            return
+        if self._jwks is not None and any(key.key_id == kid for key in self._jwks.keys):
+            return
+        await self._jwks_client.ensure(kid)
+
+    async def authenticate_async(
+        self, authorization: str | None, *, require: bool = False
+    ) -> Principal | None:
+        """:meth:`prefetch`, then :meth:`authenticate`."""
+        if self.enabled or require:
+            await self.prefetch(authorization)
+        return self.authenticate(authorization, require=require)
 
     def authenticate(self, authorization: str | None, *, require: bool = False) -> Principal | None:
         """The caller's principal; ``None`` when auth is disabled and not ``require``d.

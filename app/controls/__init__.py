@@ -18,6 +18,7 @@ from app.controls.killswitches import (
     Target,
     parse_controls,
 )
+from app.controls.ratelimit import Rate, RateLimiter, TenantLimit
 from app.hostcalls.policy import Ceilings
 
 __all__ = [
@@ -31,9 +32,12 @@ __all__ = [
     "Decision",
     "Degradation",
     "Permit",
+    "Rate",
+    "RateLimiter",
     "Refusal",
     "Switch",
     "Target",
+    "TenantLimit",
     "VersionKey",
     "parse_controls",
 ]

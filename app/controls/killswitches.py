@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app._hotfile import HotFile
+from app.controls.ratelimit import Rate, TenantLimit
 from app.hostcalls.policy import Ceilings  # one notion of limit ceilings for tiers and operators
 
 TargetKind = Literal["version", "extension", "tenant", "tier"]
@@ -100,6 +101,7 @@ class ControlsDocument(BaseModel):
 
     disabled: tuple[Switch, ...] = ()
     degraded: tuple[Degradation, ...] = ()
+    tenant_limits: tuple[TenantLimit, ...] = Field(default=(), max_length=100_000)
 
 
 def parse_controls(text: str) -> ControlsDocument:
@@ -124,6 +126,7 @@ class Controls:
         self._lock = threading.Lock()
         self._admin_disabled: dict[Target, Switch] = {}
         self._admin_degraded: dict[Target, Degradation] = {}
+        self._limits: tuple[ControlsDocument, dict[str, Rate]] | None = None
 
     def _key(self, target: Target) -> Target:
         return Target(**target.model_dump(include=set(Target.model_fields)))
@@ -155,6 +158,15 @@ class Controls:
                 (d, "admin") for d in self._admin_degraded.values()
             ]
         return disabled, degraded
+
+    def tenant_limit(self, tenant: str) -> Rate | None:
+        """The tenant's own rate limit from the file's ``tenant_limits:``, if it has one."""
+        document = self.file.current()
+        limits = self._limits
+        if limits is None or limits[0] is not document:  # indexed once per reload
+            limits = (document, {limit.tenant_id: limit for limit in document.tenant_limits})
+            self._limits = limits
+        return limits[1].get(tenant)
 
     def decide(
         self, extension_id: str, version: str, tier: str, tenant: str, owner: str = ""

@@ -1,6 +1,7 @@
 """The RPC surface: ``WasmExtensionRuntime`` handlers, interceptors and wire errors."""
 
 from app.rpc._admin import AdminService
+from app.rpc._admission import AdmissionInterceptor, KeyPrefetchInterceptor
 from app.rpc._codec import codecs
 from app.rpc._errors import code_for, to_connect_error
 from app.rpc._interceptors import SanitizingInterceptor
@@ -9,6 +10,8 @@ from app.rpc._unknown import unknown_method
 
 __all__ = [
     "AdminService",
+    "AdmissionInterceptor",
+    "KeyPrefetchInterceptor",
     "RuntimeService",
     "SanitizingInterceptor",
     "code_for",

@@ -81,6 +81,7 @@ def to_connect_error(
         metrics=metrics,
         logs=log_lines(kept) if include_logs else [],
         logs_truncated=include_logs and (failure.logs_truncated or len(kept) < len(failure.logs)),
+        retry_after_ms=failure.retry_after_ms,
     )
     return ConnectError(code_for(failure.kind), message, details=[detail])
 

@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from dataclasses import replace
 from typing import Any
 
-from connectrpc.code import Code
-from connectrpc.errors import ConnectError
 from connectrpc.request import RequestContext
 from protobuf import Oneof
 
 from app.auth import Authenticator, AuthError, bind
+from app.controls import RateLimiter
 from app.errors import ErrorKind, InvocationFailure
 from app.gen.ameide.extensions.v1 import runtime_pb
 from app.gen.ameide.extensions.v1.runtime_connect import WasmExtensionRuntime
 from app.invocation import ExecutionContext, Invocation, Invoker, Metrics, Outcome
+from app.rpc._admission import admitted, auth_error, set_retry_after
 from app.rpc._context import request_id_for
 from app.rpc._errors import log_lines, to_connect_error
-from app.rpc._payload import input_bytes, parse_json_output
+from app.rpc._payload import OFF_LOOP_BYTES, input_bytes, parse_json_output_async
 
 _OutputFormat = runtime_pb.OutputFormat
 _PID = str(os.getpid())  # which worker process answered, for operators and tests
@@ -39,9 +40,15 @@ def metrics_message(metrics: Metrics) -> runtime_pb.InvocationMetrics:
 class RuntimeService(WasmExtensionRuntime):
     """Implements ``ameide.extensions.v1.WasmExtensionRuntime``."""
 
-    def __init__(self, invoker: Invoker, authenticator: Authenticator) -> None:
+    def __init__(
+        self,
+        invoker: Invoker,
+        authenticator: Authenticator,
+        rate_limits: RateLimiter | None = None,
+    ) -> None:
         self._invoker = invoker
         self._auth = authenticator
+        self._rate_limits = rate_limits
 
     async def invoke_extension(
         self,
@@ -53,19 +60,21 @@ class RuntimeService(WasmExtensionRuntime):
         ctx.response_headers["x-request-id"] = request_id
         ctx.response_headers["x-served-by"] = _PID
         try:
-            principal = self._auth.authenticate(ctx.request_headers.get("authorization"))
-            invocation = _invocation(request, ctx, request_id)
+            admission = admitted()  # set by AdmissionInterceptor before the body was read
+            if admission is None:
+                principal = self._auth.authenticate(ctx.request_headers.get("authorization"))
+            else:
+                principal = admission.principal
+            invocation = _invocation(request, ctx, request_id, await _input(request, ctx))
             invocation = replace(invocation, context=bind(principal, invocation.context))
+            if self._rate_limits is not None and not (admission and admission.rate_checked):
+                self._rate_limits.check(invocation.context.tenant_id)
             outcome = await self._invoker.invoke(invocation)
-            return _response(outcome, request.output_format)
+            return await _response(outcome, request.output_format)
         except AuthError as refused:
-            code = (
-                Code.UNAUTHENTICATED
-                if refused.status == "unauthenticated"
-                else Code.PERMISSION_DENIED
-            )
-            raise ConnectError(code, refused.message) from None
+            raise auth_error(refused) from None
         except InvocationFailure as failure:
+            set_retry_after(ctx, failure)
             raise to_connect_error(
                 failure,
                 extension_id=request.extension_id,
@@ -76,8 +85,27 @@ class RuntimeService(WasmExtensionRuntime):
             ) from None
 
 
+async def _input(
+    request: runtime_pb.InvokeExtensionRequest, ctx: RequestContext[Any, Any]
+) -> bytes:
+    """The guest's input bytes; converted on a worker thread when the body was large."""
+    length = ctx.request_headers.get("content-length", "")
+    if (
+        request.input is not None
+        and request.input.field == "input_json"
+        and length.isdigit()
+        and len(length) < 12
+        and int(length) > OFF_LOOP_BYTES
+    ):
+        return await asyncio.to_thread(input_bytes, request.input)
+    return input_bytes(request.input)
+
+
 def _invocation(
-    request: runtime_pb.InvokeExtensionRequest, ctx: RequestContext[Any, Any], request_id: str
+    request: runtime_pb.InvokeExtensionRequest,
+    ctx: RequestContext[Any, Any],
+    request_id: str,
+    data: bytes,
 ) -> Invocation:
     if not request.extension_id:
         raise InvocationFailure(ErrorKind.INVALID_INPUT, "extension_id is required")
@@ -100,18 +128,20 @@ def _invocation(
         context=context,
         extension_id=request.extension_id,
         version=request.version,
-        input=input_bytes(request.input),
+        input=data,
         deadline=deadline,
         include_logs=request.include_logs,
     )
 
 
-def _response(outcome: Outcome, fmt: runtime_pb.OutputFormat) -> runtime_pb.InvokeExtensionResponse:
+async def _response(
+    outcome: Outcome, fmt: runtime_pb.OutputFormat
+) -> runtime_pb.InvokeExtensionResponse:
     output: Oneof[str, object]
     if fmt == _OutputFormat.BYTES:
         output = Oneof("output_bytes", outcome.output)
     else:
-        value = parse_json_output(outcome.output)
+        value = await parse_json_output_async(outcome.output)
         if value is not None:
             output = Oneof("output_json", value)
         elif fmt == _OutputFormat.JSON:

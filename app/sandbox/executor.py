@@ -32,6 +32,14 @@ its further jobs wait in a queue of its own and are handed over as its
 earlier ones finish. So a tenant whose upstream hangs holds at most half the
 io threads, and another tenant's call is never queued behind all of that
 tenant's waiting calls. The ``short`` lane's jobs are quick and have no cap.
+
+**Fair admission.** Capping threads alone left the waiting slots to whoever
+came first: 76 slow host-calling requests from one tenant filled the io lane's
+threads *and* its 64 waiting slots, and another tenant's call was refused.
+So in every lane one tenant may also hold at most ``executor_tenant_share`` of
+the lane's admission slots (threads + waiting, at least one); above that its
+calls are refused at once with ``OVERLOADED`` and a retry hint, while the
+rest of the lane stays free for the others.
 """
 
 from __future__ import annotations
@@ -55,6 +63,8 @@ T = TypeVar("T")
 Lane = Literal["short", "long", "io"]
 LONG_LANE_NICE = 10
 """How much lower the ``long`` lane's CPU priority is (``nice`` increment)."""
+OVERLOADED_RETRY_AFTER_MS = 1000
+"""The retry hint of an OVERLOADED refusal: about how long a slot takes to free."""
 
 
 def _lower_priority() -> None:
@@ -79,11 +89,14 @@ class _Job:
 class _LanePool:
     """One lane: a thread pool, its admission count and its per-tenant hand-off."""
 
-    def __init__(self, name: Lane, threads: int, capacity: int) -> None:
+    def __init__(self, name: Lane, threads: int, capacity: int, tenant_share: float) -> None:
         self.name = name
         self.threads = threads
         self.capacity = capacity
         self.admitted = 0
+        # Admission slots (threads + waiting) one tenant may hold in this lane.
+        self.tenant_admit_cap = max(1, int(capacity * tenant_share))
+        self.admitted_by: Counter[str] = Counter()
         # Jobs one tenant may have in the pool (running or in its FIFO); None: no cap.
         self.tenant_cap = None if name == "short" else max(1, threads // 2)
         self.handed: Counter[str] = Counter()
@@ -101,6 +114,13 @@ class _LanePool:
         else:
             self.parked.setdefault(job.tenant, deque()).append(job)
 
+    def release(self, tenant: str) -> None:
+        """One admission slot of ``tenant`` is free again (lock held)."""
+        self.admitted -= 1
+        self.admitted_by[tenant] -= 1
+        if self.admitted_by[tenant] <= 0:
+            del self.admitted_by[tenant]
+
     def hand(self, job: _Job) -> None:
         job.handed = True
         self.handed[job.tenant] += 1
@@ -108,7 +128,7 @@ class _LanePool:
 
     def finished(self, job: _Job) -> None:
         """``job`` is done (ran, failed or was cancelled): free its slots (lock held)."""
-        self.admitted -= 1
+        self.release(job.tenant)
         queue = self.parked.get(job.tenant)
         if not job.handed:
             if queue is not None:  # cancelled while parked: nothing to hand on
@@ -140,11 +160,14 @@ class Executor:
             "io": settings.executor_io_threads,
         }
         self._lanes = {
-            name: _LanePool(name, count, count + settings.executor_queue)
+            name: _LanePool(
+                name, count, count + settings.executor_queue, settings.executor_tenant_share
+            )
             for name, count in threads.items()
         }
         self._lock = threading.Lock()
         self.rejections = 0
+        self.tenant_rejections = 0  # of ``rejections``: a tenant over its share
         self._running: set[threading.Event] = set()
         self._pending: set[_Job] = set()  # submitted, not done
         self._closed = False
@@ -154,18 +177,29 @@ class Executor:
         """Jobs admitted and not finished (running plus waiting): the queue-depth gauge."""
         return sum(lane.admitted for lane in self._lanes.values())
 
-    def _admit(self, lane: _LanePool) -> None:
+    def _admit(self, lane: _LanePool, tenant: str) -> None:
         with self._lock:
             if self._closed:
                 raise InvocationFailure(ErrorKind.UNAVAILABLE, "the runtime is shutting down")
+            if lane.admitted_by[tenant] >= lane.tenant_admit_cap:
+                self.rejections += 1
+                self.tenant_rejections += 1
+                raise InvocationFailure(
+                    ErrorKind.OVERLOADED,
+                    f"this tenant already has {lane.tenant_admit_cap} calls running or"
+                    f" waiting for {lane.name} guests, its share; retry later",
+                    retry_after_ms=OVERLOADED_RETRY_AFTER_MS,
+                )
             if lane.admitted >= lane.capacity:
                 self.rejections += 1
                 raise InvocationFailure(
                     ErrorKind.OVERLOADED,
                     f"all {lane.threads} sandbox threads for {lane.name} guests are busy"
                     " and their queue is full",
+                    retry_after_ms=OVERLOADED_RETRY_AFTER_MS,
                 )
             lane.admitted += 1
+            lane.admitted_by[tenant] += 1
 
     async def submit(
         self,
@@ -183,7 +217,7 @@ class Executor:
         ``tenant`` is whose job it is (see **Tenants** above).
         """
         pool = self._lanes[lane]
-        self._admit(pool)
+        self._admit(pool, tenant)
         cancel = threading.Event()
         queued_at = time.monotonic()
         waited_us = 0
@@ -224,7 +258,7 @@ class Executor:
 
         with self._lock:
             if self._closed:
-                pool.admitted -= 1
+                pool.release(tenant)
                 raise InvocationFailure(ErrorKind.UNAVAILABLE, "the runtime is shutting down")
             self._pending.add(entry)
             pool.place(entry)

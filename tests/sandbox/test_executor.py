@@ -22,7 +22,8 @@ from tests.sandbox.conftest import CONTEXT
 
 @pytest.fixture
 def executor() -> Iterator[Executor]:
-    ex = Executor(Settings(executor_threads=1, executor_queue=1))
+    # One tenant may use the whole lane here; the tenant share has tests of its own.
+    ex = Executor(Settings(executor_threads=1, executor_queue=1, executor_tenant_share=1.0))
     yield ex
     ex.close()
 
@@ -169,7 +170,11 @@ async def test_guest_logs_carry_the_callers_log_context(
 async def test_lanes_have_their_own_threads_and_bounds() -> None:
     ex = Executor(
         Settings(
-            executor_threads=1, executor_long_threads=1, executor_io_threads=3, executor_queue=0
+            executor_threads=1,
+            executor_long_threads=1,
+            executor_io_threads=3,
+            executor_queue=0,
+            executor_tenant_share=1.0,  # one tenant fills each lane here
         )
     )
     release = threading.Event()
@@ -285,3 +290,62 @@ async def test_close_answers_parked_and_queued_callers() -> None:
     assert results[0] == ("done", results[0][1])  # type: ignore[index]
     for waiting in results[1:]:
         assert isinstance(waiting, InvocationFailure) and waiting.kind is ErrorKind.UNAVAILABLE
+
+
+async def test_one_tenant_holds_at_most_its_share_of_threads_and_waiting_slots() -> None:
+    """io lane: 4 threads + 8 waiting = 12 slots; at share 0.5 a tenant holds 6."""
+    ex = Executor(Settings(executor_io_threads=4, executor_queue=8, executor_tenant_share=0.5))
+    release = threading.Event()
+    try:
+        flood = [
+            asyncio.ensure_future(ex.submit(blocker(release), deadline=None, lane="io", tenant="a"))
+            for _ in range(20)
+        ]
+        await asyncio.sleep(0.1)
+        refused = [task for task in flood if task.done()]
+        assert len(refused) == 14  # 20 - 6, at once, while the first 6 still wait
+        for task in refused:
+            failure = task.exception()
+            assert isinstance(failure, InvocationFailure)
+            assert failure.kind is ErrorKind.OVERLOADED
+            assert failure.retry_after_ms > 0
+            assert "share" in failure.message
+        assert ex.in_flight == 6
+        # Another tenant is served at once, on the threads tenant a may not take.
+        other = await asyncio.wait_for(
+            ex.submit(lambda cancel: "b", deadline=None, lane="io", tenant="b"), 2
+        )
+        assert other[0] == "b"
+        release.set()
+        results = await asyncio.gather(*flood, return_exceptions=True)
+        ran = [r for r in results if not isinstance(r, BaseException)]
+        assert [value for value, _ in ran] == ["done"] * 6
+        assert ex.in_flight == 0
+        # Freed slots are tenant a's again.
+        assert (await ex.submit(lambda cancel: 1, deadline=None, lane="io", tenant="a"))[0] == 1
+    finally:
+        release.set()
+        ex.close()
+
+
+async def test_the_share_applies_to_the_short_lane_too() -> None:
+    ex = Executor(Settings(executor_threads=1, executor_queue=3, executor_tenant_share=0.5))
+    release = threading.Event()
+    try:
+        held = [
+            asyncio.ensure_future(ex.submit(blocker(release), deadline=None, tenant="a"))
+            for _ in range(2)
+        ]
+        await asyncio.sleep(0.05)
+        with pytest.raises(InvocationFailure) as info:
+            await ex.submit(lambda cancel: None, deadline=None, tenant="a")
+        assert info.value.kind is ErrorKind.OVERLOADED
+        queued_b = asyncio.ensure_future(ex.submit(lambda cancel: "b", deadline=None, tenant="b"))
+        await asyncio.sleep(0.05)
+        assert not queued_b.done()  # waiting in the slot tenant a could not take
+        release.set()
+        assert (await queued_b)[0] == "b"
+        await asyncio.gather(*held)
+    finally:
+        release.set()
+        ex.close()

@@ -1,0 +1,111 @@
+"""Per-tenant request-rate limits: token buckets, checked before any work is done.
+
+Fair admission in the executor bounds what one tenant holds at a time; this
+bounds how often it may ask. Each tenant has a bucket of ``burst`` tokens
+refilled at ``rate_per_s``; a call takes one token, and a call finding the
+bucket empty is refused at once as ``OVERLOADED`` with the time until the next
+token as its retry hint. Buckets are per process (each worker counts its own).
+
+Where the limits come from, most specific first: the tenant's entry in the
+hot-reloaded controls file (``tenant_limits:``), else the settings' default.
+A risk tier may have a limit of its own in the settings (``rate_limit_tiers``);
+that one is a second bucket per (tenant, tier), checked once the extension is
+resolved, because the tier is not known before.
+
+The buckets are kept in an LRU of at most ``max_buckets``: a flood of made-up
+tenants evicts idle buckets (a refilled bucket is the same as a new one), it
+never grows memory.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pydantic import Field
+
+from app.errors import ErrorKind, InvocationFailure
+from app.settings import Rate
+
+__all__ = ["Rate", "RateLimiter", "TenantLimit"]
+
+
+class TenantLimit(Rate):
+    """A tenant's own limit, from the controls file's ``tenant_limits:``."""
+
+    tenant_id: str = Field(min_length=1, max_length=128)
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class RateLimiter:
+    """Token buckets per tenant (and per tenant and tier), bounded in number."""
+
+    def __init__(
+        self,
+        default: Rate,
+        *,
+        tiers: dict[str, Rate] | None = None,
+        overrides: Callable[[str], Rate | None] = lambda _: None,
+        max_buckets: int = 10_000,
+        count_tenants: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._default = default
+        self._tiers = tiers or {}
+        self._overrides = overrides
+        self._max = max_buckets
+        self._clock = clock
+        self._count_tenants = count_tenants
+        self._buckets: OrderedDict[tuple[str, str], _Bucket] = OrderedDict()
+        self._lock = threading.Lock()
+        self.rejections: Counter[str] = Counter()
+        """Refused calls by tenant, or all under "" unless ``count_tenants`` (``/metrics``)."""
+
+    def check(self, tenant: str) -> None:
+        """Take a token of ``tenant``'s own bucket; raises OVERLOADED when it has none."""
+        self._take(tenant, "", self._overrides(tenant) or self._default)
+
+    def check_tier(self, tenant: str, tier: str) -> None:
+        """Take a token of the (tenant, tier) bucket, when ``tier`` has a limit."""
+        rate = self._tiers.get(tier)
+        if rate is not None:
+            self._take(tenant, tier, rate, what=f"for {tier} extensions")
+
+    def _take(self, tenant: str, tier: str, rate: Rate, what: str = "") -> None:
+        if rate.rate_per_s <= 0:
+            return
+        key = (tenant, tier)
+        now = self._clock()
+        with self._lock:
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                bucket = _Bucket(tokens=float(rate.burst), updated=now)
+                self._buckets[key] = bucket
+                if len(self._buckets) > self._max:
+                    self._buckets.popitem(last=False)
+            else:
+                self._buckets.move_to_end(key)
+                elapsed = max(0.0, now - bucket.updated)
+                bucket.tokens = min(float(rate.burst), bucket.tokens + elapsed * rate.rate_per_s)
+                bucket.updated = now
+            if bucket.tokens >= 1.0:
+                bucket.tokens -= 1.0
+                return
+            self.rejections[tenant if self._count_tenants else ""] += 1
+            wait_ms = math.ceil((1.0 - bucket.tokens) / rate.rate_per_s * 1000)
+        limit = f"{rate.rate_per_s:g} calls/s"
+        raise InvocationFailure(
+            ErrorKind.OVERLOADED,
+            f"this tenant is over its rate limit of {limit}{' ' + what if what else ''};"
+            f" retry in {wait_ms} ms",
+            retry_after_ms=max(1, wait_ms),
+        )
