@@ -7,8 +7,9 @@ separate, awaited step (:meth:`JwksCache.ensure`) that
 
 * is single-flight: concurrent callers share one fetch;
 * is bounded: one fetch takes at most ``timeout_s``, a response at most
-  :data:`MAX_JWKS_BYTES`, and an unknown ``kid`` triggers at most one fetch per
-  ``cooldown_s`` (a storm of random key ids costs one fetch, then fails at once);
+  :data:`MAX_JWKS_BYTES`, and unknown key ids (or a failed fetch) trigger at
+  most one fetch per ``cooldown_s`` (a storm of random key ids costs one fetch,
+  then fails at once);
 * refreshes ahead: keys older than ``refresh_s`` are re-fetched in the
   background while the cached ones keep verifying, so rotation is picked up
   without a request ever waiting on it.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 from typing import Any
 
@@ -53,9 +55,12 @@ class JwksCache:
         self._refresh = refresh_s
         self._cooldown = cooldown_s
         self._transport = transport
+        self._tls = ssl.create_default_context()  # once: building one costs milliseconds
         self._keys: dict[str, PyJWK] = {}
         self._fetched_at: float | None = None  # last successful fetch
-        self._attempted_at: float | None = None  # last fetch started
+        # Last fetch started for an unknown kid, or that failed: the cooldown runs from it.
+        # (The first load is not one: a new kid right after it still gets its fetch.)
+        self._missed_at: float | None = None
         self._inflight: asyncio.Task[None] | None = None
         self.fetches = 0
 
@@ -75,16 +80,17 @@ class JwksCache:
             if self._fetched_at is not None and now - self._fetched_at >= self._refresh:
                 self._start()  # refresh ahead; this request does not wait
             return
-        recent = self._attempted_at is not None and now - self._attempted_at < self._cooldown
+        recent = self._missed_at is not None and now - self._missed_at < self._cooldown
         if self._inflight is None and recent:
             return  # an unknown kid storm: one fetch per cooldown, then refuse at once
+        if self._inflight is None and self._keys:
+            self._missed_at = now  # a fetch for a kid the keys we have do not name
         task = self._start()
         # shield: a caller that goes away must not cancel the fetch the others share.
         await asyncio.shield(task)
 
     def _start(self) -> asyncio.Task[None]:
         if self._inflight is None:
-            self._attempted_at = time.monotonic()
             self._inflight = asyncio.create_task(self._fetch())
             self._inflight.add_done_callback(self._done)
         return self._inflight
@@ -101,6 +107,7 @@ class JwksCache:
             keys = PyJWKSet.from_dict(document).keys
         except (TimeoutError, httpx.HTTPError, ValueError, PyJWKError, PyJWKSetError) as exc:
             _log.warning("auth.jwks_fetch_failed", error=type(exc).__name__)
+            self._missed_at = time.monotonic()
             return
         self._keys = {key.key_id: key for key in keys if key.key_id}
         self._fetched_at = time.monotonic()
@@ -109,7 +116,10 @@ class JwksCache:
     async def _download(self) -> Any:
         async with (
             httpx.AsyncClient(
-                timeout=self._timeout, follow_redirects=False, transport=self._transport
+                timeout=self._timeout,
+                follow_redirects=False,
+                verify=self._tls,
+                transport=self._transport,
             ) as client,
             client.stream("GET", self._url, headers={"accept": "application/json"}) as response,
         ):
