@@ -297,6 +297,13 @@ KILL_SWITCH_CASES = [
     ("degraded", {"risk_tier": "read", "ceilings": {"max_host_calls": -1}}, False),
     ("degraded", {"risk_tier": "read", "ceilings": {"timeout": 5}}, False),
     ("degraded", {"tenant_id": "t1", "version": "1", "ceilings": {"fuel": 1}}, False),
+    ("tenant_limits", {"tenant_id": "t1", "rate_per_s": 5, "burst": 10}, True),
+    ("tenant_limits", {"tenant_id": "t1", "rate_per_s": 0.5}, True),
+    ("tenant_limits", {"tenant_id": "t1"}, False),
+    ("tenant_limits", {"rate_per_s": 5}, False),
+    ("tenant_limits", {"tenant_id": "t1", "rate_per_s": -1}, False),
+    ("tenant_limits", {"tenant_id": "t1", "rate_per_s": 5, "burst": 0}, False),
+    ("tenant_limits", {"tenant_id": "t1", "rate_per_s": 5, "extension_id": "echo"}, False),
 ]
 
 
