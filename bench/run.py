@@ -48,6 +48,8 @@ def server(name: str, env: dict[str, str], workers: int = 1) -> Any:
         **os.environ,
         "EXTENSIONS_RUNTIME_LOG_LEVEL": "warning",
         "EXTENSIONS_RUNTIME_MODULE_CACHE_DIR": tempfile.mkdtemp(prefix="bench-cache-"),
+        # One tenant drives all the load: measure throughput, not the tenant's rate limit.
+        "EXTENSIONS_RUNTIME_RATE_LIMIT_PER_S": "0",
         **env,
     }
     proc = subprocess.Popen(args, env=full, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
