@@ -32,16 +32,14 @@ from app.gen.ameide.extensions.v1.admin_connect import (
     ExtensionRuntimeAdmin,
     ExtensionRuntimeAdminASGIApplication,
 )
-from app.gen.ameide.extensions.v1.runtime_connect import (
-    WasmExtensionRuntime,
-    WasmExtensionRuntimeASGIApplication,
-)
+from app.gen.ameide.extensions.v1.runtime_connect import WasmExtensionRuntime
 from app.hostcalls import JWKS_PATH
 from app.invocation import EchoInvoker, Invoker
 from app.rpc import (
     AdminService,
     AdmissionInterceptor,
     KeyPrefetchInterceptor,
+    RuntimeASGIApplication,
     RuntimeService,
     SanitizingInterceptor,
     codecs,
@@ -185,11 +183,11 @@ def _jwks_route(runtime: Runtime | None, settings: Settings) -> Route:
 
 def _invoke_app(
     settings: Settings, invoker: Invoker, authenticator: Authenticator, runtime: Runtime | None
-) -> WasmExtensionRuntimeASGIApplication:
+) -> RuntimeASGIApplication:
     """The InvokeExtension application; admission runs before the body is read
     (see app/rpc/_admission.py), so it comes first."""
     rate_limits = runtime.rate_limits if runtime is not None else None
-    return WasmExtensionRuntimeASGIApplication(
+    return RuntimeASGIApplication(
         RuntimeService(invoker, authenticator, rate_limits),
         interceptors=[AdmissionInterceptor(authenticator, rate_limits), SanitizingInterceptor()],
         read_max_bytes=settings.read_max_bytes,

@@ -1,5 +1,7 @@
 """Unauthenticated requests cost the event loop nothing: refused before the body is decoded.
 
+And an authenticated 4 MB body is decoded and converted on a worker thread.
+
 Before, a 3.9 MB JSON body of numbers with no token was parsed into a protobuf
 ``Value`` on the event loop (2.1 s) before the 401, and with two such senders
 ``/healthz`` answered in 2 s. The service here is the real CLI under pyvoy.
@@ -10,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -60,6 +62,19 @@ def _send_unauthenticated(client: httpx.Client, url: str) -> int:
     return response.status_code
 
 
+def _send_authenticated(client: httpx.Client, url: str) -> int:
+    """A valid caller's 4 MB body, decoded and converted (off the loop), for no extension."""
+    token = caller_token("big-sender", iss=ISSUER)
+    response = client.post(
+        url + METHOD,
+        content=BIG.replace(b'"echo"', b'"no-such-extension"'),
+        headers={"content-type": "application/json", "authorization": f"Bearer {token}"},
+        timeout=60,
+    )
+    assert response.json()["code"] == "not_found", response.text
+    return response.status_code
+
+
 def test_a_4mb_body_without_a_token_is_refused(served: str) -> None:
     assert len(BIG) >= 3_900_000
     with httpx.Client() as client:
@@ -77,8 +92,15 @@ def test_the_body_of_a_bad_token_is_never_decoded(served: str) -> None:
     assert response.json()["code"] == "unauthenticated"
 
 
-def test_healthz_stays_fast_while_two_senders_push_4mb_unauthenticated_bodies(
-    served: str,
+@pytest.mark.parametrize(
+    ("send", "status", "bound_s"),
+    # The issue's bound for refused bodies. An accepted body's decode still competes for
+    # the GIL from its worker thread, so its bound only says "not seconds on the loop".
+    [(_send_unauthenticated, 401, 0.050), (_send_authenticated, 404, 0.250)],
+    ids=["unauthenticated", "authenticated"],
+)
+def test_healthz_stays_fast_while_two_senders_push_4mb_bodies(
+    served: str, send: Callable[[httpx.Client, str], int], status: int, bound_s: float
 ) -> None:
     stop = threading.Event()
     answers: Counter[object] = Counter()
@@ -88,11 +110,11 @@ def test_healthz_stays_fast_while_two_senders_push_4mb_unauthenticated_bodies(
         with httpx.Client() as client:
             while not stop.is_set():
                 try:
-                    status: object = _send_unauthenticated(client, served)
+                    answer: object = send(client, served)
                 except httpx.TransportError as exc:  # the server may close before reading all
-                    status = type(exc).__name__
+                    answer = type(exc).__name__
                 with lock:
-                    answers[status] += 1
+                    answers[answer] += 1
 
     senders = [threading.Thread(target=sender, daemon=True) for _ in range(2)]
     for thread in senders:
@@ -101,7 +123,10 @@ def test_healthz_stays_fast_while_two_senders_push_4mb_unauthenticated_bodies(
     try:
         with httpx.Client(base_url=served) as client:
             time.sleep(0.5)  # both senders are busy
-            for _ in range(200):
+            give_up = time.monotonic() + 90
+            # Enough samples, and covering several whole requests of each sender.
+            while len(samples) < 200 or sum(answers.values()) < 6:
+                assert time.monotonic() < give_up, f"the senders were too slow: {answers}"
                 started = time.perf_counter()
                 assert client.get("/healthz").status_code == 200
                 samples.append(time.perf_counter() - started)
@@ -112,10 +137,13 @@ def test_healthz_stays_fast_while_two_senders_push_4mb_unauthenticated_bodies(
             thread.join(timeout=30)
     samples.sort()
     p95 = samples[int(len(samples) * 0.95)]
-    assert answers[401] >= 4, answers  # the senders really were sending, and were refused
-    assert set(answers) <= {401, "RemoteProtocolError", "WriteError", "ReadError"}, answers
-    assert answers[401] >= sum(answers.values()) // 2, answers
-    assert p95 < 0.050, f"/healthz p95 {p95 * 1000:.1f} ms with two 4 MB senders ({answers})"
+    assert answers[status] >= 2, answers  # the senders really were sending, and were answered
+    assert set(answers) <= {status, "RemoteProtocolError", "WriteError", "ReadError"}, answers
+    assert answers[status] >= sum(answers.values()) // 2, answers
+    print(
+        f"p95={p95 * 1000:.1f}ms max={samples[-1] * 1000:.0f}ms n={len(samples)} answers={dict(answers)}"
+    )
+    assert p95 < bound_s, f"/healthz p95 {p95 * 1000:.1f} ms with two 4 MB senders ({answers})"
 
 
 def test_an_authenticated_call_still_works(served: str) -> None:
