@@ -15,9 +15,13 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
+from connectrpc._gen.google.rpc.status_pb import Status
+from protobuf import Oneof
 
+from app.gen.ameide.extensions.v1 import runtime_pb
 from tests._clients import METHOD
 from tests._servers import ROOT, cli_server
 from tests._tokens import SECRET, caller_token
@@ -42,7 +46,10 @@ BIG = _big_body()
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("early-auth")
+    controls = Path(tmp) / "controls.yaml"
+    controls.write_text("tenant_limits:\n  - {tenant_id: limited, rate_per_s: 0.01, burst: 1}\n")
     env = {
+        "EXTENSIONS_RUNTIME_KILL_SWITCHES_FILE": str(controls),
         "EXTENSIONS_RUNTIME_AUTH_HS256_SECRET": SECRET,
         "EXTENSIONS_RUNTIME_AUTH_ISSUER": ISSUER,
         "EXTENSIONS_RUNTIME_EXTENSIONS_DIR": str(ROOT / "examples" / "extensions"),
@@ -140,9 +147,6 @@ def test_healthz_stays_fast_while_two_senders_push_4mb_bodies(
     assert answers[status] >= 2, answers  # the senders really were sending, and were answered
     assert set(answers) <= {status, "RemoteProtocolError", "WriteError", "ReadError"}, answers
     assert answers[status] >= sum(answers.values()) // 2, answers
-    print(
-        f"p95={p95 * 1000:.1f}ms max={samples[-1] * 1000:.0f}ms n={len(samples)} answers={dict(answers)}"
-    )
     assert p95 < bound_s, f"/healthz p95 {p95 * 1000:.1f} ms with two 4 MB senders ({answers})"
 
 
@@ -155,3 +159,45 @@ def test_an_authenticated_call_still_works(served: str) -> None:
     )
     assert response.status_code == 200, response.text
     assert response.json()["outputJson"] == {"a": 1}
+
+
+def _grpc(url: str, token: str | None) -> tuple[grpc.StatusCode, dict[str, str], bytes]:
+    """One gRPC call; its status, text metadata and the status details."""
+    request = runtime_pb.InvokeExtensionRequest(
+        extension_id="echo", input=Oneof("input_bytes", b"{}")
+    )
+    metadata = [("authorization", f"Bearer {token}")] if token else []
+    with grpc.insecure_channel(url.removeprefix("http://")) as channel:
+        call = channel.unary_unary(
+            METHOD,
+            request_serializer=lambda m: m.to_binary(),
+            response_deserializer=runtime_pb.InvokeExtensionResponse.from_binary,
+        )
+        try:
+            call(request, timeout=30, metadata=metadata)
+        except grpc.RpcError as error:
+            # Response headers (retry-after) come with the initial metadata.
+            metadata = [*error.initial_metadata(), *error.trailing_metadata()]
+            trailers = {k: v for k, v in metadata if isinstance(v, str)}
+            details = next(
+                (v for k, v in error.trailing_metadata() if k == "grpc-status-details-bin"), b""
+            )
+            return error.code(), trailers, bytes(details)  # type: ignore[arg-type]
+        return grpc.StatusCode.OK, {}, b""
+
+
+def test_grpc_callers_are_refused_before_decoding_and_rate_limited_with_a_hint(
+    served: str,
+) -> None:
+    code, _, _ = _grpc(served, None)
+    assert code is grpc.StatusCode.UNAUTHENTICATED
+    token = caller_token("limited", iss=ISSUER)
+    assert _grpc(served, token)[0] is grpc.StatusCode.OK  # the burst of one
+    code, trailers, details = _grpc(served, token)
+    assert code is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert int(trailers["retry-after"]) >= 1
+    status = Status.from_binary(details)
+    (detail,) = status.details
+    error = runtime_pb.InvocationError.from_binary(detail.value)
+    assert error.kind == runtime_pb.ErrorKind.OVERLOADED
+    assert error.retry_after_ms > 0
