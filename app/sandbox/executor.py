@@ -167,7 +167,6 @@ class Executor:
         }
         self._lock = threading.Lock()
         self.rejections = 0
-        self.tenant_rejections = 0  # of ``rejections``: a tenant over its share
         self._running: set[threading.Event] = set()
         self._pending: set[_Job] = set()  # submitted, not done
         self._closed = False
@@ -181,21 +180,20 @@ class Executor:
         with self._lock:
             if self._closed:
                 raise InvocationFailure(ErrorKind.UNAVAILABLE, "the runtime is shutting down")
-            if lane.admitted_by[tenant] >= lane.tenant_admit_cap:
-                self.rejections += 1
-                self.tenant_rejections += 1
-                raise InvocationFailure(
-                    ErrorKind.OVERLOADED,
-                    f"this tenant already has {lane.tenant_admit_cap} calls running or"
-                    f" waiting for {lane.name} guests, its share; retry later",
-                    retry_after_ms=OVERLOADED_RETRY_AFTER_MS,
-                )
             if lane.admitted >= lane.capacity:
                 self.rejections += 1
                 raise InvocationFailure(
                     ErrorKind.OVERLOADED,
                     f"all {lane.threads} sandbox threads for {lane.name} guests are busy"
                     " and their queue is full",
+                    retry_after_ms=OVERLOADED_RETRY_AFTER_MS,
+                )
+            if lane.admitted_by[tenant] >= lane.tenant_admit_cap:
+                self.rejections += 1
+                raise InvocationFailure(
+                    ErrorKind.OVERLOADED,
+                    f"this tenant already has {lane.tenant_admit_cap} calls running or"
+                    f" waiting for {lane.name} guests, its share; retry later",
                     retry_after_ms=OVERLOADED_RETRY_AFTER_MS,
                 )
             lane.admitted += 1
