@@ -89,6 +89,7 @@ class ExtensionError(Exception):
         metrics: Metrics | None = None,
         logs: tuple[LogLine, ...] = (),
         logs_truncated: bool = False,
+        retry_after_ms: int = 0,
     ) -> None:
         super().__init__(message)
         if kind is not None:
@@ -102,6 +103,8 @@ class ExtensionError(Exception):
         self.logs = logs
         """The guest's log lines up to the failure, when the call asked for logs."""
         self.logs_truncated = logs_truncated
+        self.retry_after_ms = retry_after_ms
+        """For ``Overloaded``: how long the runtime suggests waiting before a retry (0: no hint)."""
 
     def __str__(self) -> str:
         where = f" request_id={self.request_id}" if self.request_id else ""
@@ -301,6 +304,7 @@ def error_from_connect(
             metrics=Metrics.from_message(detail.metrics) if detail.metrics else None,
             logs=LogLine.from_messages(detail.logs),
             logs_truncated=detail.logs_truncated,
+            retry_after_ms=detail.retry_after_ms,
         )
     cls = _BY_CODE.get(error.code, ExtensionError)
     return cls(

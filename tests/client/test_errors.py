@@ -303,6 +303,7 @@ async def test_overloaded(single_slot_url: str) -> None:
     assert error.code == Code.RESOURCE_EXHAUSTED
     assert "busy" in error.message
     assert error.metrics is None  # refused at once: the guest never ran
+    assert error.retry_after_ms > 0
 
 
 # ---- the mapping itself, for every kind (including those no example reaches) ----
