@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from tests._servers import thread_server
+from tests._tokens import ISSUER
 
 AUDIENCE = "extensions-runtime"
 
@@ -44,7 +45,13 @@ class JwksServer:
         """A caller token with header ``kid``, signed by ``sign_with``'s key (default: kid's)."""
         key = self.keys[sign_with or kid]
         now = int(time.time())
-        claims = {"sub": "u1", "tenant_id": tenant, "aud": AUDIENCE, "exp": now + 300}
+        claims = {
+            "sub": "u1",
+            "tenant_id": tenant,
+            "aud": AUDIENCE,
+            "iss": ISSUER,
+            "exp": now + 300,
+        }
         return jwt.encode(claims, key, algorithm="ES256", headers={"kid": kid})
 
     def stranger(self) -> str:

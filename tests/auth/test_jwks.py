@@ -10,6 +10,7 @@ import pytest
 
 from app.auth import Authenticator, AuthError
 from app.settings import Settings
+from tests._tokens import ISSUER
 from tests.auth._jwks_server import JwksServer, jwks_server
 
 
@@ -20,7 +21,8 @@ def server() -> Iterator[JwksServer]:
 
 def _auth(server: JwksServer, **over: float) -> Authenticator:
     values = {"auth_jwks_timeout_s": 1.0, "auth_jwks_cooldown_s": 30.0, **over}
-    return Authenticator(Settings(auth_jwks_url=server.url, **values))  # type: ignore[arg-type]
+    settings = Settings(auth_jwks_url=server.url, auth_issuer=ISSUER, **values)  # type: ignore[arg-type]
+    return Authenticator(settings)
 
 
 async def test_keys_are_fetched_once_and_then_served_from_the_cache(server: JwksServer) -> None:

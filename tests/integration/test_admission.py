@@ -29,10 +29,10 @@ from app.asgi import create_app
 from app.gen.ameide.extensions.v1 import runtime_pb
 from app.settings import Settings
 from tests._clients import METHOD, connect_json
+from tests._hostcall_keys import new_key, write_keys
 from tests._servers import ROOT, thread_server
-from tests._tokens import SECRET, caller_token
+from tests._tokens import ISSUER, SECRET, caller_token
 
-HOSTCALL_SECRET = "integration-host-call-secret-0123456789abcdef"
 SLOW_UPSTREAM_S = 1.5
 
 
@@ -79,12 +79,15 @@ def _settings(tmp: Path, upstream: Upstream, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "auth_enabled": True,
         "auth_hs256_secret": SecretStr(SECRET),
+        "auth_issuer": ISSUER,
         "extensions_dir": ROOT / "examples" / "extensions",
         "module_cache_dir": tmp / "cache",
         "catalog_poll_interval_s": 0,
         "policy_file": policy_file,
         "hostcall_services": {"graph": upstream.url},
-        "hostcall_token_secret": SecretStr(HOSTCALL_SECRET),
+        "hostcall_signing_keys_file": write_keys(
+            tmp / "hostcall-keys.json", (new_key(), "k-1", "current")
+        ),
         "log_invocations": False,
         **overrides,
     }

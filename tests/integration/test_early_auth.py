@@ -24,9 +24,7 @@ from protobuf import Oneof
 from app.gen.ameide.extensions.v1 import runtime_pb
 from tests._clients import METHOD
 from tests._servers import ROOT, cli_server
-from tests._tokens import SECRET, caller_token
-
-ISSUER = "https://issuer.test"
+from tests._tokens import ISSUER, SECRET, caller_token
 
 
 def _big_body(size: int = 4_000_000) -> bytes:

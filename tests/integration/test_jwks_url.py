@@ -18,6 +18,7 @@ from app.asgi import create_app
 from app.settings import Settings
 from tests._clients import METHOD
 from tests._servers import ROOT, thread_server
+from tests._tokens import ISSUER
 from tests.auth._jwks_server import JwksServer, jwks_server
 
 BODY = {"extensionId": "echo", "inputJson": {"x": 1}}
@@ -32,6 +33,7 @@ def jwks() -> Iterator[JwksServer]:
 def served(jwks: JwksServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     settings = Settings(
         auth_jwks_url=jwks.url,
+        auth_issuer=ISSUER,
         auth_jwks_timeout_s=4.0,
         auth_jwks_cooldown_s=0.0,  # every stranger may try: the fetch still is single-flight
         extensions_dir=ROOT / "examples" / "extensions",
