@@ -13,6 +13,8 @@ from app.settings import Settings
 from tests._tokens import ISSUER
 from tests.auth._jwks_server import JwksServer, jwks_server
 
+pytestmark = pytest.mark.integration  # real HTTP servers
+
 
 @pytest.fixture
 def server() -> Iterator[JwksServer]:

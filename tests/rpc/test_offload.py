@@ -20,6 +20,8 @@ from app.settings import Settings
 from tests._clients import METHOD
 from tests._servers import thread_server
 
+pytestmark = pytest.mark.integration  # real HTTP servers
+
 
 @pytest.fixture
 def decoded_on(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[bool, int]]]:
