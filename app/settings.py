@@ -274,6 +274,12 @@ class Settings(BaseSettings):
         description="Python's GIL switch interval; shorter keeps the event loop responsive "
         "while guests call host functions on other threads.",
     )
+    host_paced_calls_per_s: int = Field(
+        default=1000,
+        ge=0,
+        description="Host-function calls per second, process-wide, for all guests past their "
+        "unpaced host-function time together (each call takes the GIL); 0: no shared cap.",
+    )
     inline_threshold_us: int = Field(
         default=500, ge=0, description="Run pure guests faster than this inline; 0 disables."
     )

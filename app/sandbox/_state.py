@@ -39,6 +39,7 @@ from app.sandbox.limits import Limits
 from app.telemetry import get_logger
 
 if TYPE_CHECKING:
+    from app.sandbox._pacer import Pacer
     from app.sandbox.bridge import HostBridge
 
 TRUNCATION_MARKER = "[log truncated]"
@@ -101,6 +102,8 @@ class InvocationState:
     """For a run on the event loop: CPU seconds it may use before it is stopped (TIMEOUT)
     to be re-run on a worker thread; such a run never pauses in a host function."""
     cpu_started: float = field(default_factory=time.thread_time)
+    pacer: Pacer | None = None
+    """The process-wide schedule paced host-function calls wait for (see ``_pacer``)."""
     log_fields: dict[str, object] = field(default_factory=structlog.contextvars.get_contextvars)
     """The caller's bound log fields (extension, version...), captured on the worker
     thread: WASI stderr callbacks run on wasmtime's own threads, which have none."""
@@ -144,7 +147,9 @@ class InvocationState:
         deadline still holds (a pause never passes it, and ends if the caller
         leaves). ``holds_gil=False`` is for calls that mostly wait (a host call
         on the network, ``poll_oneoff``): their time is not counted and they
-        pause the least.
+        pause the least. Every paced call also waits for its slot of the
+        process-wide ``pacer``, so all flooding guests together take the GIL
+        at most its rate a second, however many threads they run on.
         """
         spent = time.perf_counter() - started
         if holds_gil:
@@ -157,9 +162,16 @@ class InvocationState:
             self.stop(ErrorKind.TIMEOUT, "inline slice used up by host functions")
             return
         pause = max(HOST_PACE_MIN_S, HOST_PACE_FACTOR * spent if holds_gil else 0.0)
-        pause = min(pause, self.remaining_s())
-        if pause > 0:
-            self.cancel.wait(pause)
+        remaining = self.remaining_s()
+        slot = self.pacer.reserve(self.deadline) if self.pacer is not None else 0.0
+        if slot is None or pause >= remaining:
+            # No time left for another paced call: end it now rather than let the
+            # guest call on unpaced until the next epoch tick notices the deadline.
+            if remaining > 0:
+                self.cancel.wait(remaining)
+            self.stop(ErrorKind.TIMEOUT, self.timeout_message())
+            return
+        self.cancel.wait(max(pause, slot))
 
     # -- deterministic clocks and random ---------------------------------------
     def clock_now(self, clock_id: int) -> int:

@@ -18,6 +18,7 @@ import wasmtime
 from app.errors import ErrorKind, InvocationFailure
 from app.sandbox import _abi, _hostfuncs
 from app.sandbox._abi import Abi
+from app.sandbox._pacer import Pacer
 from app.sandbox._traps import clean_message
 from app.settings import Settings
 
@@ -78,6 +79,7 @@ class SandboxEngine:
             self._linkers[abi] = linker
         self._real_wasi_linker = wasmtime.Linker(self.engine)
         _hostfuncs.define(self._real_wasi_linker, wasi=True, deterministic=False)
+        self.pacer = Pacer(settings.host_paced_calls_per_s)
         self.tick_s = settings.epoch_tick_ms / 1000.0
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None

@@ -69,6 +69,7 @@ def run(
         bridge=host_bridge,
         deterministic=compiled.abi is Abi.WASI_STDIO and not real_clock_and_random,
         cpu_slice_s=cpu_slice_s,
+        pacer=engine.pacer,
     )
     if stop_at <= started or state.cancel.is_set():
         raise InvocationFailure(
