@@ -156,8 +156,11 @@ def noisy_neighbour(work: Path, args: argparse.Namespace) -> dict[str, Any]:
         "abusers_in_flight": ABUSERS,
         "paced_abuser_cycle_s": ABUSER_CYCLE_S,
     }
+    chosen = args.scenarios.split(",") if args.scenarios else None
     for name, (scenario_env, paced, hostile) in SCENARIOS.items():
-        if args.quick and name not in QUICK_SCENARIOS:
+        if chosen is not None and name not in chosen:
+            continue
+        if chosen is None and args.quick and name not in QUICK_SCENARIOS:
             continue
         names = args.abusers if hostile is ABUSERS else ",".join(hostile)
         scenario_dir = work / f"noisy-{name}"
@@ -220,7 +223,15 @@ def _parser() -> argparse.ArgumentParser:
         "--duration", type=float, default=15.0, help="seconds alone and under abuse, each"
     )
     parser.add_argument("--soak-calls", type=int, default=20_000, help="calls in the soak")
-    parser.add_argument("--abusers", default=",".join(ABUSERS), help="hostile modules to run")
+    parser.add_argument(
+        "--abusers", default=",".join(ABUSERS), help="hostile modules to run, e.g. flood"
+    )
+    parser.add_argument(
+        "--scenarios",
+        default=None,
+        help=f"noisy-neighbour scenarios to run (of {','.join(SCENARIOS)}; default: all,"
+        f" {','.join(QUICK_SCENARIOS)} with --quick)",
+    )
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the service")
     parser.add_argument("--abuse", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--unpaced", action="store_true", help=argparse.SUPPRESS)
