@@ -29,6 +29,11 @@ def scrape(runtime: Runtime) -> Iterable[tuple[str, str, str, list[str], Any]]:
         ("module_downloads", stats.downloads, "Module blobs read from storage."),
         ("integrity_failures", stats.integrity_failures, "Blobs that failed their digest."),
         ("executor_rejections", runtime.executor.rejections, "Calls refused as OVERLOADED."),
+        (
+            "host_paced_calls",
+            runtime.engine.pacer.slots,
+            "Host-function calls of guests past their allowance, paced process-wide.",
+        ),
     ):
         yield "counter", name, doc, [], [([], float(value))]
     yield (
