@@ -141,6 +141,10 @@ def _open_dir(root: Path, parts: list[str], *, create: bool) -> int | None:
 
     ``None`` when a directory is missing and not ``create``.
     """
+    if create:
+        root.mkdir(parents=True, exist_ok=True)  # the root is the operator's choice
+    elif not root.is_dir():
+        return None
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     walked = root
     try:
