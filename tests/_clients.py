@@ -40,9 +40,15 @@ def connect_binary(
 
 
 def grpc_invoke(
-    url: str, request: runtime_pb.InvokeExtensionRequest, timeout: float = 30
+    url: str,
+    request: runtime_pb.InvokeExtensionRequest,
+    timeout: float = 30,
+    metadata: list[tuple[str, str]] | None = None,
 ) -> runtime_pb.InvokeExtensionResponse:
-    """The real grpcio client, h2c, with protobuf-py messages as its codec."""
+    """The real grpcio client, h2c, with protobuf-py messages as its codec.
+
+    A failed call raises ``grpc.RpcError`` (its ``initial_metadata()`` and
+    ``trailing_metadata()`` are readable)."""
     target = url.removeprefix("http://")
     with grpc.insecure_channel(target) as channel:
         call = channel.unary_unary(
@@ -50,7 +56,9 @@ def grpc_invoke(
             request_serializer=lambda m: m.to_binary(),
             response_deserializer=runtime_pb.InvokeExtensionResponse.from_binary,
         )
-        response: runtime_pb.InvokeExtensionResponse = call(request, timeout=timeout)
+        response: runtime_pb.InvokeExtensionResponse = call(
+            request, timeout=timeout, metadata=metadata or []
+        )
         return response
 
 

@@ -41,8 +41,8 @@ def _too_deep(data: bytes | bytearray) -> bool:
     return not depth_ok(value, MAX_BODY_DEPTH)
 
 
-class BoundedJSONCodec(Codec[Message, Any]):
-    """protobuf-py's JSON codec, refusing bodies nested deeper than MAX_BODY_DEPTH."""
+class DelegatingCodec(Codec[Message, Any]):
+    """A codec that is another one but for what a subclass overrides."""
 
     def __init__(self, inner: Codec[Message, Any]) -> None:
         self._inner = inner
@@ -52,6 +52,14 @@ class BoundedJSONCodec(Codec[Message, Any]):
 
     def encode(self, message: Message) -> bytes:
         return self._inner.encode(message)
+
+    def decode(self, data: bytes | bytearray, message_class: type[_M]) -> _M:
+        decoded: _M = self._inner.decode(data, message_class)
+        return decoded
+
+
+class BoundedJSONCodec(DelegatingCodec):
+    """protobuf-py's JSON codec, refusing bodies nested deeper than MAX_BODY_DEPTH."""
 
     def decode(self, data: bytes | bytearray, message_class: type[_M]) -> _M:
         if _too_deep(data):

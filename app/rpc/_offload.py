@@ -19,10 +19,10 @@ import asyncio
 from typing import Any, TypeVar
 
 from connectrpc._shared import decode_message
-from connectrpc.codec import Codec
 from protobuf import Message
 
 from app.gen.ameide.extensions.v1.runtime_connect import WasmExtensionRuntimeASGIApplication
+from app.rpc._codec import DelegatingCodec
 from app.rpc._payload import OFF_LOOP_BYTES
 
 __all__ = ["RuntimeASGIApplication"]
@@ -39,17 +39,8 @@ class _Captured(BaseException):
         self.data = data
 
 
-class _Capture(Codec[Message, Any]):
+class _Capture(DelegatingCodec):
     """A codec that decodes nothing: it hands the bytes back to the caller."""
-
-    def __init__(self, inner: Codec[Message, Any]) -> None:
-        self._inner = inner
-
-    def name(self) -> str:
-        return self._inner.name()
-
-    def encode(self, message: Message) -> bytes:
-        return self._inner.encode(message)
 
     def decode(self, data: bytes | bytearray, message_class: type[_M]) -> _M:
         raise _Captured(bytes(data))

@@ -22,7 +22,7 @@ from google.rpc import status_pb2
 from app._publish import build_definition, publish
 from app.gen.ameide.extensions.v1 import runtime_pb
 from app.settings import Settings
-from tests._clients import METHOD, buf_curl, connect_json
+from tests._clients import buf_curl, connect_json, grpc_invoke
 from tests._servers import BIN, ROOT, cli_server
 
 EXPLANATION = "input must be a JSON object"
@@ -77,24 +77,25 @@ def test_invoke_json_prints_the_logs_of_a_failure() -> None:
     assert any(EXPLANATION in line["message"] for line in report["logs"]), report
 
 
-# 200 lines of 64 bytes (12.8 KB) through host_log, a last line that explains, then a trap.
+# 100 lines of 200 bytes (20 KB) through host_log, a last line that explains, then a trap.
+CHATTY_LINE = "chatty " * 28 + "chat"  # 200 bytes
 CHATTY_FAILURE = wasmtime.wat2wasm(
-    """(module
+    f"""(module
   (import "ameide" "host_log" (func $log (param i32 i32 i32)))
   (memory (export "memory") 1)
   (global $heap (mut i32) (i32.const 1024))
   (func (export "alloc") (param $n i32) (result i32)
     (local $p i32) (local.set $p (global.get $heap))
     (global.set $heap (i32.add (global.get $heap) (local.get $n))) (local.get $p))
-  (data (i32.const 128) "chatty chatty chatty chatty chatty chatty chatty chatty chatty!!")
-  (data (i32.const 256) "the last words")
+  (data (i32.const 128) "{CHATTY_LINE}")
+  (data (i32.const 512) "the last words")
   (func (export "handle") (param i32 i32) (result i64)
     (local $i i32)
     (loop $again
-      (call $log (i32.const 2) (i32.const 128) (i32.const 64))
+      (call $log (i32.const 2) (i32.const 128) (i32.const 200))
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br_if $again (i32.lt_u (local.get $i) (i32.const 200))))
-    (call $log (i32.const 4) (i32.const 256) (i32.const 14))
+      (br_if $again (i32.lt_u (local.get $i) (i32.const 100))))
+    (call $log (i32.const 4) (i32.const 512) (i32.const 14))
     unreachable))"""
 )
 
@@ -120,14 +121,8 @@ def chatty_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def test_a_long_failing_log_fits_a_grpc_error(chatty_url: str) -> None:
     request = runtime_pb.InvokeExtensionRequest(extension_id="chatty", include_logs=True)
-    with grpc.insecure_channel(chatty_url.removeprefix("http://")) as channel:
-        call = channel.unary_unary(
-            METHOD,
-            request_serializer=lambda m: m.to_binary(),
-            response_deserializer=runtime_pb.InvokeExtensionResponse.from_binary,
-        )
-        with pytest.raises(grpc.RpcError) as info:
-            call(request, timeout=30)
+    with pytest.raises(grpc.RpcError) as info:
+        grpc_invoke(chatty_url, request)
     error: Any = info.value
     assert error.code() is grpc.StatusCode.ABORTED, error.details()  # not a metadata overflow
     trailers = dict(error.trailing_metadata())

@@ -23,7 +23,7 @@ from protobuf import Oneof
 from app._publish import build_definition, publish
 from app.gen.ameide.extensions.v1 import runtime_pb
 from app.settings import Settings
-from tests._clients import METHOD, connect_json
+from tests._clients import connect_json, grpc_invoke
 from tests._servers import ROOT, cli_server
 from tests._tokens import SECRET, caller_token
 
@@ -103,16 +103,10 @@ def _grpc(url: str, tenant: str, extension: str) -> grpc.StatusCode:
     request = runtime_pb.InvokeExtensionRequest(
         extension_id=extension, input=Oneof("input_bytes", b"{}")
     )
-    with grpc.insecure_channel(url.removeprefix("http://")) as channel:
-        call = channel.unary_unary(
-            METHOD,
-            request_serializer=lambda m: m.to_binary(),
-            response_deserializer=runtime_pb.InvokeExtensionResponse.from_binary,
-        )
-        try:
-            call(request, timeout=30, metadata=[("authorization", _as(tenant)["authorization"])])
-        except grpc.RpcError as error:
-            return error.code()  # type: ignore[no-any-return]
+    try:
+        grpc_invoke(url, request, metadata=[("authorization", _as(tenant)["authorization"])])
+    except grpc.RpcError as error:
+        return error.code()  # type: ignore[no-any-return]
     return grpc.StatusCode.OK
 
 
