@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -48,6 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     source = invoke.add_mutually_exclusive_group()
     source.add_argument("--input", help="input as a JSON document (or any text)")
     source.add_argument("--input-file", type=Path, help="read the input bytes from a file")
+    invoke.add_argument(
+        "--config",
+        default="{}",
+        help="the definition's config as a JSON object, as the guest reads it "
+        "(host_config, or AMEIDE_CONFIG for wasi-stdio)",
+    )
     invoke.add_argument("--fuel", type=int)
     invoke.add_argument("--memory-bytes", type=int)
     invoke.add_argument("--timeout-ms", type=int)
@@ -94,6 +101,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _config_object(text: str) -> dict[str, Any]:
+    import json
+
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError("--config must be a JSON object")
+    return value
+
+
 def _invoke(args: argparse.Namespace) -> int:
     from app._invoke import UsageError, invoke_module, usage_report
     from app.sandbox import DeclaredLimits
@@ -117,6 +133,7 @@ def _invoke(args: argparse.Namespace) -> int:
             input_data=data,
             declared=declared,
             as_json=args.json,
+            config=_config_object(args.config),
         )
     except (UsageError, OSError, ValueError) as exc:
         sys.stderr.write(f"extensions-runtime invoke: {exc}\n")

@@ -62,6 +62,7 @@ def invoke_module(
     input_data: bytes,
     declared: DeclaredLimits,
     as_json: bool,
+    config: dict[str, Any] | None = None,
 ) -> int:
     """Run ``module`` once; prints the result and returns the exit status."""
     try:
@@ -86,6 +87,7 @@ def invoke_module(
                 context=ExecutionContext(request_id="local"),
                 deadline=time.monotonic() + limits.timeout_ms / 1000,
                 include_logs=True,
+                config_json=json.dumps(config or {}, separators=(",", ":")).encode(),
             )
             outcome.metrics.duration_us = int((time.perf_counter() - started) * 1e6)
         except InvocationFailure as exc:

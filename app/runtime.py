@@ -408,6 +408,7 @@ class Runtime:
                     cancel=cancel,
                     real_clock_and_random=real_clock_and_random,
                     cpu_slice_s=cpu_slice_s,
+                    config_json=definition.config_json,
                 )
             finally:
                 # Failed runs count too: a guest that always ends at its deadline is long.

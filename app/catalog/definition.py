@@ -8,6 +8,7 @@ config are rejected rather than guessed at.
 from __future__ import annotations
 
 import json
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -87,6 +88,11 @@ class ExtensionDefinition(_Strict):
         if len(json.dumps(config)) > MAX_CONFIG_BYTES:
             raise ValueError(f"config is larger than {MAX_CONFIG_BYTES} bytes")
         return config
+
+    @cached_property
+    def config_json(self) -> bytes:
+        """``config`` as the guest reads it: compact UTF-8 JSON, computed once."""
+        return json.dumps(self.config, separators=(",", ":"), ensure_ascii=False).encode()
 
     @property
     def owner_key(self) -> str:

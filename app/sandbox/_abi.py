@@ -13,7 +13,7 @@ import wasmtime
 from app.errors import ErrorKind, InvocationFailure
 
 WASI_MODULE = "wasi_snapshot_preview1"
-_HOST_IMPORTS = {("ameide", "host_log"), ("ameide", "host_call")}
+_HOST_IMPORTS = {("ameide", "host_log"), ("ameide", "host_call"), ("ameide", "host_config")}
 _CLOCK_AND_RANDOM = {"clock_time_get", "clock_res_get", "random_get"}
 _PAGE = 64 * 1024
 

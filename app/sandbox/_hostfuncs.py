@@ -145,7 +145,9 @@ def _error_response(kind: str, message: str) -> bytes:
     return json.dumps({"error": {"kind": kind, "message": message}}).encode()
 
 
-def _respond(caller: wasmtime.Caller, state: InvocationState, payload: bytes) -> int:
+def _respond(
+    caller: wasmtime.Caller, state: InvocationState, payload: bytes, what: str = "host_call"
+) -> int:
     """Copy ``payload`` into guest memory through its ``alloc``; packed ptr/len or -1."""
     alloc = caller.get("alloc")
     if not isinstance(alloc, wasmtime.Func):
@@ -154,10 +156,10 @@ def _respond(caller: wasmtime.Caller, state: InvocationState, payload: bytes) ->
         ptr = _ffi.call(caller, alloc, len(payload), results=1)
     except (wasmtime.Trap, wasmtime.WasmtimeError) as err:
         failure = _traps.classify(err, state)
-        state.stop(failure.kind, f"alloc failed during host_call: {failure.message}")
+        state.stop(failure.kind, f"alloc failed during {what}: {failure.message}")
         return _NO_RESPONSE
     if not isinstance(ptr, int) or not _write(caller, ptr & 0xFFFFFFFF, payload):
-        state.stop(ErrorKind.TRAP, "host_call: alloc returned a pointer outside guest memory")
+        state.stop(ErrorKind.TRAP, f"{what}: alloc returned a pointer outside guest memory")
         return _NO_RESPONSE
     _observe_memory(caller, state)
     return pack(ptr, len(payload))
@@ -209,6 +211,23 @@ def host_call(caller: wasmtime.Caller, req_ptr: int, req_len: int) -> int:
     finally:
         # Waiting on the service is not GIL time: only the least pause applies.
         state.pace(started, holds_gil=False)
+
+
+def host_config(caller: wasmtime.Caller) -> int:
+    """``host_config() -> i64``: the definition's ``config`` as JSON, ``ptr << 32 | len``.
+
+    Written through the guest's ``alloc`` like a host-call response; ``-1``
+    when the guest has no ``alloc``.
+    """
+    state = current()
+    if state is None:
+        return _NO_RESPONSE
+    try:
+        return _respond(caller, state, state.config_json, "host_config")
+    except Exception:  # noqa: BLE001 - must not unwind into wasmtime
+        _log.exception("host_config failed")
+        state.stop(ErrorKind.INTERNAL, "host_config failed")
+        return _NO_RESPONSE
 
 
 def _sleep_ns(state: InvocationState, clock_id: int, timeout: int, flags: int) -> int:
@@ -386,6 +405,7 @@ def define(linker: wasmtime.Linker, *, wasi: bool, deterministic: bool = True) -
     funcs: list[tuple[str, str, wasmtime.FuncType, Any]] = [
         ("ameide", "host_log", wasmtime.FuncType([_I32, _I32, _I32], []), host_log),
         ("ameide", "host_call", wasmtime.FuncType([_I32, _I32], [_I64]), host_call),
+        ("ameide", "host_config", wasmtime.FuncType([], [_I64]), host_config),
     ]
     if wasi:
         linker.allow_shadowing = True

@@ -76,6 +76,8 @@ class InvocationState:
     context: ExecutionContext
     include_logs: bool
     bridge: HostBridge | None = None
+    config_json: bytes = b"{}"
+    """The definition's static ``config``, as the guest reads it (``host_config``)."""
     store: wasmtime.Store | None = None
     memory: wasmtime.Memory | None = None
     """The guest's exported memory once instantiated (saves host functions a lookup)."""

@@ -40,6 +40,7 @@ def run(
     cancel: threading.Event | None = None,
     real_clock_and_random: bool = False,
     cpu_slice_s: float | None = None,
+    config_json: bytes = b"{}",
 ) -> Outcome:
     """Run ``compiled`` on ``input`` under ``limits``; raises ``InvocationFailure``.
 
@@ -70,6 +71,7 @@ def run(
         deterministic=compiled.abi is Abi.WASI_STDIO and not real_clock_and_random,
         cpu_slice_s=cpu_slice_s,
         pacer=engine.pacer,
+        config_json=config_json,
     )
     if stop_at <= started or state.cancel.is_set():
         raise InvocationFailure(
@@ -119,7 +121,11 @@ def _run_in_store(
     store = _new_store(engine, state, key)
     state.store = store
     if compiled.abi is Abi.WASI_STDIO:
-        config = wasmtime.WasiConfig()  # no preopens, no env, no args, no sockets
+        config = wasmtime.WasiConfig()  # no preopens, no args, no sockets
+        if state.config_json != b"{}":
+            # The definition's config, for authors who read it with getenv(); the
+            # environment is otherwise empty.
+            config.env = [("AMEIDE_CONFIG", state.config_json.decode())]
         _ffi.set_stdio(config, data, key)
         state.wasi_epoch_ns = time.monotonic_ns()
         store.set_wasi(config)

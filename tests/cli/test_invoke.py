@@ -90,3 +90,14 @@ def test_json_report_on_every_path(tmp_path: Path) -> None:
 
 def test_help_names_the_default_abi() -> None:
     assert "default: wasi-stdio" in " ".join(_cli("invoke", "--help").stdout.split())
+
+
+def test_invoke_hands_the_guest_its_config(tmp_path: Path) -> None:
+    from tests.sandbox import _modules
+
+    module = tmp_path / "config.wasm"
+    module.write_bytes(_modules.CONFIG_RAW)
+    result = _cli("invoke", str(module), "--abi", "raw", "--config", '{"rate": 0.2}')
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == '{"rate":0.2}'
+    assert _cli("invoke", str(module), "--abi", "raw", "--config", "[1]").returncode == 2

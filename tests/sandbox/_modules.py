@@ -411,3 +411,24 @@ CLOCK_IN_START = wasi(
     (drop (call $write (i32.const 1) (i32.const 128) (i32.const 16))))""",
     imports=_CLOCK_RANDOM_IMPORTS,
 )
+
+# Returns the definition's config exactly as host_config hands it over.
+CONFIG_RAW = raw(
+    """
+  (func (export "handle") (param i32 i32) (result i64) (call $config))""",
+    imports='(import "ameide" "host_config" (func $config (result i64)))',
+)
+
+# Writes its whole environment block (NUL-separated KEY=VALUE) to stdout.
+CONFIG_ENV = wasi(
+    """
+  (func (export "_start")
+    (drop (call $environ_sizes_get (i32.const 64) (i32.const 68)))
+    (drop (call $environ_get (i32.const 128) (i32.const 1024)))
+    (drop (call $write (i32.const 1) (i32.const 1024) (i32.load (i32.const 68)))))""",
+    imports="""
+  (import "wasi_snapshot_preview1" "environ_sizes_get"
+    (func $environ_sizes_get (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "environ_get"
+    (func $environ_get (param i32 i32) (result i32)))""",
+)

@@ -11,6 +11,7 @@ import pytest
 
 from app.errors import ErrorKind, InvocationFailure
 from app.invocation import ExecutionContext, LogLevel
+from app.sandbox import Abi
 from tests.sandbox import _modules
 from tests.sandbox.conftest import CONTEXT, Runner
 
@@ -132,3 +133,16 @@ def test_failure_reasons_stay_with_their_invocation(invoke: Runner) -> None:
         {(n, (kind.value if kind else "ok")): 150 for n, (_, _, kind) in cases.items()}
     )
     assert results == expected
+
+
+def test_a_raw_guest_reads_its_config(invoke: Runner) -> None:
+    config = b'{"rate":0.2,"id":9007199254740993}'
+    assert invoke(_modules.CONFIG_RAW, config_json=config).output == config
+    assert invoke(_modules.CONFIG_RAW).output == b"{}"  # no config: an empty object
+
+
+def test_a_wasi_guest_reads_its_config_from_the_environment(invoke: Runner) -> None:
+    config = b'{"greeting":"Hej"}'
+    outcome = invoke(_modules.CONFIG_ENV, abi=Abi.WASI_STDIO, config_json=config)
+    assert outcome.output == b"AMEIDE_CONFIG=" + config + b"\0"  # and nothing else
+    assert invoke(_modules.CONFIG_ENV, abi=Abi.WASI_STDIO).output == b""  # empty otherwise
