@@ -3,8 +3,9 @@
 In process (the event loop is this test's): short pure guests run inline,
 looping guests in the long lane, host-calling guests in the io lane. With the
 guests of one shared queue, echo waited seconds behind them (``make
-reliability`` measured it); here each echo must answer well under a second
-while eight hung host calls and four loops hold their lanes.
+reliability`` measured it); here no echo may wait for a thread anywhere near as long
+as a loop or a hung host call holds one, while eight hung host calls and
+four loops hold their lanes.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import hashlib
 import json
 import shutil
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,14 +89,16 @@ async def test_echo_stays_fast_beside_loops_and_hung_host_calls(
             for i in range(8)
         ] + [asyncio.ensure_future(runtime.invoke(call("loop", b"{}", "looper"))) for _ in range(4)]
         await asyncio.sleep(0.3)  # they hold their lanes now
-        slowest = 0.0
+        waited_us = []
         for i in range(20):
-            started = time.perf_counter()
             outcome = await runtime.invoke(call("echo", json.dumps({"i": i}).encode(), "good"))
-            slowest = max(slowest, time.perf_counter() - started)
+            waited_us.append(outcome.metrics.queue_us)
             assert json.loads(outcome.output) == {"i": i}
             await asyncio.sleep(0.02)
-        assert slowest < 0.5, f"an echo took {slowest:.3f} s beside the abusers"
+        # Behind a looping guest an echo would wait its 1.5 s deadline for the thread,
+        # behind a hung host call 2 s: a lane of its own (or inline) waits for neither.
+        # (Queue time, not wall time: a busy machine slows every call, not this.)
+        assert max(waited_us) < 1_000_000, f"an echo waited {max(waited_us)} µs for a thread"
         results = await asyncio.gather(*abusers, return_exceptions=True)
     finally:
         await runtime.close()
