@@ -7,6 +7,7 @@ run with :func:`node_env`, which puts this node first on ``PATH``.
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -26,3 +27,10 @@ def node() -> str:
 def node_env() -> dict[str, str]:
     """This process's environment with the venv's node first on ``PATH``."""
     return {**os.environ, "PATH": f"{NODE_DIR}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """A node tool (tsc, node itself) with the lock file's node first on PATH."""
+    return subprocess.run(
+        args, cwd=cwd, env=node_env(), capture_output=True, text=True, timeout=300, check=False
+    )

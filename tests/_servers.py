@@ -15,6 +15,10 @@ from pathlib import Path
 
 import httpx
 import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,3 +103,15 @@ def thread_server(app: ASGIApp) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+async def _ready(_: Request) -> JSONResponse:
+    return JSONResponse({"ready": True})
+
+
+@contextlib.contextmanager
+def route_server(*routes: BaseRoute) -> Iterator[str]:
+    """A fake upstream: ``routes`` (plus ``/readyz``) under :func:`thread_server`."""
+    app = Starlette(routes=[*routes, Route("/readyz", _ready, methods=["GET"])])
+    with thread_server(app) as url:
+        yield url

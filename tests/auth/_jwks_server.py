@@ -12,12 +12,11 @@ from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tests._servers import thread_server
+from tests._servers import route_server
 from tests._tokens import ISSUER
 
 AUDIENCE = "extensions-runtime"
@@ -75,16 +74,7 @@ def jwks_server() -> Iterator[JwksServer]:
             await asyncio.sleep(0.05)
         return JSONResponse(state.document())
 
-    async def ready(_: Request) -> JSONResponse:
-        return JSONResponse({"ready": True})
-
-    app = Starlette(
-        routes=[
-            Route("/jwks.json", jwks, methods=["GET"]),
-            Route("/readyz", ready, methods=["GET"]),
-        ]
-    )
-    with thread_server(app) as url:
+    with route_server(Route("/jwks.json", jwks, methods=["GET"])) as url:
         state.url = url + "/jwks.json"
         try:
             yield state

@@ -31,15 +31,7 @@ def node() -> str:
 
 
 def _run(args: list[str], cwd: Path = TS) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        args,
-        cwd=cwd,
-        env=_node.node_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return _node.run(args, cwd)
 
 
 def test_tsc_no_emit(node: str) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 from tests import _node
@@ -38,18 +37,6 @@ console.log(JSON.stringify(out));
 """
 
 
-def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        args,
-        cwd=cwd,
-        env=_node.node_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
 def test_plain_node_script_calls_the_service(pyvoy_url: str, tmp_path: Path) -> None:
     node = _node.node()
     installed = tmp_path / "app" / "node_modules" / PACKAGE
@@ -57,7 +44,7 @@ def test_plain_node_script_calls_the_service(pyvoy_url: str, tmp_path: Path) -> 
     shutil.copy(TS / "package.json", installed / "package.json")
     (installed / "node_modules").symlink_to(TS / "node_modules")  # its dependencies
     tsc = TS / "node_modules" / ".bin" / "tsc"
-    built = _run(
+    built = _node.run(
         [str(tsc), "-p", str(TS / "tsconfig.build.json"), "--outDir", str(installed / "dist")],
         cwd=TS,
     )
@@ -65,7 +52,7 @@ def test_plain_node_script_calls_the_service(pyvoy_url: str, tmp_path: Path) -> 
     assert (installed / "dist" / "index.d.ts").is_file(), "declarations are built"
     script = tmp_path / "app" / "main.mjs"
     script.write_text(SCRIPT)
-    done = _run([node, str(script), pyvoy_url], cwd=tmp_path / "app")
+    done = _node.run([node, str(script), pyvoy_url], cwd=tmp_path / "app")
     assert done.returncode == 0, done.stderr
     answer = json.loads(done.stdout)
     for transport in ("connect", "grpc-web"):

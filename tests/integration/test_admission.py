@@ -20,7 +20,6 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import SecretStr
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -30,7 +29,7 @@ from app.gen.ameide.extensions.v1 import runtime_pb
 from app.settings import Settings
 from tests._clients import METHOD, connect_json
 from tests._hostcall_keys import new_key, write_keys
-from tests._servers import ROOT, thread_server
+from tests._servers import ROOT, route_server, thread_server
 from tests._tokens import ISSUER, SECRET, caller_token
 
 SLOW_UPSTREAM_S = 1.5
@@ -59,16 +58,7 @@ def upstream() -> Iterator[Upstream]:
                     state.slow_in_flight -= 1
         return JSONResponse({"id": body.get("id"), "name": "Node"})
 
-    async def ready(_: Request) -> JSONResponse:
-        return JSONResponse({"ready": True})
-
-    app = Starlette(
-        routes=[
-            Route("/graph/GetNode", get_node, methods=["POST"]),
-            Route("/readyz", ready, methods=["GET"]),
-        ]
-    )
-    with thread_server(app) as url:
+    with route_server(Route("/graph/GetNode", get_node, methods=["POST"])) as url:
         state.url = url
         yield state
 

@@ -27,7 +27,6 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from pydantic import SecretStr
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -37,7 +36,7 @@ from app.hostcalls import JWKS_PATH, verify_token
 from app.settings import Settings
 from tests._clients import connect_json
 from tests._hostcall_keys import new_key, write_keys
-from tests._servers import ROOT, thread_server
+from tests._servers import ROOT, route_server, thread_server
 from tests._tokens import ISSUER, SECRET, caller_token
 
 FIRST_KEY = new_key()
@@ -76,16 +75,7 @@ def upstream() -> Iterator[Upstream]:
             )
         return JSONResponse({"id": body.get("id"), "name": "Node One"})
 
-    async def ready(_: Request) -> JSONResponse:
-        return JSONResponse({"ready": True})
-
-    app = Starlette(
-        routes=[
-            Route("/graph/GetNode", get_node, methods=["POST"]),
-            Route("/readyz", ready, methods=["GET"]),
-        ]
-    )
-    with thread_server(app) as url:
+    with route_server(Route("/graph/GetNode", get_node, methods=["POST"])) as url:
         recorded.url = url
         yield recorded
 

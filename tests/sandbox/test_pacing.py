@@ -75,3 +75,31 @@ def test_log_floods_on_many_threads_share_one_pace() -> None:
     # (plus the one slot each may hold when its deadline ends the wait).
     assert 0 < paced <= RATE * elapsed + FLOODERS, (paced, elapsed)
     assert HOST_TIME_UNPACED_S < 0.01  # the allowance is small next to the deadline
+
+
+def test_one_tenants_floods_cannot_take_another_tenants_slots() -> None:
+    # The schedule is shared by the whole process, so it is a thing one tenant
+    # could try to take from another: four flooding threads of one tenant beside
+    # one paced caller of another. A caller holds at most one reservation at a
+    # time, so slots go round the waiting callers: the other tenant gets its
+    # turn once per round, however many threads flood.
+    pacer = Pacer(rate=400.0)
+    counts: dict[str, int] = {"flood": 0, "other": 0}
+    lock = threading.Lock()
+    deadline = time.monotonic() + 1.5
+
+    def caller(name: str) -> None:
+        while (wait := pacer.reserve(deadline)) is not None:
+            time.sleep(wait)
+            with lock:
+                counts[name] += 1
+
+    threads = [threading.Thread(target=caller, args=("flood",)) for _ in range(4)]
+    threads.append(threading.Thread(target=caller, args=("other",)))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    per_flooding_thread = counts["flood"] / 4
+    assert counts["other"] >= 0.5 * per_flooding_thread, counts  # a fair turn, not starved
+    assert counts["flood"] + counts["other"] <= 400 * 1.5 + 5  # and the rate holds for all
