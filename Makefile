@@ -7,7 +7,7 @@ UV     := $(BIN)/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run test test-unit lint fmt gen clean bench reliability
+.PHONY: install run test test-unit lint fmt gen clean bench reliability h2load
 
 include mk/guest-toolchain.mk
 
@@ -39,8 +39,20 @@ bench: install
 
 ## Noisy neighbour, soak and injected faults against the real service (~10 min);
 ## writes bench/results/reliability.json (docs/reliability.md). QUICK=1: ~3 min.
-reliability: install
+reliability: install h2load
 	$(BIN)/python bench/reliability.py $(if $(QUICK),--quick)
+
+## h2load (Debian nghttp2-client): the C load generator the benchmarks drive good
+## traffic with, so the figures do not measure a starved Python client.
+h2load:
+	@if command -v h2load >/dev/null; then \
+	  echo "h2load: $$(h2load --version | head -1) already installed"; \
+	else \
+	  command -v apt-get >/dev/null || { echo "h2load: needs apt-get (Debian/Ubuntu) to install nghttp2-client" >&2; exit 1; }; \
+	  echo "h2load: installing nghttp2-client"; \
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q --no-install-recommends nghttp2-client; \
+	fi
 
 lint: install
 	$(BIN)/ruff check app tests bench examples

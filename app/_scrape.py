@@ -91,6 +91,34 @@ def scrape(runtime: Runtime) -> Iterable[tuple[str, str, str, list[str], Any]]:
         else [([], float(sum(limited.values())))],
     )
     yield (
+        "counter",
+        "rate_limit_held",
+        "Refusals held (rate_limit_hold_s) before they were answered.",
+        [],
+        [([], float(runtime.rate_limits.held_total))],
+    )
+    yield (
+        "counter",
+        "tenant_turn_refusals",
+        "Calls refused as OVERLOADED because their tenant had too many in progress and waiting.",
+        [],
+        [([], float(runtime.gate.refusals))],
+    )
+    yield (
+        "gauge",
+        "tenant_turns_waiting",
+        "Calls waiting for one of their tenant's turns.",
+        [],
+        [([], float(runtime.gate.waiting()))],
+    )
+    yield (
+        "gauge",
+        "rate_limit_holding",
+        "Refusals being held right now (capped per tenant and in all).",
+        [],
+        [([], float(runtime.rate_limits.holding))],
+    )
+    yield (
         "gauge",
         "catalog_definitions",
         "Extension versions loaded in the catalog.",

@@ -187,9 +187,13 @@ def _invoke_app(
     """The InvokeExtension application; admission runs before the body is read
     (see app/rpc/_admission.py), so it comes first."""
     rate_limits = runtime.rate_limits if runtime is not None else None
+    gate = runtime.gate if runtime is not None else None
     return RuntimeASGIApplication(
-        RuntimeService(invoker, authenticator, rate_limits),
-        interceptors=[AdmissionInterceptor(authenticator, rate_limits), SanitizingInterceptor()],
+        RuntimeService(invoker, authenticator, rate_limits, gate),
+        interceptors=[
+            AdmissionInterceptor(authenticator, rate_limits, gate),
+            SanitizingInterceptor(),
+        ],
         read_max_bytes=settings.read_max_bytes,
         codecs=codecs(),
     )

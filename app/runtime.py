@@ -33,6 +33,7 @@ from app.controls import (
     Rate,
     RateLimiter,
     Refusal,
+    TenantGate,
 )
 from app.errors import ErrorKind, InvocationFailure
 from app.hostcalls import Ceilings, HttpBridge, PolicyStore
@@ -96,7 +97,11 @@ class Runtime:
             overrides=self.controls.tenant_limit,
             max_buckets=settings.rate_limit_max_buckets,
             count_tenants=settings.metrics_tenant_label,
+            hold_s=settings.rate_limit_hold_s,
+            hold_max_per_tenant=settings.rate_limit_hold_max_per_tenant,
+            hold_max=settings.rate_limit_hold_max,
         )
+        self.gate = TenantGate(settings.tenant_max_active, settings.tenant_max_waiting)
         self.registry = CollectorRegistry()
         self.metrics = InvocationMetrics(self.registry, tenant_label=settings.metrics_tenant_label)
         self.registry.register(ScrapeCollector(lambda: scrape(self)))

@@ -216,6 +216,21 @@ class Settings(BaseSettings):
         description='Per risk tier limits, e.g. {"write": {"rate_per_s": 50, "burst": 100}}',
     )
     rate_limit_max_buckets: int = Field(default=10_000, gt=0, le=10_000_000)
+    rate_limit_hold_s: float = Field(
+        default=0.5,
+        ge=0,
+        le=5,
+        description="How long a refused call is held before its answer (0: answer at once).",
+    )
+    rate_limit_hold_max_per_tenant: int = Field(default=256, ge=0, le=100_000)
+    rate_limit_hold_max: int = Field(default=4_096, ge=0, le=1_000_000)
+    # Turns per tenant (app/controls/gate.py): calls of one tenant worked on at once.
+    tenant_max_active: int = Field(
+        default=4, ge=0, le=10_000, description="A tenant's calls in progress at once; 0: no cap."
+    )
+    tenant_max_waiting: int = Field(
+        default=64, ge=0, le=100_000, description="A tenant's calls waiting for a turn."
+    )
 
     # Promotion events (signed CloudEvents webhook) and the polling fallback.
     promotion_webhook_secret: SecretStr | None = None

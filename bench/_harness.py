@@ -29,6 +29,7 @@ if str(ROOT) not in sys.path:
 
 from tests._hostcall_keys import new_key, write_keys  # noqa: E402
 from tests._servers import cli_server  # noqa: E402
+from tests._tokens import ISSUER, SECRET, caller_token  # noqa: E402
 from tests.integration._storage import WEBHOOK_SECRET  # noqa: E402
 from tests.sandbox import _modules  # noqa: E402
 
@@ -116,6 +117,20 @@ def service_env(work: Path, **extra: str) -> dict[str, str]:
     }
     env.update(extra)
     return env
+
+
+# Caller authentication as in production (HS256 here, so the harness can mint tokens):
+# the rate limit and the token are checked from headers, before the body is read.
+AUTH_ENV = {
+    "EXTENSIONS_RUNTIME_AUTH_ENABLED": "true",
+    "EXTENSIONS_RUNTIME_AUTH_HS256_SECRET": SECRET,
+    "EXTENSIONS_RUNTIME_AUTH_ISSUER": ISSUER,
+}
+
+
+def auth_headers(tenant: str) -> dict[str, str]:
+    """A bearer token for ``tenant`` (for a service started with ``AUTH_ENV``)."""
+    return {"authorization": f"Bearer {caller_token(tenant, f'org-{tenant}', 'u')}"}
 
 
 @contextlib.contextmanager
@@ -268,19 +283,27 @@ async def timed(
     return outcome
 
 
-def client(url: str, connections: int = 64, timeout: float = 30) -> httpx.AsyncClient:
+def client(
+    url: str, connections: int = 64, timeout: float = 30, headers: dict[str, str] | None = None
+) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url=url,
-        headers={"content-type": "application/json"},
+        headers={"content-type": "application/json", **(headers or {})},
         limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
         timeout=timeout,
     )
 
 
-async def open_loop(url: str, rate: float, duration: float, make: Callable[[int], bytes]) -> Calls:
+async def open_loop(
+    url: str,
+    rate: float,
+    duration: float,
+    make: Callable[[int], bytes],
+    headers: dict[str, str] | None = None,
+) -> Calls:
     """``rate`` calls a second for ``duration`` seconds, each sent on schedule."""
     calls = Calls()
-    async with client(url) as http:
+    async with client(url, headers=headers) as http:
         loop = asyncio.get_running_loop()
         start = loop.time()
         tasks = []
@@ -304,13 +327,14 @@ async def closed_loop(
     calls: Calls | None = None,
     on_call: Callable[[int], None] | None = None,
     min_cycle_s: float = 0.0,
+    headers: dict[str, str] | None = None,
 ) -> Calls:
     """``count`` calls, ``in_flight`` at a time, stopping after ``duration`` seconds;
     each worker starts a call at most every ``min_cycle_s``."""
     calls = calls or Calls()
     stop_at = time.perf_counter() + duration
     issued = 0
-    async with client(url, connections=in_flight) as http:
+    async with client(url, connections=in_flight, headers=headers) as http:
 
         async def worker() -> None:
             nonlocal issued

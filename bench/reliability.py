@@ -41,15 +41,19 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import _faults
+from bench._h2load import h2load_flood, h2load_open_loop
 from bench._harness import (
+    AUTH_ENV,
     METHOD,
     RESULTS,
     Calls,
     CpuMeter,
+    auth_headers,
     closed_loop,
     extensions_dir,
     log,
     open_loop,
+    outcome_of,
     proc_stats,
     request_body,
     serve,
@@ -73,9 +77,20 @@ SCENARIOS: dict[str, tuple[dict[str, str], bool, dict[str, int]]] = {
     # Abusers retrying at once, however fast they are refused: a request flood.
     "request_flood": ({}, False, ABUSERS),
     # One tenant floods a cheap extension, unpaced, while another tenant's paced
-    # traffic must not notice: the per-tenant rate limit and fair admission.
-    "tenant_flood": ({}, False, FLOODERS),
+    # traffic must not notice: the per-tenant rate limit, held refusals and turns.
+    # Limits as an operator sizes them: every tenant well below what one process
+    # serves (~460 echo calls/s here), the good tenant raised in the controls file.
+    "tenant_flood": (
+        {
+            "EXTENSIONS_RUNTIME_RATE_LIMIT_PER_S": "100",
+            "EXTENSIONS_RUNTIME_RATE_LIMIT_BURST": "200",
+        },
+        False,
+        FLOODERS,
+    ),
 }
+CONTROLS = "tenant_limits:\n  - {tenant_id: good, rate_per_s: 1000, burst: 1000}\n"
+
 QUICK_SCENARIOS = ("breaker_off", "tenant_flood")
 
 
@@ -90,6 +105,7 @@ def abuse_main(url: str, duration: float, names: list[str], paced: bool) -> None
                 url,
                 in_flight,
                 lambda i: request_body(name, {"i": i}, tenant=f"abuser-{name}", includeLogs=True),
+                headers=auth_headers(f"abuser-{name}"),
                 count=10**9,
                 duration=duration,
                 min_cycle_s=ABUSER_CYCLE_S if paced else 0.0,
@@ -104,6 +120,11 @@ def abuse_main(url: str, duration: float, names: list[str], paced: bool) -> None
 
 @contextlib.contextmanager
 def abusers(url: str, duration: float, names: str, *, paced: bool) -> Iterator[dict[str, Any]]:
+    """The hostile callers for ``duration`` s; their outcomes per module, once the block ends."""
+    if DRIVER["driver"] == "h2load" and names in FLOODERS:
+        with flood(url, duration, names) as result:
+            yield result
+        return
     result: dict[str, Any] = {}
     args = [sys.executable, __file__, "--abuse", url, "--abuse-duration", str(duration)]
     args += ["--abusers", names] + ([] if paced else ["--unpaced"])
@@ -115,10 +136,38 @@ def abusers(url: str, duration: float, names: str, *, paced: bool) -> Iterator[d
         result.update(json.loads(out.strip().splitlines()[-1]))
 
 
+@contextlib.contextmanager
+def flood(url: str, duration: float, name: str) -> Iterator[dict[str, Any]]:
+    """One tenant's unpaced flood from h2load, and the kind of its refusals.
+
+    h2load logs only HTTP statuses, so one call of the flooding tenant, made
+    while the flood runs, shows what a refusal says (``OVERLOADED`` and its hint).
+    """
+    result: dict[str, Any] = {}
+    tenant = f"abuser-{name}"
+    body, headers = request_body(name, {"i": 0}, tenant=tenant), auth_headers(tenant)
+    with h2load_flood(url, FLOODERS[name], duration, body, headers=headers) as calls:
+        yield result
+        refused = httpx.post(
+            url + METHOD,
+            content=body,
+            headers={"content-type": "application/json", **headers},
+            timeout=30,
+        )
+    result[name] = calls.summary()
+    result[name]["sampled_refusal"] = outcome_of(refused)
+
+
+DRIVER = {"driver": "h2load", "cpu": None}  # set from the command line in main()
+
+
 def good_traffic(url: str, rate: float, duration: float) -> tuple[Calls, dict[str, float]]:
-    body = request_body("echo", GOOD_INPUT)
+    body, headers = request_body("echo", GOOD_INPUT), auth_headers("good")
     with CpuMeter() as cpu:
-        calls = asyncio.run(open_loop(url, rate, duration, lambda _: body))
+        if DRIVER["driver"] == "h2load":
+            calls = h2load_open_loop(url, rate, duration, body, headers=headers, cpu=DRIVER["cpu"])
+        else:
+            calls = asyncio.run(open_loop(url, rate, duration, lambda _: body, headers))
     return calls, cpu.result
 
 
@@ -142,10 +191,21 @@ def _pooled_abuse(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     modules: dict[str, dict[str, Any]] = {}
     for round_ in rounds:
         for module, summary in round_.items():
-            entry = modules.setdefault(module, {"calls": 0, "outcomes": Counter()})
+            entry = modules.setdefault(
+                module, {"calls": 0, "outcomes": Counter(), "sampled": Counter()}
+            )
             entry["calls"] += summary["calls"]
             entry["outcomes"].update(summary["outcomes"])
-    return {m: {"calls": e["calls"], "outcomes": dict(e["outcomes"])} for m, e in modules.items()}
+            if "sampled_refusal" in summary:
+                entry["sampled"][summary["sampled_refusal"]] += 1
+    return {
+        m: {
+            "calls": e["calls"],
+            "outcomes": dict(e["outcomes"]),
+            **({"sampled_refusals": dict(e["sampled"])} if e["sampled"] else {}),
+        }
+        for m, e in modules.items()
+    }
 
 
 def noisy_neighbour(work: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -166,8 +226,11 @@ def noisy_neighbour(work: Path, args: argparse.Namespace) -> dict[str, Any]:
         scenario_dir = work / f"noisy-{name}"
         scenario_dir.mkdir()
         shutil.copytree(work / "extensions", scenario_dir / "extensions")
+        (scenario_dir / "controls.yaml").write_text(CONTROLS)
         env = {
             "EXTENSIONS_RUNTIME_EXTENSIONS_DIR": str(scenario_dir / "extensions"),
+            "EXTENSIONS_RUNTIME_KILL_SWITCHES_FILE": str(scenario_dir / "controls.yaml"),
+            **AUTH_ENV,
             **scenario_env,
         }
         env.update(dict(item.split("=", 1) for item in args.env))
@@ -176,8 +239,8 @@ def noisy_neighbour(work: Path, args: argparse.Namespace) -> dict[str, Any]:
             for module in hostile:  # compile them before anything is measured
                 httpx.post(
                     service.url + METHOD,
-                    content=request_body(module, 1),
-                    headers={"content-type": "application/json"},
+                    content=request_body(module, 1, tenant="warm-up"),
+                    headers={"content-type": "application/json", **auth_headers("warm-up")},
                     timeout=30,
                 )
             # Alone and under abuse alternate, ROUNDS times each, so drift on this
@@ -232,6 +295,15 @@ def _parser() -> argparse.ArgumentParser:
         help=f"noisy-neighbour scenarios to run (of {','.join(SCENARIOS)}; default: all,"
         f" {','.join(QUICK_SCENARIOS)} with --quick)",
     )
+    parser.add_argument(
+        "--driver",
+        choices=("h2load", "httpx"),
+        default="h2load",
+        help="what sends the good traffic: h2load (C, default) or httpx (Python)",
+    )
+    parser.add_argument(
+        "--driver-cpu", type=int, default=None, help="pin the h2load driver to this CPU"
+    )
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the service")
     parser.add_argument("--abuse", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--unpaced", action="store_true", help=argparse.SUPPRESS)
@@ -245,6 +317,7 @@ def main() -> None:
     if args.abuse:
         abuse_main(args.abuse, args.abuse_duration, args.abusers.split(","), not args.unpaced)
         return
+    DRIVER.update(driver=args.driver, cpu=args.driver_cpu)
     sections = set(args.only.split(","))
     started = time.monotonic()
     report: dict[str, Any] = {

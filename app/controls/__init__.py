@@ -1,4 +1,4 @@
-"""Operator controls: kill switches, degradations and circuit breakers."""
+"""Operator controls: kill switches, degradations, breakers, rate limits and turns."""
 
 from app.controls.breaker import (
     GUEST_FAULTS,
@@ -9,6 +9,7 @@ from app.controls.breaker import (
     Refusal,
     VersionKey,
 )
+from app.controls.gate import TenantGate
 from app.controls.killswitches import (
     PLATFORM_OWNER,
     Controls,
@@ -37,6 +38,7 @@ __all__ = [
     "Refusal",
     "Switch",
     "Target",
+    "TenantGate",
     "TenantLimit",
     "VersionKey",
     "parse_controls",

@@ -7,12 +7,14 @@ with no token cost 2.1 s of event-loop time to parse into a protobuf ``Value``
 before the handler said 401, and two such senders held ``/healthz`` at 2 s.
 So the bearer token is verified here, from the headers alone, and the
 tenant's rate limit is taken right after; a refused request's body is never
-read. The verified principal is handed to the handler through a context
-variable (the interceptor and the handler run in the same task), which still
-binds it to the ExecutionContext the body carries.
+read. Then the call waits for one of its tenant's turns (app/controls/gate.py),
+so a flooding tenant's calls wait parked here, not as work queued on the
+event loop. The verified principal is handed to the handler through a
+context variable (the interceptor and the handler run in the same task),
+which still binds it to the ExecutionContext the body carries.
 
 With auth off there is no tenant before the body is decoded (the context
-names it), so the handler takes the rate limit itself.
+names it), so the handler takes the rate limit and the turn itself.
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ from connectrpc.errors import ConnectError
 from connectrpc.request import RequestContext
 
 from app.auth import Authenticator, AuthError, Principal
-from app.controls import RateLimiter
+from app.controls import RateLimiter, TenantGate
 from app.errors import InvocationFailure
 from app.rpc._context import request_id_for
 from app.rpc._errors import to_connect_error
+from app.telemetry import get_logger
 
 __all__ = [
     "AdmissionInterceptor",
@@ -39,6 +42,7 @@ __all__ = [
     "KeyPrefetchInterceptor",
     "admitted",
     "auth_error",
+    "remaining_s",
     "set_retry_after",
 ]
 
@@ -49,14 +53,31 @@ class Admitted:
 
     principal: Principal | None
     rate_checked: bool
+    turn_of: str | None = None
+    """The tenant whose turn this call holds (given back in ``on_end``)."""
 
+
+_log = get_logger("app.rpc")
 
 _ADMITTED: ContextVar[Admitted | None] = ContextVar("admitted", default=None)
+
+
+_Started = tuple[Token[Admitted | None], Admitted]
+
+
+def _started(admission: Admitted) -> _Started:
+    return _ADMITTED.set(admission), admission
 
 
 def admitted() -> Admitted | None:
     """This request's admission, or ``None`` when no admission interceptor ran."""
     return _ADMITTED.get()
+
+
+def remaining_s(ctx: RequestContext[Any, Any]) -> float | None:
+    """What is left of the caller's deadline, in seconds (``None``: no deadline)."""
+    remaining = ctx.timeout_ms
+    return None if remaining is None else max(0.0, remaining / 1000)
 
 
 def auth_error(refused: AuthError) -> ConnectError:
@@ -74,41 +95,65 @@ def set_retry_after(ctx: RequestContext[Any, Any], failure: InvocationFailure) -
 class AdmissionInterceptor:
     """A metadata interceptor (see module doc); place it first."""
 
-    def __init__(self, authenticator: Authenticator, rate_limits: RateLimiter | None) -> None:
+    def __init__(
+        self,
+        authenticator: Authenticator,
+        rate_limits: RateLimiter | None,
+        gate: TenantGate | None = None,
+    ) -> None:
         self._auth = authenticator
         self._rate_limits = rate_limits
+        self._gate = gate
 
-    async def on_start(self, ctx: RequestContext[Any, Any]) -> Token[Admitted | None] | None:
+    async def on_start(self, ctx: RequestContext[Any, Any]) -> _Started | None:
         if not self._auth.enabled:
             return None  # the handler authenticates (a no-op) and rate-limits
+        try:
+            return await self._admit(ctx)
+        except ConnectError:
+            raise
+        except Exception:  # noqa: BLE001 - runs before SanitizingInterceptor can see it
+            request_id = request_id_for(None, ctx)
+            _log.exception("rpc.admission_error", method=ctx.method.name, request_id=request_id)
+            raise ConnectError(Code.INTERNAL, f"internal error (request_id={request_id})") from None
+
+    async def _admit(self, ctx: RequestContext[Any, Any]) -> _Started:
         header = ctx.request_headers.get("authorization")
         try:
             await self._auth.prefetch(header)
             principal = self._auth.authenticate(header)
         except AuthError as refused:
             raise auth_error(refused) from None
-        checked = False
-        if self._rate_limits is not None and principal is not None and principal.tenant_id:
-            try:
-                self._rate_limits.check(principal.tenant_id)
-            except InvocationFailure as failure:
-                set_retry_after(ctx, failure)
-                request_id = request_id_for(None, ctx)
-                ctx.response_headers["x-request-id"] = request_id
-                raise to_connect_error(failure, request_id=request_id) from None
-            checked = True
-        return _ADMITTED.set(Admitted(principal, rate_checked=checked))
+        tenant = principal.tenant_id if principal is not None else ""
+        if not tenant:
+            return _started(Admitted(principal, rate_checked=False))
+        try:
+            if self._rate_limits is not None:
+                await self._rate_limits.admit(tenant, remaining_s(ctx))
+            if self._gate is not None:
+                await self._gate.enter(tenant, remaining_s(ctx))
+        except InvocationFailure as failure:
+            set_retry_after(ctx, failure)
+            request_id = request_id_for(None, ctx)
+            ctx.response_headers["x-request-id"] = request_id
+            raise to_connect_error(failure, request_id=request_id) from None
+        turn_of = tenant if self._gate is not None else None
+        return _started(Admitted(principal, rate_checked=True, turn_of=turn_of))
 
     async def on_end(
         self,
-        token: Token[Admitted | None] | None,
+        started: _Started | None,
         ctx: RequestContext[Any, Any],
         error: Exception | None,
         /,
     ) -> None:
-        if token is not None:
-            with contextlib.suppress(ValueError):  # ended in another context: nothing to undo
-                _ADMITTED.reset(token)
+        if started is None:
+            return
+        token, admission = started
+        if admission.turn_of is not None and self._gate is not None:
+            self._gate.leave(admission.turn_of)
+        with contextlib.suppress(ValueError):  # ended in another context: nothing to undo
+            _ADMITTED.reset(token)
 
 
 class KeyPrefetchInterceptor:

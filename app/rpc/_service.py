@@ -12,12 +12,12 @@ from connectrpc.request import RequestContext
 from protobuf import Oneof
 
 from app.auth import Authenticator, AuthError, bind
-from app.controls import RateLimiter
+from app.controls import RateLimiter, TenantGate
 from app.errors import ErrorKind, InvocationFailure
 from app.gen.ameide.extensions.v1 import runtime_pb
 from app.gen.ameide.extensions.v1.runtime_connect import WasmExtensionRuntime
 from app.invocation import ExecutionContext, Invocation, Invoker, Metrics, Outcome
-from app.rpc._admission import admitted, auth_error, set_retry_after
+from app.rpc._admission import admitted, auth_error, remaining_s, set_retry_after
 from app.rpc._context import request_id_for
 from app.rpc._errors import log_lines, to_connect_error
 from app.rpc._payload import OFF_LOOP_BYTES, input_bytes, parse_json_output_async
@@ -45,10 +45,12 @@ class RuntimeService(WasmExtensionRuntime):
         invoker: Invoker,
         authenticator: Authenticator,
         rate_limits: RateLimiter | None = None,
+        gate: TenantGate | None = None,
     ) -> None:
         self._invoker = invoker
         self._auth = authenticator
         self._rate_limits = rate_limits
+        self._gate = gate
 
     async def invoke_extension(
         self,
@@ -67,9 +69,10 @@ class RuntimeService(WasmExtensionRuntime):
                 principal = admission.principal
             invocation = _invocation(request, ctx, request_id, await _input(request, ctx))
             invocation = replace(invocation, context=bind(principal, invocation.context))
-            if self._rate_limits is not None and not (admission and admission.rate_checked):
-                self._rate_limits.check(invocation.context.tenant_id)
-            outcome = await self._invoker.invoke(invocation)
+            if admission is not None and admission.rate_checked:
+                outcome = await self._invoker.invoke(invocation)
+            else:  # auth off: the tenant is known only now (see app/rpc/_admission.py)
+                outcome = await self._admitted_invoke(invocation, remaining_s(ctx))
             return await _response(outcome, request.output_format)
         except AuthError as refused:
             raise auth_error(refused) from None
@@ -83,6 +86,19 @@ class RuntimeService(WasmExtensionRuntime):
                 metrics=metrics_message(failure.metrics) if failure.metrics else None,
                 include_logs=request.include_logs,
             ) from None
+
+    async def _admitted_invoke(self, invocation: Invocation, deadline_s: float | None) -> Outcome:
+        """Rate limit, turn, invoke: what the admission interceptor does with auth on."""
+        tenant = invocation.context.tenant_id
+        if self._rate_limits is not None:
+            await self._rate_limits.admit(tenant, deadline_s)
+        if self._gate is None:
+            return await self._invoker.invoke(invocation)
+        await self._gate.enter(tenant, deadline_s)
+        try:
+            return await self._invoker.invoke(invocation)
+        finally:
+            self._gate.leave(tenant)
 
 
 async def _input(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,57 @@ def test_a_flood_of_tenants_cannot_grow_the_buckets() -> None:
     for i in range(10_000):
         limiter.check(f"tenant-{i}")
     assert len(limiter._buckets) == 100  # the bound is the point
+
+
+async def _settled(task: asyncio.Task[None]) -> bool:
+    """Whether ``task`` finished within a few turns of the loop (no real waiting)."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+    return task.done()
+
+
+async def test_a_refusal_is_held_before_it_is_answered() -> None:
+    limiter = RateLimiter(
+        Rate(rate_per_s=1, burst=1), clock=Clock(), hold_s=30, hold_max_per_tenant=2, hold_max=3
+    )
+    await limiter.admit("a")  # the token: answered at once
+    held = [asyncio.create_task(limiter.admit("a")) for _ in range(2)]
+    assert not any([await _settled(task) for task in held])
+    assert limiter.holding == 2 and limiter.held_total == 2
+    # Past the tenant's cap a refusal is answered at once, held no more.
+    third = asyncio.create_task(limiter.admit("a"))
+    assert await _settled(third)
+    assert isinstance(third.exception(), InvocationFailure)
+    # Another tenant still gets its own token, and one held slot of the three in all.
+    await limiter.admit("b")
+    b_held = asyncio.create_task(limiter.admit("b"))
+    assert not await _settled(b_held)
+    c_first = asyncio.create_task(limiter.admit("c"))
+    assert await _settled(c_first) and c_first.exception() is None
+    c_refused = asyncio.create_task(limiter.admit("c"))
+    assert await _settled(c_refused)  # the process-wide cap of 3 is full
+    assert isinstance(c_refused.exception(), InvocationFailure)
+    for task in [*held, b_held]:
+        task.cancel()
+    await asyncio.gather(*held, b_held, return_exceptions=True)
+    assert limiter.holding == 0  # a cancelled hold gives its slot back
+
+
+async def test_a_hold_never_outlasts_the_callers_deadline() -> None:
+    limiter = RateLimiter(
+        Rate(rate_per_s=1, burst=1), clock=Clock(), hold_s=30, hold_max_per_tenant=8, hold_max=8
+    )
+    await limiter.admit("a")
+    with pytest.raises(InvocationFailure) as info:
+        await asyncio.wait_for(limiter.admit("a", deadline_s=0.05), timeout=20)
+    assert info.value.kind is ErrorKind.OVERLOADED
+    assert limiter.held_total == 1
+
+
+async def test_no_hold_by_default() -> None:
+    limiter = RateLimiter(Rate(rate_per_s=1, burst=1), clock=Clock())
+    await limiter.admit("a")
+    refused = asyncio.create_task(limiter.admit("a"))
+    assert await _settled(refused)
+    assert isinstance(refused.exception(), InvocationFailure)
+    assert limiter.held_total == 0
