@@ -34,6 +34,7 @@ from app.controls import (
     RateLimiter,
     Refusal,
     TenantGate,
+    off_turn,
 )
 from app.errors import ErrorKind, InvocationFailure
 from app.hostcalls import Ceilings, HttpBridge, PolicyStore
@@ -365,8 +366,8 @@ class Runtime:
         started = time.perf_counter()
         recording = trace.get_current_span().is_recording()
         with tracer().start_as_current_span("module.load") if recording else _NO_SPAN:
-            compiled = await self.modules.get(
-                definition.sha256, definition.wasm_blob_ref.key, definition.abi
+            compiled = await off_turn(  # storage and compiling: not the loop's work
+                self.modules.get(definition.sha256, definition.wasm_blob_ref.key, definition.abi)
             )
         policy = self.policy.current()
         tier = policy.tier(definition.risk_tier)
@@ -425,11 +426,13 @@ class Runtime:
                 if inline is not None:
                     outcome, queue_us = inline, 0
                 else:
-                    outcome, queue_us = await self.executor.submit(
-                        work,
-                        deadline=deadline,
-                        lane=self.fastpath.lane(compiled),
-                        tenant=invocation.context.tenant_id,
+                    outcome, queue_us = await off_turn(  # a lane's thread: its own shares
+                        self.executor.submit(
+                            work,
+                            deadline=deadline,
+                            lane=self.fastpath.lane(compiled),
+                            tenant=invocation.context.tenant_id,
+                        )
                     )
             except InvocationFailure as failure:
                 if caller_bound and failure.kind is ErrorKind.TIMEOUT:

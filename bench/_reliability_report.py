@@ -9,15 +9,23 @@ def _outcomes(window: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(window.get("outcomes", {}).items())) or "-"
 
 
+_DRIVERS = {
+    "h2load": "h2load (C) over 4 connections at a fixed rate each",
+    "httpx": "httpx (Python, open loop)",
+}
+
+
 def _noisy(noisy: dict[str, Any]) -> list[str]:
     lines = [
         "### Noisy neighbour",
         "",
-        f"Good `echo` traffic at {noisy['rate_rps']:.0f} calls/s (open loop) for "
-        f"{noisy['seconds_per_phase']:.0f} s alone, then while a separate process "
-        f"hammers {', '.join(f'{k} x{v}' for k, v in noisy['abusers_in_flight'].items())} "
-        "(in flight); in `tenant_flood` one tenant instead sends `echo` x64 in flight, "
-        "unpaced, as fast as its answers (or refusals) come back.",
+        f"Good `echo` traffic at {noisy['rate_rps']:.0f} calls/s for "
+        f"{noisy['seconds_per_phase']:.0f} s alone, sent by "
+        f"{_DRIVERS.get(noisy.get('driver', 'httpx'), 'httpx')}, then while a separate "
+        f"process hammers "
+        f"{', '.join(f'{k} x{v}' for k, v in noisy['abusers_in_flight'].items())} "
+        "(in flight); in `tenant_flood` one tenant instead sends `echo` x64 in flight "
+        "from h2load, unpaced, as fast as its answers (or refusals) come back.",
         "",
         "| scenario | good p95 alone | good p95 under abuse | ratio | good errors "
         "| abusive calls (outcomes) | server CPU share (ours/others) |",

@@ -9,7 +9,7 @@ from app.controls.breaker import (
     Refusal,
     VersionKey,
 )
-from app.controls.gate import TenantGate
+from app.controls.gate import TenantGate, Turn, off_turn
 from app.controls.killswitches import (
     PLATFORM_OWNER,
     Controls,
@@ -40,6 +40,8 @@ __all__ = [
     "Target",
     "TenantGate",
     "TenantLimit",
+    "Turn",
     "VersionKey",
+    "off_turn",
     "parse_controls",
 ]

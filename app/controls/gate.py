@@ -20,12 +20,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter, deque
+from collections.abc import Awaitable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TypeVar
 
 from app.errors import ErrorKind, InvocationFailure
 
-__all__ = ["TenantGate"]
+__all__ = ["TenantGate", "Turn", "off_turn"]
 
+T = TypeVar("T")
 _RETRY_MS = 100  # the hint given with a full-queue refusal: a turn is usually that close
+
+
+@dataclass(eq=False, slots=True)
+class Turn:
+    """One call's turn; :meth:`release` it once, when the call ends."""
+
+    gate: TenantGate | None
+    tenant: str
+    holding: bool = True
+
+    def release(self) -> None:
+        if self.holding and self.gate is not None:
+            self.holding = False
+            self.gate._hand_on(self.tenant)
+
+
+_CURRENT: ContextVar[Turn | None] = ContextVar("tenant_turn", default=None)
 
 
 class TenantGate:
@@ -52,15 +74,23 @@ class TenantGate:
             return len(self._waiters.get(tenant, ()))
         return sum(len(queue) for queue in self._waiters.values())
 
-    async def enter(self, tenant: str, deadline_s: float | None = None) -> None:
-        """Wait for a turn of ``tenant``'s; every successful ``enter`` needs one ``leave``."""
+    async def enter(self, tenant: str, deadline_s: float | None = None) -> Turn:
+        """Wait for a turn of ``tenant``'s, the call's own from here on (:func:`off_turn`)."""
         if not self.enabled:
-            return
+            return Turn(None, tenant, holding=False)
+        await self._acquire(tenant, deadline_s, refuse_when_full=True)
+        turn = Turn(self, tenant)
+        _CURRENT.set(turn)
+        return turn
+
+    async def _acquire(
+        self, tenant: str, deadline_s: float | None, *, refuse_when_full: bool
+    ) -> None:
         queue = self._waiters.get(tenant)
         if self._active[tenant] < self._max_active and not queue:
             self._active[tenant] += 1
             return
-        if len(queue or ()) >= self._max_waiting:
+        if refuse_when_full and len(queue or ()) >= self._max_waiting:
             self.refusals += 1
             raise InvocationFailure(
                 ErrorKind.OVERLOADED,
@@ -74,7 +104,7 @@ class TenantGate:
             await asyncio.wait_for(asyncio.shield(turn), deadline_s)
         except BaseException as exc:
             if turn.done() and not turn.cancelled():
-                self.leave(tenant)  # the turn came as we gave up: pass it on
+                self._hand_on(tenant)  # the turn came as we gave up: pass it on
             else:
                 turn.cancel()
                 self._forget(tenant, turn)
@@ -85,10 +115,8 @@ class TenantGate:
                 ) from None
             raise
 
-    def leave(self, tenant: str) -> None:
+    def _hand_on(self, tenant: str) -> None:
         """End a turn: hand it to ``tenant``'s next waiting call, if any."""
-        if not self.enabled:
-            return
         queue = self._waiters.get(tenant)
         while queue:
             turn = queue.popleft()
@@ -110,3 +138,16 @@ class TenantGate:
             queue.remove(turn)
         if not queue:
             del self._waiters[tenant]
+
+
+async def off_turn(waiting: Awaitable[T]) -> T:
+    """Await ``waiting`` without holding this call's turn; take one again after."""
+    turn = _CURRENT.get()
+    if turn is None or turn.gate is None or not turn.holding:
+        return await waiting
+    turn.release()
+    try:
+        return await waiting
+    finally:
+        await turn.gate._acquire(turn.tenant, None, refuse_when_full=False)
+        turn.holding = True

@@ -30,7 +30,7 @@ from connectrpc.errors import ConnectError
 from connectrpc.request import RequestContext
 
 from app.auth import Authenticator, AuthError, Principal
-from app.controls import RateLimiter, TenantGate
+from app.controls import RateLimiter, TenantGate, Turn
 from app.errors import InvocationFailure
 from app.rpc._context import request_id_for
 from app.rpc._errors import to_connect_error
@@ -53,8 +53,8 @@ class Admitted:
 
     principal: Principal | None
     rate_checked: bool
-    turn_of: str | None = None
-    """The tenant whose turn this call holds (given back in ``on_end``)."""
+    turn: Turn | None = None
+    """The tenant's turn this call holds (given back in ``on_end``)."""
 
 
 _log = get_logger("app.rpc")
@@ -127,18 +127,18 @@ class AdmissionInterceptor:
         tenant = principal.tenant_id if principal is not None else ""
         if not tenant:
             return _started(Admitted(principal, rate_checked=False))
+        turn = None
         try:
             if self._rate_limits is not None:
                 await self._rate_limits.admit(tenant, remaining_s(ctx))
             if self._gate is not None:
-                await self._gate.enter(tenant, remaining_s(ctx))
+                turn = await self._gate.enter(tenant, remaining_s(ctx))
         except InvocationFailure as failure:
             set_retry_after(ctx, failure)
             request_id = request_id_for(None, ctx)
             ctx.response_headers["x-request-id"] = request_id
             raise to_connect_error(failure, request_id=request_id) from None
-        turn_of = tenant if self._gate is not None else None
-        return _started(Admitted(principal, rate_checked=True, turn_of=turn_of))
+        return _started(Admitted(principal, rate_checked=True, turn=turn))
 
     async def on_end(
         self,
@@ -150,8 +150,8 @@ class AdmissionInterceptor:
         if started is None:
             return
         token, admission = started
-        if admission.turn_of is not None and self._gate is not None:
-            self._gate.leave(admission.turn_of)
+        if admission.turn is not None:
+            admission.turn.release()
         with contextlib.suppress(ValueError):  # ended in another context: nothing to undo
             _ADMITTED.reset(token)
 

@@ -94,11 +94,11 @@ class RuntimeService(WasmExtensionRuntime):
             await self._rate_limits.admit(tenant, deadline_s)
         if self._gate is None:
             return await self._invoker.invoke(invocation)
-        await self._gate.enter(tenant, deadline_s)
+        turn = await self._gate.enter(tenant, deadline_s)
         try:
             return await self._invoker.invoke(invocation)
         finally:
-            self._gate.leave(tenant)
+            turn.release()
 
 
 async def _input(

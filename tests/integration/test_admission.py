@@ -305,3 +305,26 @@ def test_an_unexpected_error_in_admission_is_a_sanitized_internal_error(
     assert response.json()["code"] == "internal"
     assert "secret" not in response.text and "/etc" not in response.text
     assert "request_id=" in response.json()["message"]
+
+
+async def test_a_tenants_slow_host_calls_do_not_hold_the_turns_its_quick_calls_need(
+    fair: str, upstream: Upstream
+) -> None:
+    """Turns are for work on the loop: a call waiting on its upstream lends its turn."""
+    limits = httpx.Limits(max_connections=50, max_keepalive_connections=50)
+    async with httpx.AsyncClient(base_url=fair, timeout=30, limits=limits) as client:
+
+        async def call(extension: str, node: str = "n1") -> httpx.Response:
+            body = _body("mixed", extension, node=node)
+            return await client.post(METHOD, json=body, headers=_auth("mixed"))
+
+        slow = [asyncio.ensure_future(call("enrich", "slow")) for _ in range(8)]
+        for _ in range(100):  # more slow calls than the tenant's 4 turns hold its upstream
+            if upstream.slow_in_flight >= 4:
+                break
+            await asyncio.sleep(0.02)
+        assert upstream.slow_in_flight >= 4
+        quick = [await call("echo") for _ in range(3)]
+        assert any(not task.done() for task in slow), "the slow calls ended before the check"
+        await asyncio.gather(*slow)
+    assert [r.status_code for r in quick] == [200] * 3, [r.text for r in quick]
