@@ -318,7 +318,12 @@ class Settings(BaseSettings):
     promotion_event_memory: int = Field(
         default=10_000, gt=0, le=1_000_000, description="Most event ids remembered at once."
     )
-    catalog_poll_interval_s: float = Field(default=30.0, ge=0, description="0 disables polling")
+    catalog_poll_interval_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="How often storage is re-read, for promotions whose event was missed; "
+        "0: never.",
+    )
 
     # Sandbox ceilings and defaults; see the limits table in docs/operations.md.
     default_fuel: int = Field(
@@ -386,8 +391,8 @@ class Settings(BaseSettings):
         default=500,
         ge=100,
         le=100_000,
-        description="Python's GIL switch interval; shorter keeps the event loop responsive "
-        "while guests call host functions on other threads.",
+        description="Python's GIL switch interval, process-wide; shorter keeps the event loop "
+        "responsive while guests call host functions on other threads.",
     )
     host_paced_calls_per_s: int = Field(
         default=1000,
