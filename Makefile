@@ -7,7 +7,7 @@ UV     := $(BIN)/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run test test-unit lint fmt gen clean bench reliability h2load
+.PHONY: install run test test-unit lint fmt gen docs clean bench reliability h2load
 
 include mk/guest-toolchain.mk
 
@@ -55,20 +55,25 @@ h2load:
 	fi
 
 lint: install
-	$(BIN)/ruff check app tests bench examples
-	$(BIN)/ruff format --check app tests bench examples
+	$(BIN)/ruff check app tests bench examples tools
+	$(BIN)/ruff format --check app tests bench examples tools
 	$(BIN)/mypy app
 	$(BIN)/buf lint
 	$(BIN)/hadolint Dockerfile.dev Dockerfile.release
 
 fmt: install
-	$(BIN)/ruff check --fix app tests bench examples
-	$(BIN)/ruff format app tests bench examples
+	$(BIN)/ruff check --fix app tests bench examples tools
+	$(BIN)/ruff format app tests bench examples tools
 
 ## Regenerate app/gen from proto/ (offline: local plugins from .venv).
 gen: install
 	rm -rf app/gen
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/buf generate
+
+## Rewrite the generated parts of docs/: the settings table in docs/operations.md,
+## from app/settings.py (tests/test_docs.py fails when it is stale).
+docs: install
+	$(BIN)/python tools/settings_table.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

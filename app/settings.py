@@ -79,9 +79,17 @@ class Settings(BaseSettings):
         default=False,
         description="Embedded default for local work: example extensions, relaxed auth.",
     )
-    host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=0, le=65535)
-    server: ServerName = "pyvoy"
+    host: str = Field(default="127.0.0.1", description="Address to listen on.")
+    port: int = Field(
+        default=8080,
+        ge=0,
+        le=65535,
+        description="Port to listen on; 0: any free port (one worker).",
+    )
+    server: ServerName = Field(
+        default="pyvoy",
+        description="ASGI server; only pyvoy and hypercorn answer gRPC (HTTP/2).",
+    )
     workers: int = Field(
         default=1, ge=1, le=64, description="Server processes sharing the port (pyvoy)."
     )
@@ -97,8 +105,12 @@ class Settings(BaseSettings):
         default_factory=list,
         description='Origins browsers may call the RPC from ("*": any); empty: no CORS at all.',
     )
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_format: Literal["json", "console"] = "json"
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Least severe structured log line written to stderr."
+    )
+    log_format: Literal["json", "console"] = Field(
+        default="json", description="JSON lines for collectors, or console for a terminal."
+    )
 
     read_max_bytes: int = Field(
         default=4 * 1024 * 1024,
@@ -111,40 +123,71 @@ class Settings(BaseSettings):
     )
 
     # S3-compatible storage. With no endpoint the local directory is used.
-    s3_endpoint_url: str | None = None
-    s3_region: str = "us-east-1"
-    s3_bucket: str = "extensions"
-    s3_prefix: str = Field(default="extensions/", pattern=S3_PREFIX_PATTERN)
-    s3_path_style: bool = True
-    s3_access_key_id: SecretStr | None = None
-    s3_secret_access_key: SecretStr | None = None
-    s3_connect_timeout_s: float = Field(default=2.0, gt=0)
-    s3_read_timeout_s: float = Field(default=5.0, gt=0)
-    s3_max_attempts: int = Field(default=3, ge=1, le=10)
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint; set, it replaces the local directory."
+    )
+    s3_region: str = Field(default="us-east-1", description="Region the S3 client signs for.")
+    s3_bucket: str = Field(default="extensions", description="Bucket holding the extensions.")
+    s3_prefix: str = Field(
+        default="extensions/",
+        pattern=S3_PREFIX_PATTERN,
+        description="Key prefix of the extension layout inside the bucket (ends with /).",
+    )
+    s3_path_style: bool = Field(
+        default=True, description="Path-style addressing, as most self-hosted S3 stores need."
+    )
+    s3_access_key_id: SecretStr | None = Field(
+        default=None, description="S3 access key; unset: the client's default credentials."
+    )
+    s3_secret_access_key: SecretStr | None = Field(default=None, description="S3 secret key.")
+    s3_connect_timeout_s: float = Field(default=2.0, gt=0, description="S3 connect timeout.")
+    s3_read_timeout_s: float = Field(default=5.0, gt=0, description="S3 read timeout.")
+    s3_max_attempts: int = Field(
+        default=3, ge=1, le=10, description="Attempts per S3 request, retries included."
+    )
     s3_outage_backoff_s: float = Field(
         default=1.0,
         ge=0,
         description="After a storage failure, reads fail at once for this long (0: never).",
     )
-    max_module_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
-    module_cache_entries: int = Field(default=256, gt=0)
+    max_module_bytes: int = Field(
+        default=32 * 1024 * 1024, gt=0, description="Largest module blob read from storage."
+    )
+    module_cache_entries: int = Field(
+        default=256, gt=0, description="Compiled modules kept in memory (LRU by digest)."
+    )
     module_cache_dir: Path | None = Field(
         default=None,
         description="Private directory for precompiled modules, shared by worker processes.",
     )
 
     # Caller authentication (bearer JWT). Turning it off is for local work only.
-    auth_enabled: bool = True
-    auth_hs256_secret: SecretStr | None = None
-    auth_jwks_file: Path | None = None
-    auth_jwks_url: str | None = None
-    auth_audience: str = "extensions-runtime"
+    auth_enabled: bool = Field(
+        default=True, description="Require a bearer JWT on the RPC; off only for local work."
+    )
+    auth_hs256_secret: SecretStr | None = Field(
+        default=None, description="HS256 key for caller tokens (development and tests)."
+    )
+    auth_jwks_file: Path | None = Field(
+        default=None, description="JWK Set file with the public keys of caller tokens."
+    )
+    auth_jwks_url: str | None = Field(
+        default=None, description="JWKS URL with the public keys of caller tokens (cached)."
+    )
+    auth_audience: str = Field(
+        default="extensions-runtime", description="Required `aud` of caller tokens."
+    )
     auth_issuer: str | None = Field(
         default=None,
         description="Required `iss` of caller tokens; with auth on it must be set outside dev.",
     )
-    auth_leeway_s: int = Field(default=5, ge=0, le=300)
-    admin_scope: str = "extensions-runtime:admin"
+    auth_leeway_s: int = Field(
+        default=5, ge=0, le=300, description="Clock skew allowed when checking `exp`."
+    )
+    admin_scope: str = Field(
+        default="extensions-runtime:admin",
+        description="Scope (in the `scope` claim) the admin RPC requires, even in dev.",
+    )
     auth_jwks_timeout_s: float = Field(
         default=3.0, gt=0, le=30, description="Longest one JWKS fetch may take."
     )
@@ -160,7 +203,9 @@ class Settings(BaseSettings):
     )
 
     # Risk tiers (hot-reloaded YAML/JSON) and the host-call bridge.
-    policy_file: Path | None = None
+    policy_file: Path | None = Field(
+        default=None, description="Risk-tier policy (YAML/JSON, hot-reloaded); unset: deny all."
+    )
     hostcall_services: dict[str, str] = Field(
         default_factory=dict, description="service name -> base URL of its Connect endpoint"
     )
@@ -175,11 +220,22 @@ class Settings(BaseSettings):
     hostcall_jwks_max_age_s: int = Field(
         default=300, ge=0, le=3600, description="Cache-Control max-age of the host-call JWKS."
     )
-    hostcall_token_ttl_s: int = Field(default=30, gt=0, le=600)
-    hostcall_token_issuer: str = "extensions-runtime"  # noqa: S105 - an issuer name, not a secret
-    hostcall_timeout_ms: int = Field(default=2_000, gt=0)
-    hostcall_max_request_bytes: int = Field(default=256 * 1024, gt=0)
-    hostcall_max_response_bytes: int = Field(default=1024 * 1024, gt=0)
+    hostcall_token_ttl_s: int = Field(
+        default=30, gt=0, le=600, description="Lifetime of one host call's token."
+    )
+    hostcall_token_issuer: str = Field(
+        default="extensions-runtime",
+        description="`iss` of host-call tokens, which services check.",
+    )
+    hostcall_timeout_ms: int = Field(
+        default=2_000, gt=0, description="Longest one host call may take; never past the deadline."
+    )
+    hostcall_max_request_bytes: int = Field(
+        default=256 * 1024, gt=0, description="Largest host-call request a guest may send."
+    )
+    hostcall_max_response_bytes: int = Field(
+        default=1024 * 1024, gt=0, description="Largest upstream response read for a guest."
+    )
 
     # Observability.
     log_invocations: bool = Field(
@@ -196,10 +252,18 @@ class Settings(BaseSettings):
     kill_switches_file: Path | None = Field(
         default=None, description="Mounted kill-switch/degradation file (hot-reloaded)."
     )
-    breaker_window_s: float = Field(default=30.0, gt=0)
-    breaker_min_calls: int = Field(default=20, gt=0)
-    breaker_failure_rate: float = Field(default=0.5, gt=0, le=1)
-    breaker_cooldown_s: float = Field(default=15.0, gt=0)
+    breaker_window_s: float = Field(
+        default=30.0, gt=0, description="How far back a circuit breaker counts calls."
+    )
+    breaker_min_calls: int = Field(
+        default=20, gt=0, description="Calls in the window before a breaker may open."
+    )
+    breaker_failure_rate: float = Field(
+        default=0.5, gt=0, le=1, description="Share of guest faults in the window that opens it."
+    )
+    breaker_cooldown_s: float = Field(
+        default=15.0, gt=0, description="How long an open breaker fails fast before a probe."
+    )
     breaker_min_tenants: int = Field(
         default=3,
         gt=0,
@@ -210,20 +274,28 @@ class Settings(BaseSettings):
     rate_limit_per_s: float = Field(
         default=2_000.0, ge=0, description="Calls a tenant may make per second; 0: no limit."
     )
-    rate_limit_burst: int = Field(default=2_000, ge=1, le=1_000_000)
+    rate_limit_burst: int = Field(
+        default=2_000, ge=1, le=1_000_000, description="Calls a tenant may make at once."
+    )
     rate_limit_tiers: dict[str, Rate] = Field(
         default_factory=dict,
         description='Per risk tier limits, e.g. {"write": {"rate_per_s": 50, "burst": 100}}',
     )
-    rate_limit_max_buckets: int = Field(default=10_000, gt=0, le=10_000_000)
+    rate_limit_max_buckets: int = Field(
+        default=10_000, gt=0, le=10_000_000, description="Token buckets kept (LRU)."
+    )
     rate_limit_hold_s: float = Field(
         default=0.5,
         ge=0,
         le=5,
         description="How long a refused call is held before its answer (0: answer at once).",
     )
-    rate_limit_hold_max_per_tenant: int = Field(default=256, ge=0, le=100_000)
-    rate_limit_hold_max: int = Field(default=4_096, ge=0, le=1_000_000)
+    rate_limit_hold_max_per_tenant: int = Field(
+        default=256, ge=0, le=100_000, description="A tenant's refusals held at once."
+    )
+    rate_limit_hold_max: int = Field(
+        default=4_096, ge=0, le=1_000_000, description="Refusals held at once, all tenants."
+    )
     # Turns per tenant (app/controls/gate.py): calls of one tenant worked on at once.
     tenant_max_active: int = Field(
         default=4, ge=0, le=10_000, description="A tenant's calls in progress at once; 0: no cap."
@@ -233,7 +305,9 @@ class Settings(BaseSettings):
     )
 
     # Promotion events (signed CloudEvents webhook) and the polling fallback.
-    promotion_webhook_secret: SecretStr | None = None
+    promotion_webhook_secret: SecretStr | None = Field(
+        default=None, description="HMAC key of promotion events; unset: the webhook answers 503."
+    )
     promotion_event_window_s: float = Field(
         default=300.0,
         gt=0,
@@ -244,22 +318,53 @@ class Settings(BaseSettings):
     promotion_event_memory: int = Field(
         default=10_000, gt=0, le=1_000_000, description="Most event ids remembered at once."
     )
-    catalog_poll_interval_s: float = Field(default=30.0, ge=0, description="0 disables polling")
+    catalog_poll_interval_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="How often storage is re-read, for promotions whose event was missed; "
+        "0: never.",
+    )
 
-    # Sandbox ceilings and defaults; see the README's limits table.
-    default_fuel: int = Field(default=4_000_000_000, gt=0)
-    default_memory_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
-    default_timeout_ms: int = Field(default=1_000, gt=0)
-    default_output_bytes: int = Field(default=1024 * 1024, gt=0)
-    default_log_bytes: int = Field(default=64 * 1024, gt=0)
-    max_fuel: int = Field(default=40_000_000_000, gt=0)
-    max_memory_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
-    max_timeout_ms: int = Field(default=10_000, gt=0)
-    max_output_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
-    max_log_bytes: int = Field(default=256 * 1024, gt=0)
-    max_wasm_stack_bytes: int = Field(default=512 * 1024, gt=0)
-    default_max_host_calls: int = Field(default=32, ge=0)
-    max_host_calls: int = Field(default=256, ge=0)
+    # Sandbox ceilings and defaults; see the limits table in docs/operations.md.
+    default_fuel: int = Field(
+        default=4_000_000_000, gt=0, description="Fuel of an extension declaring none."
+    )
+    default_memory_bytes: int = Field(
+        default=64 * 1024 * 1024, gt=0, description="Linear memory of an extension declaring none."
+    )
+    default_timeout_ms: int = Field(
+        default=1_000, gt=0, description="Wall time of an extension declaring none."
+    )
+    default_output_bytes: int = Field(
+        default=1024 * 1024, gt=0, description="Output size of an extension declaring none."
+    )
+    default_log_bytes: int = Field(
+        default=64 * 1024, gt=0, description="Log budget of an extension declaring none."
+    )
+    max_fuel: int = Field(
+        default=40_000_000_000, gt=0, description="Most fuel any extension may declare."
+    )
+    max_memory_bytes: int = Field(
+        default=256 * 1024 * 1024, gt=0, description="Most linear memory an extension may declare."
+    )
+    max_timeout_ms: int = Field(
+        default=10_000, gt=0, description="Most wall time an extension may declare."
+    )
+    max_output_bytes: int = Field(
+        default=4 * 1024 * 1024, gt=0, description="Largest output an extension may declare."
+    )
+    max_log_bytes: int = Field(
+        default=256 * 1024, gt=0, description="Largest log budget an extension may declare."
+    )
+    max_wasm_stack_bytes: int = Field(
+        default=512 * 1024, gt=0, description="Wasm stack of every guest (engine-wide)."
+    )
+    default_max_host_calls: int = Field(
+        default=32, ge=0, description="Host calls of an extension declaring none."
+    )
+    max_host_calls: int = Field(
+        default=256, ge=0, description="Most host calls an extension may declare."
+    )
     max_table_elements: int = Field(
         default=100_000,
         gt=0,
@@ -286,8 +391,8 @@ class Settings(BaseSettings):
         default=500,
         ge=100,
         le=100_000,
-        description="Python's GIL switch interval; shorter keeps the event loop responsive "
-        "while guests call host functions on other threads.",
+        description="Python's GIL switch interval, process-wide; shorter keeps the event loop "
+        "responsive while guests call host functions on other threads.",
     )
     host_paced_calls_per_s: int = Field(
         default=1000,
@@ -298,8 +403,15 @@ class Settings(BaseSettings):
     inline_threshold_us: int = Field(
         default=500, ge=0, description="Run pure guests faster than this inline; 0 disables."
     )
-    inline_slice_ms: float = Field(default=2.0, gt=0, le=50)
-    executor_queue: int = Field(default=64, ge=0, le=10_000)
+    inline_slice_ms: float = Field(
+        default=2.0,
+        gt=0,
+        le=50,
+        description="CPU time an inline guest may use before it is re-run on the pool.",
+    )
+    executor_queue: int = Field(
+        default=64, ge=0, le=10_000, description="Calls waiting for a thread, per lane."
+    )
     executor_tenant_share: float = Field(
         default=0.5,
         gt=0,
@@ -307,7 +419,9 @@ class Settings(BaseSettings):
         description="Largest fraction of a lane's threads + waiting slots one tenant may hold "
         "(at least one); above it the tenant gets OVERLOADED at once.",
     )
-    epoch_tick_ms: int = Field(default=10, gt=0, le=1000)
+    epoch_tick_ms: int = Field(
+        default=10, gt=0, le=1000, description="How often guests check their deadline and cancel."
+    )
 
     @model_validator(mode="after")
     def _no_wildcard_cors_with_auth(self) -> Settings:
