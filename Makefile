@@ -65,10 +65,12 @@ fmt: install
 	$(BIN)/ruff check --fix app tests bench examples
 	$(BIN)/ruff format app tests bench examples
 
-## Regenerate app/gen from proto/ (offline: local plugins from .venv).
+## Regenerate app/gen and the Python SDK's stubs (clients/python/src/ameide_extensions_client/gen)
+## from proto/ (offline: local plugins from .venv).
 gen: install
 	rm -rf app/gen
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/buf generate
+	cd clients/python && PATH="$(abspath $(BIN)):$$PATH" $(abspath $(BIN))/buf generate --template buf.gen.yaml
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
