@@ -55,15 +55,16 @@ h2load:
 	fi
 
 lint: install
-	$(BIN)/ruff check app tests bench examples
-	$(BIN)/ruff format --check app tests bench examples
+	$(BIN)/ruff check app tests bench examples clients/python
+	$(BIN)/ruff format --check app tests bench examples clients/python
 	$(BIN)/mypy app
+	$(BIN)/mypy clients/python/src
 	$(BIN)/buf lint
 	$(BIN)/hadolint Dockerfile.dev Dockerfile.release
 
 fmt: install
-	$(BIN)/ruff check --fix app tests bench examples
-	$(BIN)/ruff format app tests bench examples
+	$(BIN)/ruff check --fix app tests bench examples clients/python
+	$(BIN)/ruff format app tests bench examples clients/python
 
 ## Regenerate app/gen and the Python SDK's stubs (clients/python/src/ameide_extensions_client/gen)
 ## from proto/ (offline: local plugins from .venv).
