@@ -74,7 +74,7 @@ gen: install
 	cd clients/python && PATH="$(abspath $(BIN)):$$PATH" $(abspath $(BIN))/buf generate --template buf.gen.yaml
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache clients/python/.ruff_cache
 
 # Deployment tooling (Helm, kubernetes-validate) and checks; included last so
 # `install` stays the default goal.
