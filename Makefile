@@ -55,20 +55,23 @@ h2load:
 	fi
 
 lint: install
-	$(BIN)/ruff check app tests bench examples tools
-	$(BIN)/ruff format --check app tests bench examples tools
+	$(BIN)/ruff check app tests bench examples tools clients/python
+	$(BIN)/ruff format --check app tests bench examples tools clients/python
 	$(BIN)/mypy app
+	$(BIN)/mypy clients/python/src
 	$(BIN)/buf lint
 	$(BIN)/hadolint Dockerfile.dev Dockerfile.release
 
 fmt: install
-	$(BIN)/ruff check --fix app tests bench examples tools
-	$(BIN)/ruff format app tests bench examples tools
+	$(BIN)/ruff check --fix app tests bench examples tools clients/python
+	$(BIN)/ruff format app tests bench examples tools clients/python
 
-## Regenerate app/gen from proto/ (offline: local plugins from .venv).
+## Regenerate app/gen and the Python SDK's stubs (clients/python/src/ameide_extensions_client/gen)
+## from proto/ (offline: local plugins from .venv).
 gen: install
 	rm -rf app/gen
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/buf generate
+	cd clients/python && PATH="$(abspath $(BIN)):$$PATH" $(abspath $(BIN))/buf generate --template buf.gen.yaml
 
 ## Rewrite the generated parts of docs/: the settings table in docs/operations.md,
 ## from app/settings.py (tests/test_docs.py fails when it is stale).
@@ -76,7 +79,7 @@ docs: install
 	$(BIN)/python tools/settings_table.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache clients/python/.ruff_cache
 
 # Deployment tooling (Helm, kubernetes-validate) and checks; included last so
 # `install` stays the default goal.

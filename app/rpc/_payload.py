@@ -2,7 +2,8 @@
 
 Guests read and write UTF-8 JSON text; ``google.protobuf.Value`` stores every
 number as a double, so integral numbers are turned back into integers before
-the guest sees them (``1`` stays ``1``, not ``1.0``).
+the guest sees them (``1`` stays ``1``, not ``1.0``), with the SDK's own helper
+(``ameide_extensions_client.values``: both ends of the wire read numbers alike).
 
 Only JSON that every wire codec can carry becomes ``output_json``: a guest
 writing ``NaN``, ``1e999``, a 400-digit integer or a lone surrogate escape
@@ -17,10 +18,10 @@ import json
 import math
 from typing import Any
 
+from ameide_extensions_client.values import integral
 from protobuf import Oneof
 from protobuf.wkt import Value
 
-from app._values import integral
 from app.errors import ErrorKind, InvocationFailure
 
 MAX_JSON_DEPTH = 64

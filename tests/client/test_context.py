@@ -9,16 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from connectrpc.errors import ConnectError
-from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
-from connectrpc.request import Headers, RequestContext
-from protobuf import Oneof
-from protobuf.wkt import Value
-from starlette.applications import Starlette
-from starlette.responses import PlainTextResponse
-from starlette.routing import Route
-
-from app.client import (
+from ameide_extensions_client import (
     ExtensionDisabled,
     ExtensionError,
     ExtensionsClient,
@@ -31,11 +22,20 @@ from app.client import (
     forward,
     remaining_ms,
 )
-from app.gen.ameide.extensions.v1 import runtime_pb
-from app.gen.ameide.extensions.v1.runtime_connect import (
+from ameide_extensions_client.gen.ameide.extensions.v1 import runtime_pb
+from ameide_extensions_client.gen.ameide.extensions.v1.runtime_connect import (
     WasmExtensionRuntimeASGIApplication,
     WasmExtensionRuntimeClientSync,
 )
+from connectrpc.errors import ConnectError
+from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
+from connectrpc.request import Headers, RequestContext
+from protobuf import Oneof
+from protobuf.wkt import Value
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
 from tests._servers import ROOT, cli_server, thread_server
 from tests._tokens import ISSUER, SECRET, caller_token
 from tests.client._extensions import SUSPENDED_TENANT

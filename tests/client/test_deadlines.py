@@ -6,9 +6,7 @@ import asyncio
 import time
 
 import pytest
-from connectrpc.code import Code
-
-from app.client import (
+from ameide_extensions_client import (
     ExecutionContext,
     ExtensionsClient,
     ExtensionsClientSync,
@@ -16,6 +14,7 @@ from app.client import (
     Forwarded,
     forward,
 )
+from connectrpc.code import Code
 
 LONG = b"500000000"  # spin: about a second of work, stopped by the pure tier's 1 s
 

@@ -12,19 +12,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import ameide_extensions_client as sdk
 import pytest
-from connectrpc.code import Code
-from connectrpc.errors import ConnectError
-
-from app import client as sdk
-from app.client import (
+from ameide_extensions_client import (
     ErrorKind,
     ExecutionContext,
     ExtensionError,
     ExtensionsClient,
     ExtensionsClientSync,
 )
-from app.gen.ameide.extensions.v1 import runtime_pb
+from ameide_extensions_client.gen.ameide.extensions.v1 import runtime_pb
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
+
 from tests._servers import cli_server
 from tests.client._extensions import SUSPENDED_TENANT, server_env
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from app.client import (
+from ameide_extensions_client import (
     ExecutionContext,
     ExtensionsClient,
     ExtensionsClientSync,

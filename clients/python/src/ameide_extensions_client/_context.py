@@ -20,7 +20,7 @@ from typing import Any, TypeAlias
 
 from connectrpc.request import RequestContext
 
-from app.gen.ameide.extensions.v1 import runtime_pb
+from ameide_extensions_client.gen.ameide.extensions.v1 import runtime_pb
 
 TENANT_HEADER = "x-ameide-tenant-id"
 ORGANIZATION_HEADER = "x-ameide-organization-id"

@@ -18,9 +18,9 @@ from connectrpc.code import Code
 from protobuf import Oneof
 from protobuf.wkt import Value
 
-from app._values import integral
-from app.client._errors import InvalidInput, InvalidOutput, LogLine, Metrics
-from app.gen.ameide.extensions.v1 import runtime_pb
+from ameide_extensions_client._errors import InvalidInput, InvalidOutput, LogLine, Metrics
+from ameide_extensions_client.gen.ameide.extensions.v1 import runtime_pb
+from ameide_extensions_client.values import integral
 
 OutputFormat = Literal["auto", "json", "bytes"]
 """``auto``: JSON when the output parses as JSON, bytes otherwise; ``json``: JSON or

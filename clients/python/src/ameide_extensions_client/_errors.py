@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 
-from app.gen.ameide.extensions.v1 import runtime_pb
+from ameide_extensions_client.gen.ameide.extensions.v1 import runtime_pb
 
 ErrorKind = runtime_pb.ErrorKind
 """``ameide.extensions.v1.ErrorKind`` (an ``IntEnum``: ``ErrorKind.TIMEOUT``, ...)."""

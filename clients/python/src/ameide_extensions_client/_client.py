@@ -27,17 +27,17 @@ from connectrpc.protocol import ProtocolType
 from pyqwest import Client as HTTPClient
 from pyqwest import HTTPTransport, HTTPVersion, SyncClient, SyncHTTPTransport
 
-from app.client._context import REQUEST_ID_HEADER, Forwarded
-from app.client._errors import ExtensionError, ExtensionTimeout, error_from_connect
-from app.client._result import (
+from ameide_extensions_client._context import REQUEST_ID_HEADER, Forwarded
+from ameide_extensions_client._errors import ExtensionError, ExtensionTimeout, error_from_connect
+from ameide_extensions_client._result import (
     NO_INPUT,
     InvocationResult,
     OutputFormat,
     build_request,
     result_from_response,
 )
-from app.gen.ameide.extensions.v1 import runtime_pb
-from app.gen.ameide.extensions.v1.runtime_connect import (
+from ameide_extensions_client.gen.ameide.extensions.v1 import runtime_pb
+from ameide_extensions_client.gen.ameide.extensions.v1.runtime_connect import (
     WasmExtensionRuntimeClient,
     WasmExtensionRuntimeClientSync,
 )

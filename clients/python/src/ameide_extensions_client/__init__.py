@@ -2,7 +2,7 @@
 
 ::
 
-    from app.client import ExtensionsClient, ExtensionError, forward
+    from ameide_extensions_client import ExtensionsClient, ExtensionError, forward
 
     async with ExtensionsClient("http://extensions-runtime:8080", token=get_token) as runtime:
         result = await runtime.invoke("hello", {"name": "Ada"}, context=forward(ctx, caller="ctl"))
@@ -11,10 +11,15 @@
 Failures raise an :class:`ExtensionError` subclass per ``ErrorKind``
 (``ExtensionTimeout``, ``FuelExhausted``, ``Trap``, ``ExtensionNotFound``, ...)
 with ``.kind``, ``.message``, ``.request_id`` and ``.code``.
+
+The distribution is ``ameide-extensions-client`` (``clients/python`` of the
+extensions-runtime repository) and needs no part of the server. The generated
+stubs it is built on ship with it: ``ameide_extensions_client.gen.ameide.extensions.v1``
+(``runtime_pb`` messages, ``runtime_connect`` client and service base classes).
 """
 
-from app.client._client import ExtensionsClient, ExtensionsClientSync, Protocol
-from app.client._context import (
+from ameide_extensions_client._client import ExtensionsClient, ExtensionsClientSync, Protocol
+from ameide_extensions_client._context import (
     ORGANIZATION_HEADER,
     REQUEST_ID_HEADER,
     TENANT_HEADER,
@@ -26,7 +31,7 @@ from app.client._context import (
     forward,
     remaining_ms,
 )
-from app.client._errors import (
+from ameide_extensions_client._errors import (
     ErrorKind,
     ExtensionDisabled,
     ExtensionError,
@@ -54,8 +59,8 @@ from app.client._errors import (
     error_class,
     error_from_connect,
 )
-from app.client._result import NO_INPUT, InvocationResult, OutputFormat
-from app.gen.ameide.extensions.v1.runtime_pb import ExecutionContext
+from ameide_extensions_client._result import NO_INPUT, InvocationResult, OutputFormat
+from ameide_extensions_client.gen.ameide.extensions.v1.runtime_pb import ExecutionContext
 
 __all__ = [
     "NO_INPUT",

@@ -1,8 +1,9 @@
 """JSON numbers as ``google.protobuf.Value`` carries them, back as Python would write them.
 
-``Value`` holds every number as a double, so ``1`` arrives as ``1.0``. Both the
-service (input for guests) and the client (output for callers) turn integral
-doubles within the exactly representable range back into ``int``.
+``Value`` holds every number as a double, so ``1`` arrives as ``1.0``. Both ends
+of ``InvokeExtension`` turn integral doubles within the exactly representable
+range back into ``int``: the SDK for an ``output_json`` it is handed, and the
+runtime (which imports this module) for an ``input_json`` it hands to a guest.
 """
 
 from __future__ import annotations
