@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from ameide_extensions_client.gen.ameide.extensions.v1.runtime_connect import WasmExtensionRuntime
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -32,7 +33,6 @@ from app.gen.ameide.extensions.v1.admin_connect import (
     ExtensionRuntimeAdmin,
     ExtensionRuntimeAdminASGIApplication,
 )
-from app.gen.ameide.extensions.v1.runtime_connect import WasmExtensionRuntime
 from app.hostcalls import JWKS_PATH
 from app.invocation import EchoInvoker, Invoker
 from app.rpc import (

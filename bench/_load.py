@@ -27,8 +27,10 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.gen.ameide.extensions.v1 import runtime_pb
-from app.gen.ameide.extensions.v1.runtime_connect import WasmExtensionRuntimeClient
+from ameide_extensions_client.gen.ameide.extensions.v1 import runtime_pb
+from ameide_extensions_client.gen.ameide.extensions.v1.runtime_connect import (
+    WasmExtensionRuntimeClient,
+)
 
 METHOD = "/ameide.extensions.v1.WasmExtensionRuntime/InvokeExtension"
 INPUTS: dict[str, Any] = {

@@ -8,8 +8,8 @@ from typing import Any
 
 import grpc
 import httpx
+from ameide_extensions_client.gen.ameide.extensions.v1 import runtime_pb
 
-from app.gen.ameide.extensions.v1 import runtime_pb
 from tests._servers import BIN, ROOT
 
 METHOD = "/ameide.extensions.v1.WasmExtensionRuntime/InvokeExtension"

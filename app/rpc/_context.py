@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from ameide_extensions_client.gen.ameide.extensions.v1 import runtime_pb
 from connectrpc.request import RequestContext
 
 from app._ids import REQUEST_ID_PATTERN, fullmatch
-from app.gen.ameide.extensions.v1 import runtime_pb
 
 
 def request_id_for(request: object, ctx: RequestContext[Any, Any]) -> str:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from ameide_extensions_client.gen.ameide.extensions.v1 import runtime_pb
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 
 from app.errors import ErrorKind, InvocationFailure
-from app.gen.ameide.extensions.v1 import runtime_pb
 from app.invocation import LogLine
 
 _CODES: dict[ErrorKind, Code] = {

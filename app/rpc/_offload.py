@@ -18,10 +18,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any, TypeVar
 
+from ameide_extensions_client.gen.ameide.extensions.v1.runtime_connect import (
+    WasmExtensionRuntimeASGIApplication,
+)
 from connectrpc._shared import decode_message
 from protobuf import Message
 
-from app.gen.ameide.extensions.v1.runtime_connect import WasmExtensionRuntimeASGIApplication
 from app.rpc._codec import DelegatingCodec
 from app.rpc._payload import OFF_LOOP_BYTES
 

@@ -8,14 +8,14 @@ import time
 from dataclasses import replace
 from typing import Any
 
+from ameide_extensions_client.gen.ameide.extensions.v1 import runtime_pb
+from ameide_extensions_client.gen.ameide.extensions.v1.runtime_connect import WasmExtensionRuntime
 from connectrpc.request import RequestContext
 from protobuf import Oneof
 
 from app.auth import Authenticator, AuthError, bind
 from app.controls import RateLimiter, TenantGate
 from app.errors import ErrorKind, InvocationFailure
-from app.gen.ameide.extensions.v1 import runtime_pb
-from app.gen.ameide.extensions.v1.runtime_connect import WasmExtensionRuntime
 from app.invocation import ExecutionContext, Invocation, Invoker, Metrics, Outcome
 from app.rpc._admission import admitted, auth_error, remaining_s, set_retry_after
 from app.rpc._context import request_id_for

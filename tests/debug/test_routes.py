@@ -10,11 +10,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from ameide_extensions_client.gen.ameide.extensions.v1 import runtime_pb
 from pydantic import SecretStr, ValidationError
 
 from app.asgi import create_app
 from app.debug import CORS_EXPOSE_HEADERS
-from app.gen.ameide.extensions.v1 import runtime_pb
 from app.settings import Settings
 from tests._clients import METHOD
 from tests._servers import BIN, ROOT, free_port, thread_server

@@ -1,8 +1,9 @@
 """``proto/`` is the source: the committed generated code must be what it generates.
 
-Two templates: the service's (``buf.gen.yaml`` at the root, into ``app/gen``)
-and the Python SDK's (``clients/python/buf.gen.yaml``, runtime.proto only, into
-the package it ships). ``make gen`` runs both.
+Two templates: the service's (``buf.gen.yaml`` at the root, admin.proto only,
+into ``app/gen``) and the Python SDK's (``clients/python/buf.gen.yaml``,
+runtime.proto only, into the package it ships; the service imports those).
+``make gen`` runs both, and no stub exists twice.
 """
 
 from __future__ import annotations
@@ -62,6 +63,16 @@ def test_sdk_ships_the_runtime_stubs_only() -> None:
         "__init__.py",
         "runtime_connect.py",
         "runtime_pb.py",
+    ]
+
+
+def test_the_service_generates_only_its_admin_api() -> None:
+    """The runtime API's stubs are the SDK's: one copy, which the service imports."""
+    v1 = ROOT / TEMPLATES["service"][1] / "ameide" / "extensions" / "v1"
+    assert sorted(p.name for p in v1.glob("*.py")) == [
+        "__init__.py",
+        "admin_connect.py",
+        "admin_pb.py",
     ]
 
 

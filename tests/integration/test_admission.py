@@ -19,13 +19,13 @@ from typing import Any
 
 import httpx
 import pytest
+from ameide_extensions_client.gen.ameide.extensions.v1 import runtime_pb
 from pydantic import SecretStr
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from app.asgi import create_app
-from app.gen.ameide.extensions.v1 import runtime_pb
 from app.settings import Settings
 from tests._clients import METHOD, connect_json
 from tests._hostcall_keys import new_key, write_keys

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 import grpc
+from ameide_extensions_client.gen.ameide.extensions.v1 import runtime_pb
 from protobuf import Oneof
 
-from app.gen.ameide.extensions.v1 import runtime_pb
 from tests._clients import connect_json, grpc_invoke
 
 # spin runs N xorshift rounds (~2 ms per million): this is seconds of work.

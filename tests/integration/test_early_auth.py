@@ -18,10 +18,10 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
+from ameide_extensions_client.gen.ameide.extensions.v1 import runtime_pb
 from connectrpc._gen.google.rpc.status_pb import Status
 from protobuf import Oneof
 
-from app.gen.ameide.extensions.v1 import runtime_pb
 from tests._clients import METHOD
 from tests._servers import ROOT, cli_server
 from tests._tokens import ISSUER, SECRET, caller_token

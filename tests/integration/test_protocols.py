@@ -6,11 +6,13 @@ import json
 
 import grpc
 import pytest
+from ameide_extensions_client.gen.ameide.extensions.v1 import runtime_pb
+from ameide_extensions_client.gen.ameide.extensions.v1.runtime_connect import (
+    WasmExtensionRuntimeClient,
+)
 from protobuf import Oneof
 from protobuf.wkt import Value
 
-from app.gen.ameide.extensions.v1 import runtime_pb
-from app.gen.ameide.extensions.v1.runtime_connect import WasmExtensionRuntimeClient
 from tests._clients import buf_curl, connect_binary, connect_json, grpc_invoke
 
 INPUT = {"name": "Ada", "tags": ["x", "y"], "nested": {"ok": True}}

@@ -8,10 +8,10 @@ from typing import Any
 import grpc
 import httpx
 import pytest
+from ameide_extensions_client.gen.ameide.extensions.v1 import runtime_pb
 
 from app.asgi import create_app
 from app.errors import ErrorKind, InvocationFailure
-from app.gen.ameide.extensions.v1 import runtime_pb
 from app.invocation import Invocation, Outcome
 from app.settings import Settings
 from tests._clients import METHOD, connect_json, grpc_invoke

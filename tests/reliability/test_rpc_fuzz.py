@@ -24,10 +24,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from ameide_extensions_client.gen.ameide.extensions.v1 import runtime_pb
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.gen.ameide.extensions.v1 import runtime_pb
 from tests._clients import METHOD
 from tests._servers import cli_server
 from tests.reliability._wire import (
