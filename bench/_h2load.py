@@ -69,6 +69,35 @@ def _parse(log_file: Path, calls: Calls) -> Calls:
     return calls
 
 
+@contextlib.contextmanager
+def _running(
+    url: str,
+    duration: float,
+    body: bytes,
+    headers: dict[str, str] | None,
+    cpu: int | None,
+    *options: str,
+) -> Iterator[Calls]:
+    """h2load in the background for ``duration`` s; the ``Calls`` fill in as the block ends."""
+    with tempfile.TemporaryDirectory(prefix="h2load-") as tmp:
+        data, log_file = Path(tmp) / "body.json", Path(tmp) / "requests.tsv"
+        data.write_bytes(body)
+        command = _command(url, data, log_file, duration, headers, *options)
+        calls = Calls()
+        proc = subprocess.Popen(
+            _pinned(command, cpu), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            yield calls
+        finally:
+            _, stderr = proc.communicate(timeout=duration + 120)
+            calls.ended = time.perf_counter()
+            calls.started = calls.ended - duration
+            if proc.returncode != 0:
+                raise RuntimeError(f"h2load failed ({proc.returncode}): {stderr[-500:]}")
+            _parse(log_file, calls)
+
+
 def h2load_open_loop(
     url: str,
     rate: float,
@@ -83,36 +112,13 @@ def h2load_open_loop(
     Latency is h2load's own per-request figure (request written to response
     read); an answer other than 200 is counted as ``http-<status>``.
     """
-    with tempfile.TemporaryDirectory(prefix="h2load-") as tmp:
-        data, log_file = Path(tmp) / "body.json", Path(tmp) / "requests.tsv"
-        data.write_bytes(body)
-        clients = max(1, min(PACED_CLIENTS, int(rate)))
-        command = _command(
-            url,
-            data,
-            log_file,
-            duration,
-            headers,
-            f"--clients={clients}",
-            "--max-concurrent-streams=1",
-            f"--rps={rate / clients:g}",
-        )
-        calls = Calls()
-        result = subprocess.run(
-            _pinned(command, cpu),
-            capture_output=True,
-            text=True,
-            timeout=duration + 120,
-            check=False,
-        )
-        calls.ended = time.perf_counter()
-        calls.started = calls.ended - duration
-        if result.returncode != 0:
-            raise RuntimeError(f"h2load failed ({result.returncode}): {result.stderr[-500:]}")
-        return _parse(log_file, calls)
+    clients = max(1, min(PACED_CLIENTS, int(rate)))
+    paced = (f"--clients={clients}", "--max-concurrent-streams=1", f"--rps={rate / clients:g}")
+    with _running(url, duration, body, headers, cpu, *paced) as calls:
+        pass
+    return calls
 
 
-@contextlib.contextmanager
 def h2load_flood(
     url: str,
     in_flight: int,
@@ -121,33 +127,10 @@ def h2load_flood(
     *,
     headers: dict[str, str] | None = None,
     cpu: int | None = None,
-) -> Iterator[Calls]:
+) -> contextlib.AbstractContextManager[Calls]:
     """``in_flight`` calls at a time, unpaced, for ``duration`` s, in the background.
 
     Yields at once; the ``Calls`` are filled in when the block ends and h2load is done.
     """
-    with tempfile.TemporaryDirectory(prefix="h2load-flood-") as tmp:
-        data, log_file = Path(tmp) / "body.json", Path(tmp) / "requests.tsv"
-        data.write_bytes(body)
-        command = _command(
-            url,
-            data,
-            log_file,
-            duration,
-            headers,
-            f"--clients={in_flight}",
-            "--max-concurrent-streams=1",
-        )
-        calls = Calls()
-        proc = subprocess.Popen(
-            _pinned(command, cpu), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-        )
-        try:
-            yield calls
-        finally:
-            _, stderr = proc.communicate(timeout=duration + 120)
-            calls.ended = time.perf_counter()
-            calls.started = calls.ended - duration
-            if proc.returncode != 0:
-                raise RuntimeError(f"h2load flood failed ({proc.returncode}): {stderr[-500:]}")
-            _parse(log_file, calls)
+    unpaced = (f"--clients={in_flight}", "--max-concurrent-streams=1")
+    return _running(url, duration, body, headers, cpu, *unpaced)
