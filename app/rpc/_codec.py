@@ -1,4 +1,4 @@
-"""Wire codecs: protobuf-py's, with JSON nesting bounded before the native parser sees it.
+"""Wire codecs: protobuf-py's, with JSON nesting bounded and JSON payloads kept as text.
 
 protobuf-py's native ``from_json`` recurses once per JSON nesting level and has
 no limit of its own where a message field receives an array (its error path
@@ -9,18 +9,27 @@ tests/reliability). So a JSON body that *could* be deeper than
 :data:`MAX_BODY_DEPTH` (it has more brackets than that) is checked first with
 CPython's json module, which stops at the interpreter's recursion limit, and
 refused as ``invalid_argument``. Ordinary requests pay two ``bytes.count``.
+
+The JSON codec also keeps ``InvokeExtension`` payloads exact (see
+``app/rpc/_exact.py``): the ``inputJson`` member's text goes to the guest as
+written (compacted), never through ``google.protobuf.Value``'s doubles, and the
+guest's JSON output text is spliced into the answer as ``outputJson``. The
+request it decodes is a :class:`JSONWireRequest`, which tells the handler to
+answer with a :class:`JSONTextResponse` that only this codec writes.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
+from ameide_extensions_client.gen.ameide.extensions.v1 import runtime_pb
 from connectrpc.code import Code
 from connectrpc.codec import Codec, proto_binary_codec, proto_json_codec
 from connectrpc.errors import ConnectError
-from protobuf import Message
+from protobuf import Message, Oneof
 
+from app.rpc._exact import InputRefused, split_input
 from app.rpc._payload import depth_ok
 
 MAX_BODY_DEPTH = 100
@@ -70,6 +79,61 @@ class BoundedJSONCodec(DelegatingCodec):
         return decoded
 
 
+class JSONWireRequest(runtime_pb.InvokeExtensionRequest):
+    """A request that came through the JSON codec.
+
+    Its ``input_json``, when it had one, is already the exact JSON text in
+    ``input_bytes``; the answer may be a :class:`JSONTextResponse`.
+    """
+
+    __slots__ = ()
+
+
+class JSONTextResponse(runtime_pb.InvokeExtensionResponse):
+    """A response whose ``output_bytes`` holds validated JSON text (see ``_exact.output_text``).
+
+    :class:`ExactJSONCodec` writes that text as the ``outputJson`` member. Only a
+    :class:`JSONWireRequest` is answered with one, so no other codec sees it.
+    """
+
+    __slots__ = ()
+
+
+class ExactJSONCodec(BoundedJSONCodec):
+    """The bounded JSON codec, with ``InvokeExtension`` input and output kept as JSON text."""
+
+    def decode(self, data: bytes | bytearray, message_class: type[_M]) -> _M:
+        if message_class is not runtime_pb.InvokeExtensionRequest:
+            return super().decode(data, message_class)
+        wire = cast("type[_M]", JSONWireRequest)
+        try:
+            split = split_input(bytes(data).decode())
+        except InputRefused as refused:
+            raise ConnectError(Code.INVALID_ARGUMENT, str(refused)) from None
+        except (ValueError, RecursionError):  # not a plain JSON object: protobuf-py says why
+            return super().decode(data, wire)
+        if split is None:
+            return super().decode(data, wire)
+        rest, text = split  # rest: the body with input_json's value replaced by null
+        request = cast("JSONWireRequest", super().decode(rest.encode(), wire))
+        if request.input is None or request.input.field != "input_json":
+            raise ConnectError(Code.INVALID_ARGUMENT, "input_json and input_bytes are both set")
+        exact: Oneof[Literal["input_bytes"], bytes] = Oneof("input_bytes", text.encode())
+        request.input = exact
+        return cast("_M", request)
+
+    def encode(self, message: Message) -> bytes:
+        if not isinstance(message, JSONTextResponse) or message.output is None:
+            return super().encode(message)
+        text = cast("bytes", message.output.value)
+        message.output = None
+        rest = super().encode(message).strip()
+        members = rest[1:].lstrip()  # protobuf-py writes an object: "{" members "}"
+        if members.startswith(b"}"):
+            return b'{"outputJson":' + text + b"}"
+        return b'{"outputJson":' + text + b"," + members
+
+
 def codecs() -> list[Codec[Message, Any]]:
     """The codecs every Connect application in this service uses."""
-    return [proto_binary_codec(), BoundedJSONCodec(proto_json_codec())]
+    return [proto_binary_codec(), ExactJSONCodec(proto_json_codec())]

@@ -1,9 +1,13 @@
-"""Conversions between wire payloads and the bytes a guest sees.
+"""Conversions between ``google.protobuf.Value`` payloads and the bytes a guest sees.
 
-Guests read and write UTF-8 JSON text; ``google.protobuf.Value`` stores every
-number as a double, so integral numbers are turned back into integers before
-the guest sees them (``1`` stays ``1``, not ``1.0``), with the SDK's own helper
-(``ameide_extensions_client.values``: both ends of the wire read numbers alike).
+These serve the binary codecs (Connect proto, gRPC, gRPC-web); the JSON codec
+keeps payloads as JSON text instead (``app/rpc/_exact.py``). Guests read and
+write UTF-8 JSON text; ``google.protobuf.Value`` stores every number as a
+double, so integral numbers are turned back into integers before the guest
+sees them (``1`` stays ``1``, not ``1.0``; the SDK's helper,
+``ameide_extensions_client.values``, so both ends read numbers alike), and
+integers beyond 2**53 arrive rounded: binary callers who need them exact
+send ``input_bytes`` and ask for ``OUTPUT_FORMAT_BYTES``, as the SDKs do.
 
 Only JSON that every wire codec can carry becomes ``output_json``: a guest
 writing ``NaN``, ``1e999``, a 400-digit integer or a lone surrogate escape
@@ -86,7 +90,7 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _utf8_ok(obj: Any) -> bool:
+def utf8_ok(obj: Any) -> bool:
     """No lone surrogates in any string or key (they cannot be encoded as UTF-8)."""
     stack: list[Any] = [obj]
     while stack:
@@ -117,7 +121,7 @@ def parse_json_output(output: bytes) -> Value | None:
         return None
     # Surrogates can only come from \\u escapes or CESU-8 bytes (json decodes with
     # surrogatepass); skip the walk for the usual output that has neither.
-    if (b"\\u" in output or b"\xed" in output) and not _utf8_ok(python):
+    if (b"\\u" in output or b"\xed" in output) and not utf8_ok(python):
         return None
     return Value.from_python(python)
 

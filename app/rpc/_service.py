@@ -18,8 +18,10 @@ from app.controls import RateLimiter, TenantGate
 from app.errors import ErrorKind, InvocationFailure
 from app.invocation import ExecutionContext, Invocation, Invoker, Metrics, Outcome
 from app.rpc._admission import admitted, auth_error, remaining_s, set_retry_after
+from app.rpc._codec import JSONTextResponse, JSONWireRequest
 from app.rpc._context import request_id_for
 from app.rpc._errors import log_lines, to_connect_error
+from app.rpc._exact import output_text_async
 from app.rpc._payload import OFF_LOOP_BYTES, input_bytes, parse_json_output_async
 
 _OutputFormat = runtime_pb.OutputFormat
@@ -73,7 +75,9 @@ class RuntimeService(WasmExtensionRuntime):
                 outcome = await self._invoker.invoke(invocation)
             else:  # auth off: the tenant is known only now (see app/rpc/_admission.py)
                 outcome = await self._admitted_invoke(invocation, remaining_s(ctx))
-            return await _response(outcome, request.output_format)
+            return await _response(
+                outcome, request.output_format, json_wire=isinstance(request, JSONWireRequest)
+            )
         except AuthError as refused:
             raise auth_error(refused) from None
         except InvocationFailure as failure:
@@ -151,22 +155,28 @@ def _invocation(
 
 
 async def _response(
-    outcome: Outcome, fmt: runtime_pb.OutputFormat
+    outcome: Outcome, fmt: runtime_pb.OutputFormat, *, json_wire: bool
 ) -> runtime_pb.InvokeExtensionResponse:
-    output: Oneof[str, object]
+    """The answer; to a JSON-codec caller, JSON output goes as the guest's own text."""
+    output: Oneof[str, object] | None = None
+    response = runtime_pb.InvokeExtensionResponse
     if fmt == _OutputFormat.BYTES:
         output = Oneof("output_bytes", outcome.output)
+    elif json_wire:  # exact: see app/rpc/_exact.py
+        text = await output_text_async(outcome.output)
+        if text is not None:
+            output, response = Oneof("output_bytes", text), JSONTextResponse
     else:
         value = await parse_json_output_async(outcome.output)
         if value is not None:
             output = Oneof("output_json", value)
-        elif fmt == _OutputFormat.JSON:
+    if output is None:  # not JSON
+        if fmt == _OutputFormat.JSON:
             raise InvocationFailure(
                 ErrorKind.INVALID_OUTPUT, "the extension's output is not valid JSON"
             )
-        else:
-            output = Oneof("output_bytes", outcome.output)
-    return runtime_pb.InvokeExtensionResponse(
+        output = Oneof("output_bytes", outcome.output)
+    return response(
         output=output,  # type: ignore[arg-type]
         resolved_version=outcome.resolved_version,
         metrics=metrics_message(outcome.metrics),

@@ -112,6 +112,20 @@ async def test_hello_over_grpc_web(page: Any, console_url: str) -> None:
     await page.screenshot(path=str(ARTIFACTS / "debug-console-grpc-web.png"), full_page=True)
 
 
+async def test_numbers_stay_exact(page: Any, console_url: str) -> None:
+    """The page parses and shows JSON with the client's exact helpers, not JSON.parse."""
+    await _open(page, console_url)
+    await _invoke(
+        page,
+        transport="connect",
+        extension="echo",
+        data='{"id": 9007199254740993, "big": 12345678901234567890, "n": 1}',
+    )
+    output = await page.inner_text("#output")
+    assert '"id": 9007199254740993' in output and '"big": 12345678901234567890' in output
+    assert '"n": 1\n' in output
+
+
 async def test_typed_error_over_connect(page: Any, console_url: str) -> None:
     await _open(page, console_url)
     content_type = await _invoke(page, transport="connect", extension="hello", data="[1, 2]")

@@ -8,6 +8,8 @@
 import {
   createRuntimeClient,
   ExtensionError,
+  parseJsonInput,
+  stringifyJson,
   toExtensionError,
   type ExecutionContextInit,
   type GuestLogLine,
@@ -217,7 +219,7 @@ function parseInput(): InvokeInput | undefined {
   if (ui.inputMode.value === "text") return new TextEncoder().encode(text);
   if (text.trim() === "") return undefined;
   try {
-    return JSON.parse(text) as InvokeInput;
+    return parseJsonInput(text); // exact: an id such as 9007199254740993 stays itself
   } catch (err) {
     throw new Error(`Input is not JSON: ${(err as Error).message}`);
   }
@@ -285,7 +287,7 @@ function showResult(result: InvocationResult, elapsedMs: number): void {
   setStatus("ok", "OK");
   ui.outputHead.textContent = result.isJson ? "Output (JSON)" : "Output (bytes)";
   ui.output.textContent = result.isJson
-    ? JSON.stringify(result.output, null, 2)
+    ? stringifyJson(result.output, 2)
     : formatBytes(result.output as Uint8Array);
   ui.requestId.textContent = result.requestId;
   ui.resolved.textContent = result.resolvedVersion;

@@ -5,13 +5,18 @@
  *   const result = await runtime.invoke("hello", { name: "Ada" }, { context: { tenantId: "t1" } });
  *   result.output; // { greeting: "Hello, Ada!" }
  *
+ * Exact JSON: the input is sent as its JSON text (`input_bytes`) and the output
+ * asked for as bytes and parsed here (see ./json.ts), never through
+ * google.protobuf.Value's doubles, so integers of any size arrive and come back
+ * exactly (those beyond Number.MAX_SAFE_INTEGER as `bigint`) on every transport.
+ *
  * Works in browsers and in Node 20+ (both have fetch). Failures reject with an
  * ExtensionError whose `kind` is the runtime's stable ErrorKind name
  * ("TIMEOUT", "FUEL_EXHAUSTED", "TRAP", "NOT_FOUND", ...): branch on it, never
  * on the message. The generated messages and the service descriptor are
  * re-exported for callers who want the raw client.
  */
-import { create, fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
+import { create, toJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import {
   Code,
@@ -37,8 +42,10 @@ import {
   type InvokeExtensionRequest,
   type InvokeExtensionResponse,
 } from "./gen/ameide/extensions/v1/runtime_pb.js";
+import { parseJson, stringifyJson, type ExactJson } from "./json.js";
 
 export * from "./gen/ameide/extensions/v1/runtime_pb.js";
+export { parseJson, stringifyJson, type ExactJson } from "./json.js";
 export { Code, ConnectError } from "@connectrpc/connect";
 
 /** Wire protocol from a browser: gRPC-web (binary) or Connect (JSON unless `binary`). */
@@ -71,6 +78,11 @@ export interface ExecutionContextInit {
   attributes?: Record<string, string>;
 }
 
+/**
+ * "auto": JSON when the output parses as JSON, bytes otherwise; "json": JSON or an
+ * INVALID_OUTPUT ExtensionError; "bytes": always the raw bytes. Decided here: the
+ * runtime is always asked for bytes, so that numbers stay exact.
+ */
 export type OutputFormatName = "auto" | "json" | "bytes";
 
 export interface InvokeOptions {
@@ -86,8 +98,11 @@ export interface InvokeOptions {
   headers?: Record<string, string>;
 }
 
-/** Bytes are handed to the guest unchanged; anything else is sent as a JSON value. */
-export type InvokeInput = JsonValue | Uint8Array;
+/**
+ * Bytes are handed to the guest unchanged; anything else is sent as its exact
+ * JSON text (`bigint` written as its digits; NaN and Infinity are refused).
+ */
+export type InvokeInput = ExactJson | Uint8Array;
 
 export interface Metrics {
   durationUs: number;
@@ -103,8 +118,11 @@ export interface GuestLogLine {
 }
 
 export interface InvocationResult {
-  /** The output as a JSON value when it is JSON, else the raw bytes (see `isJson`). */
-  output: JsonValue | Uint8Array;
+  /**
+   * The output as a JSON value when it is JSON, else the raw bytes (see `isJson`).
+   * Integers beyond Number.MAX_SAFE_INTEGER are `bigint`; show it with `stringifyJson`.
+   */
+  output: ExactJson | Uint8Array;
   isJson: boolean;
   resolvedVersion: string;
   metrics: Metrics;
@@ -199,8 +217,16 @@ export function createRuntimeClient(baseUrl: string, options: RuntimeClientOptio
     input?: InvokeInput,
     opts: InvokeOptions = {},
   ): Promise<InvocationResult> {
-    const request = buildRequest(extensionId, input, opts, options.caller ?? "");
-    const requestId = request.context?.requestId ?? "";
+    const requestId = opts.context?.requestId || newRequestId();
+    const fallback = { requestId, extensionId, version: opts.version ?? "" };
+    let request: InvokeExtensionRequest;
+    try {
+      const context = { ...opts.context, requestId };
+      request = buildRequest(extensionId, input, { ...opts, context }, options.caller ?? "");
+    } catch (err) {
+      const message = `input is not JSON: ${(err as Error).message}`;
+      throw clientError(Code.InvalidArgument, ErrorKind.INVALID_INPUT, message, fallback);
+    }
     const headers = new Headers(opts.headers);
     headers.set("x-request-id", requestId);
     if (opts.token) headers.set("authorization", `Bearer ${opts.token}`);
@@ -214,9 +240,11 @@ export function createRuntimeClient(baseUrl: string, options: RuntimeClientOptio
           responseHeaders = h;
         },
       });
-      return resultFrom(response, responseHeaders?.get("x-request-id") || requestId);
+      const answeredId = responseHeaders?.get("x-request-id") || requestId;
+      const format = opts.outputFormat ?? "auto";
+      return resultFrom(response, answeredId, format, { ...fallback, requestId: answeredId });
     } catch (err) {
-      throw toExtensionError(err, { requestId, extensionId, version: opts.version ?? "" });
+      throw toExtensionError(err, fallback);
     }
   }
 
@@ -254,7 +282,8 @@ function buildRequest(
   if (input instanceof Uint8Array) {
     payload = { case: "inputBytes", value: input };
   } else if (input !== undefined) {
-    payload = { case: "inputJson", value: fromJson(ValueSchema, input) };
+    // The exact JSON text as bytes: the guest reads the same UTF-8 JSON either way.
+    payload = { case: "inputBytes", value: new TextEncoder().encode(stringifyJson(input)) };
   }
   return create(InvokeExtensionRequestSchema, {
     context,
@@ -262,29 +291,60 @@ function buildRequest(
     version: opts.version ?? "",
     input: payload,
     includeLogs: opts.includeLogs ?? false,
-    outputFormat: outputFormat(opts.outputFormat ?? "auto"),
+    outputFormat: OutputFormat.BYTES, // parsed here, exactly (resultFrom)
   });
 }
 
-function outputFormat(name: OutputFormatName): OutputFormat {
-  switch (name) {
-    case "json":
-      return OutputFormat.JSON;
-    case "bytes":
-      return OutputFormat.BYTES;
-    default:
-      return OutputFormat.UNSPECIFIED;
-  }
+/** A failure the client itself decides (bad input, output that is not the JSON asked for). */
+function clientError(
+  code: Code,
+  kind: ErrorKind,
+  message: string,
+  fallback: Fallback,
+  response?: InvokeExtensionResponse,
+): ExtensionError {
+  const detail = create(InvocationErrorSchema, {
+    kind,
+    message,
+    extensionId: fallback.extensionId,
+    version: response?.resolvedVersion || fallback.version,
+    requestId: fallback.requestId,
+    ...(response?.metrics ? { metrics: response.metrics } : {}),
+    logs: response?.logs ?? [],
+    logsTruncated: response?.logsTruncated ?? false,
+  });
+  return new ExtensionError(new ConnectError(message, code), detail, fallback);
 }
 
-function resultFrom(response: InvokeExtensionResponse, requestId: string): InvocationResult {
-  let output: JsonValue | Uint8Array = new Uint8Array();
+function resultFrom(
+  response: InvokeExtensionResponse,
+  requestId: string,
+  format: OutputFormatName,
+  fallback: Fallback,
+): InvocationResult {
+  let output: ExactJson | Uint8Array = new Uint8Array();
   let isJson = false;
   if (response.output.case === "outputJson") {
+    // A runtime that chose JSON itself (a double per number; not what invoke asks for).
     output = toJson(ValueSchema, response.output.value);
     isJson = true;
   } else if (response.output.case === "outputBytes") {
     output = response.output.value;
+    if (format !== "bytes") {
+      const parsed = exactJson(output);
+      if (parsed !== NOT_JSON) {
+        output = parsed;
+        isJson = true;
+      } else if (format === "json") {
+        throw clientError(
+          Code.FailedPrecondition,
+          ErrorKind.INVALID_OUTPUT,
+          "the extension's output is not valid JSON",
+          fallback,
+          response,
+        );
+      }
+    }
   }
   return {
     output,
@@ -357,7 +417,18 @@ function newRequestId(): string {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/** Parse text as JSON for `invoke` (throws SyntaxError with the position). */
-export function parseJsonInput(text: string): JsonValue {
-  return JSON.parse(text) as JsonValue;
+const NOT_JSON: unique symbol = Symbol("not JSON");
+
+/** The output parsed exactly, or NOT_JSON (invalid UTF-8 or not JSON text). */
+function exactJson(bytes: Uint8Array): ExactJson | typeof NOT_JSON {
+  try {
+    return parseJson(new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes));
+  } catch {
+    return NOT_JSON;
+  }
+}
+
+/** Parse text as JSON for `invoke`, exactly (see `parseJson`; throws SyntaxError with the position). */
+export function parseJsonInput(text: string): ExactJson {
+  return parseJson(text);
 }

@@ -104,7 +104,11 @@ export type InvokeExtensionRequest = Message<"ameide.extensions.v1.InvokeExtensi
    */
   input: {
     /**
-     * A JSON value, serialized to UTF-8 JSON for the guest.
+     * A JSON value, serialized to UTF-8 JSON for the guest. Over the JSON codec
+     * (Connect JSON, gRPC and gRPC-web +json) the guest reads the caller's text
+     * exactly (whitespace removed, numbers as written). Binary codecs carry a
+     * Value, whose numbers are doubles: send input_bytes to keep integers
+     * beyond 2^53 exact.
      *
      * @generated from field: google.protobuf.Value input_json = 4;
      */
@@ -232,7 +236,9 @@ export type InvokeExtensionResponse = Message<"ameide.extensions.v1.InvokeExtens
    */
   output: {
     /**
-     * Output parsed as JSON.
+     * Output that is JSON. Over the JSON codec this is the guest's own JSON
+     * text (integers of any size, as written); binary codecs carry a Value of
+     * doubles: ask for OUTPUT_FORMAT_BYTES to keep numbers exact.
      *
      * @generated from field: google.protobuf.Value output_json = 1;
      */
