@@ -66,6 +66,8 @@ class InvocationFailure(Exception):
         """The guest's log lines up to the failure (only when the caller asked for logs)."""
         self.logs_truncated = False
         self.retry_after_ms = retry_after_ms
+        self.resolved_version = ""
+        """The version that failed, once resolved (the caller may have named none)."""
 
     def __repr__(self) -> str:
         return f"InvocationFailure({self.kind.value}, {self.message!r})"

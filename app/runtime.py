@@ -254,6 +254,7 @@ class Runtime:
                 return outcome
             except InvocationFailure as failure:
                 result = failure.kind.value.lower()
+                failure.resolved_version = failure.resolved_version or labels["version"]
                 span.set_attribute("ameide.error_kind", failure.kind.value)
                 span.set_status(Status(StatusCode.ERROR, failure.kind.value))
                 raise

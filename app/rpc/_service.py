@@ -85,7 +85,7 @@ class RuntimeService(WasmExtensionRuntime):
             raise to_connect_error(
                 failure,
                 extension_id=request.extension_id,
-                version=request.version,
+                version=failure.resolved_version or request.version,
                 request_id=request_id,
                 metrics=metrics_message(failure.metrics) if failure.metrics else None,
                 include_logs=request.include_logs,

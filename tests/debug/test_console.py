@@ -140,10 +140,12 @@ async def test_typed_error_over_connect(page: Any, console_url: str) -> None:
     await _invoke(page, transport="grpc-web", extension="hello", data="[1, 2]")
     assert await page.inner_text("#error-kind") == "TRAP"
     assert "input must be a JSON object" in await page.inner_text("#logs")
+    assert await page.inner_text("#resolved-version") == "1.0.0"  # the version that failed
     # The same typed error over gRPC-web, where it travels in headers/trailers.
     await _invoke(page, transport="grpc-web", extension="nope-missing", data="{}")
     assert await page.inner_text("#error-kind") == "NOT_FOUND"
     assert await page.inner_text("#error-code") == "not_found"
+    assert await page.inner_text("#resolved-version") == "\u2013"  # nothing was resolved
     ARTIFACTS.mkdir(exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "debug-console-error.png"), full_page=True)
 

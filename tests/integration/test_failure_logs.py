@@ -48,6 +48,9 @@ def test_connect_json_error_carries_the_guests_logs(pyvoy_url: str) -> None:
     detail = _detail(error)
     assert detail["kind"] == "ERROR_KIND_TRAP"
     assert any(EXPLANATION in line["message"] for line in detail["logs"]), detail
+    # The caller named no version: the detail says which one failed.
+    promoted = json.loads((ROOT / "examples/extensions/hello/promoted.json").read_text())
+    assert detail["version"] == promoted["version"], detail
     # Not asked for: not sent.
     quiet = _detail(connect_json(pyvoy_url, {**BODY, "includeLogs": False}).json())
     assert "logs" not in quiet

@@ -340,6 +340,7 @@ function showError(error: ExtensionError, elapsedMs: number): void {
   ui.details.hidden = error.metrics === undefined && error.logs.length === 0;
   showLogs(error.logs, error.logsTruncated);
   ui.requestId.textContent = error.requestId || "–";
+  ui.resolved.textContent = error.version || "–";
   ui.elapsed.textContent = `${elapsedMs.toFixed(1)} ms`;
   if (error.metrics) {
     const m = error.metrics;
