@@ -83,6 +83,8 @@ class InvocationState:
     """The guest's exported memory once instantiated (saves host functions a lookup)."""
     failure: InvocationFailure | None = None
     fuel_left_at_stop: int | None = None
+    memory_refused: int = 0
+    """Largest linear memory (bytes) refused to the guest: initial size or memory.grow."""
     logs: list[LogLine] = field(default_factory=list)
     log_bytes: int = 0
     logs_truncated: bool = False
@@ -220,6 +222,14 @@ class InvocationState:
             self.record(ErrorKind.TIMEOUT, "inline slice used up")
             return False
         return True
+
+    def memory_limit(self) -> int:
+        """The linear memory limit, for the memories wasmtime creates for this guest."""
+        return self.limits.memory_bytes
+
+    def on_memory_refused(self, requested: int) -> None:
+        """A memory of ``requested`` bytes was refused (initial size or memory.grow)."""
+        self.memory_refused = max(self.memory_refused, requested)
 
     def on_stdout(self, data: bytes) -> int:
         """Keep stdout up to the output cap; past it, fail the write and the invocation."""

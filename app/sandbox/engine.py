@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import wasmtime
 
 from app.errors import ErrorKind, InvocationFailure
-from app.sandbox import _abi, _hostfuncs
+from app.sandbox import _abi, _ffi, _hostfuncs
 from app.sandbox._abi import Abi
 from app.sandbox._pacer import Pacer
 from app.sandbox._traps import clean_message
@@ -71,6 +71,12 @@ class SandboxEngine:
         config.epoch_interruption = True
         config.max_wasm_stack = settings.max_wasm_stack_bytes
         config.cranelift_opt_level = "speed"
+        # Guest memories are made by the sandbox so a refused memory.grow is seen
+        # (MEMORY_LIMIT); the stores then carry no memory limit of their own.
+        self.watches_memory = _ffi.watch_memory(config, settings.max_memory_bytes)
+        if self.watches_memory:
+            self._config_items["memory_init_cow"] = "0"
+            self._config_items["host_memory"] = "1"
         self.engine = wasmtime.Engine(config)
         self._linkers: dict[Abi, wasmtime.Linker] = {}
         for abi in Abi:

@@ -80,14 +80,17 @@ def run(
     engine.start()
     key = _ffi.register(state)
     try:
-        with activate(state):
+        with activate(state), _ffi.owning_memories(key):
             output = _run_in_store(engine, compiled, input, state, key)
         metrics = _metrics(state, started)
-    except InvocationFailure as failure:
+    except InvocationFailure as raised:
+        # A guest refused memory fails in its own way (abort, exit 1, a bad
+        # pointer...): the refusal is the cause to report.
+        failure = _traps.explain_refusal(raised, state)
         failure.metrics = _metrics(state, started)
         state.flush_stderr()  # a last line without a newline is often the explanation
         failure.logs, failure.logs_truncated = state.logs, state.logs_truncated
-        raise
+        raise failure from None
     finally:
         _ffi.unregister(key)
         state.store = None  # drop the store (and the guest's memory) now
@@ -98,6 +101,7 @@ def run(
         metrics=metrics,
         logs=state.logs,
         logs_truncated=state.logs_truncated,
+        memory_refused_bytes=state.memory_refused,
     )
 
 
@@ -105,7 +109,9 @@ def _new_store(engine: SandboxEngine, state: InvocationState, key: int) -> wasmt
     store = wasmtime.Store(engine.engine)
     store.set_fuel(state.limits.fuel)
     store.set_limits(
-        memory_size=state.limits.memory_bytes,
+        # With watched memories each memory enforces the limit itself (and
+        # records refusals); a store limit would refuse first, unseen.
+        memory_size=-1 if engine.watches_memory else state.limits.memory_bytes,
         table_elements=engine.settings.max_table_elements,
         instances=1,
         tables=_MAX_TABLES,
@@ -141,7 +147,6 @@ def _run_in_store(
         else:
             output = _call_wasi(store, instance, state)
     except (wasmtime.Trap, wasmtime.WasmtimeError) as err:
-        _observe(store, memory, state)  # classify() looks at how close memory is to the limit
         raise _traps.classify(err, state) from None
     finally:
         _observe(store, memory, state)
