@@ -54,8 +54,13 @@ from wasmtime._extern import wrap_extern
 class CallbackTarget(Protocol):
     """What an invocation answers to the C callbacks."""
 
-    def on_epoch(self) -> bool:
-        """Called on the wasm thread at every epoch tick; ``False`` stops the guest."""
+    def on_epoch(self, fuel: int | None) -> bool:
+        """Called on the wasm thread at every epoch tick; ``False`` stops the guest.
+
+        ``fuel`` is the store's remaining fuel as last written back by compiled
+        code (at calls, returns and ``unreachable``, not inside a call-free
+        loop), ``None`` if it could not be read.
+        """
         ...
 
     def memory_limit(self) -> int:
@@ -116,11 +121,20 @@ def _stop_error() -> int:
     return _error("invocation stopped by the runtime")
 
 
+def _fuel(ctx: Any) -> int | None:
+    remaining = ctypes.c_uint64(0)
+    err = _c.wasmtime_context_get_fuel(ctx, ctypes.byref(remaining))
+    if err:
+        _c.wasmtime_error_delete(err)
+        return None
+    return int(remaining.value)
+
+
 @_EpochCallback  # type: ignore[untyped-decorator]
-def _on_epoch(_ctx: Any, data: int | None, delta: Any, kind: Any) -> int:
+def _on_epoch(ctx: Any, data: int | None, delta: Any, kind: Any) -> int:
     target = _targets.get(data or 0)
     try:
-        keep_going = target is not None and target.on_epoch()
+        keep_going = target is not None and target.on_epoch(_fuel(ctx))
     except Exception:  # noqa: BLE001 - an exception must never unwind into wasmtime
         keep_going = False
     if not keep_going:

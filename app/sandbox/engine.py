@@ -23,6 +23,10 @@ from app.sandbox._traps import clean_message
 from app.settings import Settings
 
 _WASM_MAGIC = b"\0asm"
+FUEL_PER_CPU_S = 1e9
+"""Fuel per CPU second of the tightest loop (one ``br`` a round) here, measured by
+``bench/fuel_calibration.py`` (the ``spin`` example's rounds: ~13e9): the starting guess
+for the fuel a stopped call-free loop burnt, until a module's runs teach a better one."""
 
 
 @dataclass(slots=True)
@@ -36,6 +40,8 @@ class RunStats:
     """Moving average CPU µs per run, the first run excluded (one-time costs)."""
     cpu_us: float | None = None
     """The same, first run included: for lanes."""
+    fuel_rate: float | None = None
+    """Fuel per CPU second its runs burnt (moving average of runs of 2 ms and more)."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -490,3 +490,28 @@ GROWN_THEN_TRAPS = raw("""
 
 # Declares 32 MiB of initial memory: more than the limit before any code runs.
 WASI_HUGE_MEMORY = wasi("""(func (export "_start"))""", pages=512)
+
+# -- fuel ---------------------------------------------------------------------------
+
+
+def counted_loop(iterations: int) -> bytes:
+    """``iterations`` rounds of a call-free loop, then returns (exact fuel)."""
+    return raw(f"""
+  (func (export "handle") (param i32 i32) (result i64)
+    (local $i i32)
+    (loop $spin
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $spin (i32.lt_u (local.get $i) (i32.const {iterations}))))
+    (i64.const 0))""")
+
+
+# Like INFINITE_LOOP with a call in every round: compiled code writes the fuel
+# count back at each call.
+CALLING_LOOP = raw("""
+  (func $step (param i32) (result i32) (i32.add (local.get 0) (i32.const 1)))
+  (func (export "handle") (param i32 i32) (result i64)
+    (local $i i32)
+    (loop $forever
+      (local.set $i (call $step (local.get $i)))
+      (br $forever))
+    (i64.const 0))""")

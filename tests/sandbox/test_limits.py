@@ -1,9 +1,11 @@
-"""Naming the limit a guest hit: refused memory."""
+"""Naming the limit a guest hit: refused memory, and fuel after a stop."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -137,3 +139,45 @@ def test_guest_memories_are_released(invoke: Runner, fails: Fails, engine: Sandb
     # Process-wide: a guest another test left running may come or go meanwhile;
     # a leak would leave 20 more.
     assert _ffi.live_memories() - before <= 2
+
+
+# -- fuel after a stop -------------------------------------------------------------
+
+
+def test_fuel_after_a_timeout_is_what_the_loop_burnt(invoke: Runner, fails: Fails) -> None:
+    # A short run of the same kind of loop: exact fuel, a fraction of a millisecond.
+    short = invoke(_modules.counted_loop(100_000), fuel=10**12)
+    assert short.metrics.fuel_consumed > 100_000
+    started = time.monotonic()
+    failure = fails(_modules.INFINITE_LOOP, ErrorKind.TIMEOUT, fuel=10**15, timeout_ms=200)
+    assert time.monotonic() - started >= 0.19
+    assert failure.metrics is not None
+    burnt = failure.metrics.fuel_consumed
+    # ~200 ms of spinning is far more than the short run (and than the ~10 k
+    # reported when the stale count was read after the trap), and less than all.
+    assert burnt > 10 * short.metrics.fuel_consumed
+    assert 1_000_000 < burnt < 10**15
+
+
+def test_fuel_after_a_timeout_of_a_loop_that_calls(fails: Fails, invoke: Runner) -> None:
+    short = invoke(_modules.counted_loop(100_000), fuel=10**12)
+    failure = fails(_modules.CALLING_LOOP, ErrorKind.TIMEOUT, fuel=10**15, timeout_ms=200)
+    assert failure.metrics is not None
+    assert 10 * short.metrics.fuel_consumed < failure.metrics.fuel_consumed < 10**15
+
+
+def test_fuel_after_a_cancel_is_what_the_loop_burnt(invoke: Runner) -> None:
+    short = invoke(_modules.counted_loop(100_000), fuel=10**12)
+    cancel = threading.Event()
+    timer = threading.Timer(0.2, cancel.set)
+    timer.start()
+    try:
+        invoke(_modules.INFINITE_LOOP, fuel=10**15, cancel=cancel)
+    except InvocationFailure as failure:
+        assert failure.kind is ErrorKind.TIMEOUT and "cancelled" in failure.message
+        assert failure.metrics is not None
+        assert failure.metrics.fuel_consumed > 10 * short.metrics.fuel_consumed
+    else:
+        raise AssertionError("an infinite loop returned")
+    finally:
+        timer.cancel()
