@@ -247,7 +247,14 @@ class Settings(BaseSettings):
     catalog_poll_interval_s: float = Field(default=30.0, ge=0, description="0 disables polling")
 
     # Sandbox ceilings and defaults; see the README's limits table.
-    default_fuel: int = Field(default=4_000_000_000, gt=0)
+    default_fuel: int = Field(
+        default=100_000_000,
+        gt=0,
+        description="Fuel when the extension declares none. Calibrated against the default "
+        "deadline (bench/fuel_calibration.py): the tightest loop burns ~1 M fuel per CPU ms "
+        "here, so any compute-bound loop ends with FUEL_EXHAUSTED (after ~100 ms of CPU), "
+        "not TIMEOUT, even with a fifth of a core.",
+    )
     default_memory_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     default_timeout_ms: int = Field(default=1_000, gt=0)
     default_output_bytes: int = Field(default=1024 * 1024, gt=0)

@@ -1,4 +1,4 @@
-"""Naming the limit a guest hit: refused memory, and fuel after a stop."""
+"""Naming the limit a guest hit: refused memory, fuel after a stop, the default budget."""
 
 from __future__ import annotations
 
@@ -14,11 +14,16 @@ import pytest
 from app.errors import ErrorKind, InvocationFailure
 from app.sandbox import (
     Abi,
+    CompiledModule,
+    DeclaredLimits,
     SandboxEngine,
     _ffi,
+    effective_limits,
+    run,
 )
+from app.settings import Settings
 from tests.sandbox import _modules
-from tests.sandbox.conftest import Runner
+from tests.sandbox.conftest import CONTEXT, Runner
 
 Fails = Callable[..., InvocationFailure]
 WASI = Abi.WASI_STDIO
@@ -181,3 +186,25 @@ def test_fuel_after_a_cancel_is_what_the_loop_burnt(invoke: Runner) -> None:
         raise AssertionError("an infinite loop returned")
     finally:
         timer.cancel()
+
+
+# -- the default budget -----------------------------------------------------------
+
+
+def test_default_limits_stop_a_loop_with_fuel_not_the_deadline(
+    engine: SandboxEngine, compile_module: Callable[..., CompiledModule]
+) -> None:
+    """The default fuel runs out well before the default deadline (README's limits table)."""
+    limits = effective_limits(DeclaredLimits(), Settings(), None)
+    assert limits.timeout_ms == 1_000
+    compiled = compile_module(_modules.INFINITE_LOOP)
+    started = time.monotonic()
+    try:
+        run(engine, compiled, b"", limits, context=CONTEXT, deadline=None, include_logs=False)
+    except InvocationFailure as failure:
+        assert failure.kind is ErrorKind.FUEL_EXHAUSTED, failure
+        assert failure.metrics is not None
+        assert failure.metrics.fuel_consumed == limits.fuel
+    else:
+        raise AssertionError("an infinite loop returned")
+    assert time.monotonic() - started < limits.timeout_ms / 1000
