@@ -82,6 +82,9 @@ class Outcome:
     metrics: Metrics
     logs: list[LogLine] = field(default_factory=list)
     logs_truncated: bool = False
+    memory_refused_bytes: int = 0
+    """Largest linear memory the sandbox refused the guest (0: none): output the
+    caller cannot use is then reported as MEMORY_LIMIT, not INVALID_OUTPUT."""
 
 
 class Invoker(Protocol):

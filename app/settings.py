@@ -327,7 +327,12 @@ class Settings(BaseSettings):
 
     # Sandbox ceilings and defaults; see the limits table in docs/operations.md.
     default_fuel: int = Field(
-        default=4_000_000_000, gt=0, description="Fuel of an extension declaring none."
+        default=100_000_000,
+        gt=0,
+        description="Fuel of an extension declaring none. Calibrated against the default "
+        "deadline (bench/fuel_calibration.py): the tightest loop burns ~1 M fuel per CPU ms "
+        "here, so a compute-bound loop ends with FUEL_EXHAUSTED (after ~100 ms of CPU), "
+        "not TIMEOUT, even with a fifth of a core.",
     )
     default_memory_bytes: int = Field(
         default=64 * 1024 * 1024, gt=0, description="Linear memory of an extension declaring none."

@@ -46,7 +46,8 @@ def log(message: str) -> None:
 # -- hostile guests (raw ABI; the sandbox tests' own modules) ---------------------------
 
 HOSTILE = {
-    # Never returns: stopped by fuel (~300 ms of CPU at the default budget) or the deadline.
+    # Never returns: declares fuel for ~10 s of it, so the deadline (1 s, the pure
+    # tier's ceiling) stops it, as before the default fuel (~100 ms of it) was calibrated.
     "loop": _modules.INFINITE_LOOP,
     # Grows 1 MiB at a time until refused, then traps like an allocator giving up.
     "bomb": _modules.GROW_BOMB,
@@ -55,22 +56,30 @@ HOSTILE = {
 }
 
 
-def publish_local(root: Path, extension_id: str, wasm: bytes, abi: str = "raw") -> None:
+HOSTILE_LIMITS: dict[str, dict[str, int]] = {"loop": {"fuel": 10_000_000_000}}
+
+
+def publish_local(
+    root: Path,
+    extension_id: str,
+    wasm: bytes,
+    abi: str = "raw",
+    limits: dict[str, int] | None = None,
+) -> None:
     version = root / extension_id / "1.0.0"
     version.mkdir(parents=True, exist_ok=True)
     (version / "module.wasm").write_bytes(wasm)
-    (version / "extension.json").write_text(
-        json.dumps(
-            {
-                "id": extension_id,
-                "version": "1.0.0",
-                "abi": abi,
-                "risk_tier": "pure",
-                "wasm_blob_ref": {"key": f"{extension_id}/1.0.0/module.wasm"},
-                "sha256": hashlib.sha256(wasm).hexdigest(),
-            }
-        )
-    )
+    definition: dict[str, object] = {
+        "id": extension_id,
+        "version": "1.0.0",
+        "abi": abi,
+        "risk_tier": "pure",
+        "wasm_blob_ref": {"key": f"{extension_id}/1.0.0/module.wasm"},
+        "sha256": hashlib.sha256(wasm).hexdigest(),
+    }
+    if limits:
+        definition["limits"] = limits
+    (version / "extension.json").write_text(json.dumps(definition))
     (root / extension_id / "promoted.json").write_text('{"version": "1.0.0"}')
 
 
@@ -79,7 +88,7 @@ def extensions_dir(work: Path) -> Path:
     root = work / "extensions"
     shutil.copytree(EXAMPLES, root)
     for name, wasm in HOSTILE.items():
-        publish_local(root, name, wasm)
+        publish_local(root, name, wasm, limits=HOSTILE_LIMITS.get(name))
     return root
 
 

@@ -172,9 +172,15 @@ async def _response(
             output = Oneof("output_json", value)
     if output is None:  # not JSON
         if fmt == _OutputFormat.JSON:
-            raise InvocationFailure(
-                ErrorKind.INVALID_OUTPUT, "the extension's output is not valid JSON"
-            )
+            message = "the extension's output is not valid JSON"
+            if outcome.memory_refused_bytes:
+                # The guest was refused memory and carried on with what it had.
+                raise InvocationFailure(
+                    ErrorKind.MEMORY_LIMIT,
+                    f"memory of {outcome.memory_refused_bytes} bytes refused; then: {message}",
+                    outcome.metrics,
+                )
+            raise InvocationFailure(ErrorKind.INVALID_OUTPUT, message)
         output = Oneof("output_bytes", outcome.output)
     return response(
         output=output,  # type: ignore[arg-type]

@@ -14,6 +14,12 @@ all present in the bundled ``libwasmtime`` and declared in ``wasmtime._bindings`
 * ``wasmtime_store_epoch_deadline_callback``: lets each invocation decide at
   every epoch tick whether to go on, so a deadline or a cancelled caller stops
   the guest without touching other stores.
+* ``wasmtime_config_host_memory_creator_set``: guest linear memories are made
+  here (:func:`watch_memory`), because it is the only way to *see* a refused
+  ``memory.grow``: the store's own limiter answers -1 to the guest and tells
+  nobody. Each memory enforces its invocation's limit itself and reports a
+  refusal to it, so "the allocator was refused, then the guest failed" can be
+  named MEMORY_LIMIT whatever the guest does next.
 
 It also calls exports directly (:func:`call`, :func:`export`). ``Func.__call__``
 re-reads the function type and converts every value through ``Val`` on each
@@ -32,6 +38,12 @@ from __future__ import annotations
 import ctypes
 import errno
 import itertools
+import mmap
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import wasmtime
@@ -42,8 +54,21 @@ from wasmtime._extern import wrap_extern
 class CallbackTarget(Protocol):
     """What an invocation answers to the C callbacks."""
 
-    def on_epoch(self) -> bool:
-        """Called on the wasm thread at every epoch tick; ``False`` stops the guest."""
+    def on_epoch(self, fuel: int | None) -> bool:
+        """Called on the wasm thread at every epoch tick; ``False`` stops the guest.
+
+        ``fuel`` is the store's remaining fuel as last written back by compiled
+        code (at calls, returns and ``unreachable``, not inside a call-free
+        loop), ``None`` if it could not be read.
+        """
+        ...
+
+    def memory_limit(self) -> int:
+        """Largest linear memory, in bytes, the invocation may have."""
+        ...
+
+    def on_memory_refused(self, requested: int) -> None:
+        """Called on the wasm thread when a memory of ``requested`` bytes was refused."""
         ...
 
     def on_stdout(self, data: bytes) -> int:
@@ -85,17 +110,31 @@ _NO_FINALIZER = ctypes.CFUNCTYPE(None, ctypes.c_void_p)()  # a NULL function poi
 _UPDATE_CONTINUE = 0
 
 
-def _stop_error() -> int:
-    err = _c.wasmtime_error_new(b"invocation stopped by the runtime")
+def _error(message: str) -> int:
+    """A new ``wasmtime_error_t`` for a callback to return (wasmtime takes ownership)."""
+    err = _c.wasmtime_error_new(message.encode())
     address: int | None = ctypes.cast(err, ctypes.c_void_p).value
     return address or 0
 
 
+def _stop_error() -> int:
+    return _error("invocation stopped by the runtime")
+
+
+def _fuel(ctx: Any) -> int | None:
+    remaining = ctypes.c_uint64(0)
+    err = _c.wasmtime_context_get_fuel(ctx, ctypes.byref(remaining))
+    if err:
+        _c.wasmtime_error_delete(err)
+        return None
+    return int(remaining.value)
+
+
 @_EpochCallback  # type: ignore[untyped-decorator]
-def _on_epoch(_ctx: Any, data: int | None, delta: Any, kind: Any) -> int:
+def _on_epoch(ctx: Any, data: int | None, delta: Any, kind: Any) -> int:
     target = _targets.get(data or 0)
     try:
-        keep_going = target is not None and target.on_epoch()
+        keep_going = target is not None and target.on_epoch(_fuel(ctx))
     except Exception:  # noqa: BLE001 - an exception must never unwind into wasmtime
         keep_going = False
     if not keep_going:
@@ -145,6 +184,194 @@ def set_stdio(config: wasmtime.WasiConfig, stdin: bytes, key: int) -> None:
     _c.wasi_config_set_stdin_bytes(config.ptr(), ctypes.byref(vec))
     _c.wasi_config_set_stdout_custom(config.ptr(), _on_stdout, key, _NO_FINALIZER)
     _c.wasi_config_set_stderr_custom(config.ptr(), _on_stderr, key, _NO_FINALIZER)
+
+
+# -- guest linear memories ----------------------------------------------------
+#
+# wasmtime asks the creator for every linear memory with the space compiled code
+# relies on: ``reserved`` bytes that growth never moves out of (0 for a movable
+# memory) and ``guard`` bytes after them that must fault. Both are mapped
+# PROT_NONE up front and made read/write as the memory grows, as wasmtime's
+# own allocator does; fresh anonymous pages are zero, as wasm requires. wasmtime
+# checks that a fault falls inside some memory's reservation + guard before it
+# turns it into a trap, so the whole range stays mapped until the finalizer.
+
+_GetMemory = _c.wasmtime_memory_get_callback_t
+_GrowMemory = _c.wasmtime_memory_grow_callback_t
+_NewMemory = _c.wasmtime_new_memory_callback_t
+_Finalizer = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+_PAGE = mmap.PAGESIZE
+_PROT_NONE = 0
+_PROT_RW = mmap.PROT_READ | mmap.PROT_WRITE
+_MAP_NORESERVE = 0x4000  # Linux; not in Python's mmap module
+_MAP_FLAGS = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE
+_MAP_FAILED = ctypes.c_void_p(-1).value
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_mmap = _libc.mmap
+_mmap.restype = ctypes.c_void_p
+_mmap.argtypes = [
+    ctypes.c_void_p,
+    ctypes.c_size_t,
+    ctypes.c_int,
+    ctypes.c_int,
+    ctypes.c_int,
+    ctypes.c_long,
+]
+_mprotect = _libc.mprotect
+_mprotect.restype = ctypes.c_int
+_mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_munmap = _libc.munmap
+_munmap.restype = ctypes.c_int
+_munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+
+
+def _round_up(size: int) -> int:
+    return -(-size // _PAGE) * _PAGE
+
+
+@dataclass(slots=True)
+class _GuestMemory:
+    base: int
+    mapped: int
+    """Bytes mapped at ``base`` (capacity + guard), unmapped by the finalizer."""
+    capacity: int
+    """Growth up to this never moves ``base``."""
+    limit: int
+    key: int
+    """The owning invocation's callback key (0: none), told about refusals."""
+    size: int = 0
+    writable: int = 0
+    """Bytes from ``base`` made read/write so far (host pages)."""
+
+    def resize(self, new_size: int) -> bool:
+        need = _round_up(new_size)
+        if need > self.writable:
+            if _mprotect(self.base + self.writable, need - self.writable, _PROT_RW) != 0:
+                return False
+            self.writable = need
+        self.size = new_size
+        return True
+
+
+_memories: dict[int, _GuestMemory] = {}
+_owner = threading.local()
+
+
+def _refused(key: int, requested: int) -> None:
+    target = _targets.get(key)
+    if target is not None:
+        target.on_memory_refused(requested)
+
+
+@_NewMemory  # type: ignore[untyped-decorator]
+def _new_memory(  # noqa: PLR0917 - the C callback's signature
+    env: int | None,
+    _ty: Any,
+    minimum: int,
+    maximum: int,
+    reserved: int,
+    guard: int,
+    ret: Any,
+) -> int:
+    try:
+        key: int = getattr(_owner, "key", 0)
+        target = _targets.get(key)
+        limit = target.memory_limit() if target is not None else (env or 0)
+        if minimum > limit:
+            _refused(key, minimum)
+            return _error(f"a memory of {minimum} bytes exceeds the limit of {limit} bytes")
+        capacity = reserved or _round_up(min(limit, maximum))
+        mapped = capacity + guard
+        base = _mmap(None, mapped, _PROT_NONE, _MAP_FLAGS, -1, 0)
+        if not base or base == _MAP_FAILED:
+            return _error(f"cannot reserve {mapped} bytes of address space")
+        memory = _GuestMemory(base=base, mapped=mapped, capacity=capacity, limit=limit, key=key)
+        if not memory.resize(minimum):
+            _munmap(base, mapped)
+            return _error(f"cannot commit {minimum} bytes of guest memory")
+        handle = next(_keys)
+        _memories[handle] = memory
+        ret[0].env = handle
+        ret[0].get_memory = _get_memory
+        ret[0].grow_memory = _grow_memory
+        ret[0].finalizer = _free_memory
+        return 0
+    except Exception:  # noqa: BLE001 - an exception must never unwind into wasmtime
+        return _error("guest memory could not be created")
+
+
+@_GetMemory  # type: ignore[untyped-decorator]
+def _get_memory(env: int | None, size: Any, capacity: Any) -> int:
+    memory = _memories.get(env or 0)
+    if memory is None:  # never: wasmtime only asks about memories it holds
+        size[0] = capacity[0] = 0
+        return 0
+    size[0] = memory.size
+    capacity[0] = memory.capacity
+    return memory.base
+
+
+@_GrowMemory  # type: ignore[untyped-decorator]
+def _grow_memory(env: int | None, new_size: int) -> int:
+    try:
+        memory = _memories.get(env or 0)
+        if memory is None:
+            return _error("unknown guest memory")
+        if new_size > memory.limit:
+            _refused(memory.key, new_size)
+            return _error(f"memory.grow to {new_size} bytes refused (limit {memory.limit})")
+        if new_size > memory.capacity or not memory.resize(new_size):
+            return _error(f"cannot grow guest memory to {new_size} bytes")
+        return 0
+    except Exception:  # noqa: BLE001 - an exception must never unwind into wasmtime
+        return _error("guest memory could not grow")
+
+
+@_Finalizer  # type: ignore[untyped-decorator]
+def _free_memory(env: int | None) -> None:
+    memory = _memories.pop(env or 0, None)
+    if memory is not None:
+        _munmap(memory.base, memory.mapped)
+
+
+def watch_memory(config: wasmtime.Config, fallback_limit: int) -> bool:
+    """Make every linear memory of engines built from ``config`` here; ``False`` if not.
+
+    A memory made while :func:`owning_memories` is active on the thread takes
+    that target's ``memory_limit()`` and reports refused growth (or a too large
+    initial size) to its ``on_memory_refused``; one made outside any gets
+    ``fallback_limit``. The store's own memory limit must then be off, or it
+    refuses growth before this code sees it. Linux only (mmap flags); elsewhere
+    nothing is installed and the caller keeps the store limit.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    creator: Any = _c.wasmtime_memory_creator_t()
+    creator.env = fallback_limit  # handed back to _new_memory as ``env``
+    creator.new_memory = _new_memory
+    creator.finalizer = _NO_FINALIZER
+    _c.wasmtime_config_host_memory_creator_set(config.ptr(), ctypes.byref(creator))
+    # Copy-on-write images map module data over wasmtime's own mmap memories;
+    # with host memories the data segments are copied in at instantiation.
+    _c.wasmtime_config_memory_init_cow_set(config.ptr(), False)
+    return True
+
+
+@contextmanager
+def owning_memories(key: int) -> Iterator[None]:
+    """Memories created on this thread meanwhile belong to the target ``key``."""
+    previous = getattr(_owner, "key", 0)
+    _owner.key = key
+    try:
+        yield
+    finally:
+        _owner.key = previous
+
+
+def live_memories() -> int:
+    """Guest memories not yet released by wasmtime (for tests)."""
+    return len(_memories)
 
 
 _I32: Any = _c.WASMTIME_I32.value  # the i32 tag of wasmtime_val_t.kind

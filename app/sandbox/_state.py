@@ -83,6 +83,20 @@ class InvocationState:
     """The guest's exported memory once instantiated (saves host functions a lookup)."""
     failure: InvocationFailure | None = None
     fuel_left_at_stop: int | None = None
+    """Fuel left when the runtime stopped the guest (the store's count is stale then)."""
+    fuel_rate: float = 0.0
+    """Fuel per CPU second this guest burns (learnt from earlier runs): estimates the
+    fuel a call-free loop burnt since compiled code last wrote its count back."""
+    fuel_seen: int | None = None
+    """Remaining fuel as compiled code last wrote it back, seen at an epoch tick."""
+    fuel_seen_since: float = 0.0
+    """``time.thread_time()`` at the last tick before ``fuel_seen`` was written back."""
+    fuel_fresh: bool = False
+    """The last tick saw a new ``fuel_seen``: the guest writes its count back often."""
+    last_tick_cpu: float | None = None
+    """``time.thread_time()`` at the previous epoch tick (``None``: none yet)."""
+    memory_refused: int = 0
+    """Largest linear memory (bytes) refused to the guest: initial size or memory.grow."""
     logs: list[LogLine] = field(default_factory=list)
     log_bytes: int = 0
     logs_truncated: bool = False
@@ -203,23 +217,63 @@ class InvocationState:
         return hashlib.shake_256(seed).digest(length)
 
     # -- callbacks from app.sandbox._ffi ------------------------------------
-    def on_epoch(self) -> bool:
-        """Go on unless a failure is recorded, the caller left or time is up."""
+    def on_epoch(self, fuel: int | None = None) -> bool:
+        """Go on unless a failure is recorded, the caller left or time is up.
+
+        ``fuel`` is the store's remaining fuel as compiled code last wrote it
+        back; stopping here records the fuel actually left (see
+        :meth:`_stop_at_tick`).
+        """
+        cpu = time.thread_time()
+        previous = self.cpu_started if self.last_tick_cpu is None else self.last_tick_cpu
+        self.last_tick_cpu = cpu
+        self.fuel_fresh = fuel is not None and fuel != self.fuel_seen
+        if self.fuel_fresh:
+            self.fuel_seen, self.fuel_seen_since = fuel, previous
         if self.failure is not None:
+            self._stop_at_tick(cpu)
             return False
         if self.cancel.is_set():
             self.record(ErrorKind.TIMEOUT, "invocation cancelled: the caller stopped waiting")
-            return False
-        if time.monotonic() >= self.deadline:
+        elif time.monotonic() >= self.deadline:
             self.record(ErrorKind.TIMEOUT, self.timeout_message())
-            return False
-        if (
-            self.cpu_slice_s is not None
-            and time.thread_time() - self.cpu_started > self.cpu_slice_s
-        ):
+        elif self.cpu_slice_s is not None and cpu - self.cpu_started > self.cpu_slice_s:
             self.record(ErrorKind.TIMEOUT, "inline slice used up")
-            return False
-        return True
+        else:
+            return True
+        self._stop_at_tick(cpu)
+        return False
+
+    def _stop_at_tick(self, cpu: float) -> None:
+        """Record the fuel left when an epoch tick stops the guest.
+
+        Compiled code keeps its fuel count in a register and writes it back
+        only at calls, returns and ``unreachable``: a call-free loop stopped
+        here (or after the trap) shows the count from before the loop, so a one
+        second spin reported ~10 k fuel. The count seen at ticks is exact up to
+        the last write-back. A count that moved since the previous tick is
+        current (the guest writes it back often); one that has not moved since
+        an earlier tick belongs to a loop that does not write back, which has
+        burnt ``fuel_rate`` per CPU second since the last tick before that
+        write-back.
+        """
+        if self.fuel_left_at_stop is not None:
+            return
+        if self.fuel_seen is None:  # the fuel could not be read
+            self.fuel_left_at_stop = max(
+                0, self.limits.fuel - int(self.fuel_rate * (cpu - self.cpu_started))
+            )
+            return
+        tail = 0 if self.fuel_fresh else int(self.fuel_rate * max(0.0, cpu - self.fuel_seen_since))
+        self.fuel_left_at_stop = max(0, self.fuel_seen - tail)
+
+    def memory_limit(self) -> int:
+        """The linear memory limit, for the memories wasmtime creates for this guest."""
+        return self.limits.memory_bytes
+
+    def on_memory_refused(self, requested: int) -> None:
+        """A memory of ``requested`` bytes was refused (initial size or memory.grow)."""
+        self.memory_refused = max(self.memory_refused, requested)
 
     def on_stdout(self, data: bytes) -> int:
         """Keep stdout up to the output cap; past it, fail the write and the invocation."""

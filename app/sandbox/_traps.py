@@ -14,7 +14,6 @@ from app.errors import ErrorKind, InvocationFailure
 from app.sandbox._state import InvocationState
 
 _MAX_MESSAGE = 240
-_PAGE = 64 * 1024
 
 _BY_CODE = {
     wasmtime.TrapCode.OUT_OF_FUEL: ErrorKind.FUEL_EXHAUSTED,
@@ -38,17 +37,6 @@ def clean_message(text: str) -> str:
     return message[:_MAX_MESSAGE]
 
 
-def _near_memory_limit(state: InvocationState) -> bool:
-    # memory.grow past the store limit returns -1 instead of trapping, and the
-    # C API has no limiter callback to see it. A guest whose allocator was
-    # refused then traps (Rust aborts with `unreachable`) with its memory close
-    # to the limit: report that as MEMORY_LIMIT, the actual cause. "Close" is
-    # the last quarter of the limit, which covers allocators that grow in
-    # chunks; the original trap message is kept in the failure's message.
-    window = max(_PAGE, state.limits.memory_bytes // 4)
-    return state.peak_memory + window > state.limits.memory_bytes
-
-
 def classify(error: Exception, state: InvocationState) -> InvocationFailure:
     """The failure to report for ``error`` raised while ``state``'s guest ran."""
     if state.failure is not None:
@@ -59,13 +47,35 @@ def classify(error: Exception, state: InvocationState) -> InvocationFailure:
     kind = _BY_CODE.get(code) if code is not None else None
     if kind is not None:
         return InvocationFailure(kind, _limit_message(kind, state))
-    if code is not None and _near_memory_limit(state):
-        return InvocationFailure(
-            ErrorKind.MEMORY_LIMIT,
-            f"guest trapped with its memory at the limit of {state.limits.memory_bytes} bytes"
-            f" ({clean_message(str(error))})",
-        )
     return InvocationFailure(ErrorKind.TRAP, clean_message(str(error)))
+
+
+_EXPLAINED_BY_REFUSAL = frozenset({ErrorKind.TRAP, ErrorKind.INVALID_OUTPUT})
+
+
+def explain_refusal(failure: InvocationFailure, state: InvocationState) -> InvocationFailure:
+    """MEMORY_LIMIT instead of ``failure`` if the guest was refused memory before it.
+
+    ``memory.grow`` past the limit answers -1; what the guest does then is its
+    own business (Rust aborts with ``unreachable``, C's malloc returns NULL and
+    the program exits 1 or dereferences it, an allocator may hand back a bad
+    pointer). Whatever failure follows a refusal, the refusal is the cause, so
+    a TRAP (any trap, exit status or bad pointer) becomes MEMORY_LIMIT naming
+    the refused size and keeping the original text. Limits the runtime enforces
+    itself (fuel, time, stack, output size, host calls) keep their kind.
+    """
+    refused = state.memory_refused
+    if not refused or failure.kind not in _EXPLAINED_BY_REFUSAL:
+        return failure
+    return InvocationFailure(
+        ErrorKind.MEMORY_LIMIT, refusal_message(refused, state.limits.memory_bytes, failure.message)
+    )
+
+
+def refusal_message(refused: int, limit: int, then: str) -> str:
+    """The MEMORY_LIMIT message for a failure ``then`` that followed a refused growth."""
+    head = f"memory of {refused} bytes refused (limit {limit} bytes); then: "
+    return head + then[: max(0, _MAX_MESSAGE - len(head))]
 
 
 def _limit_message(kind: ErrorKind, state: InvocationState) -> str:

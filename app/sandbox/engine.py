@@ -16,13 +16,17 @@ from dataclasses import dataclass, field
 import wasmtime
 
 from app.errors import ErrorKind, InvocationFailure
-from app.sandbox import _abi, _hostfuncs
+from app.sandbox import _abi, _ffi, _hostfuncs
 from app.sandbox._abi import Abi
 from app.sandbox._pacer import Pacer
 from app.sandbox._traps import clean_message
 from app.settings import Settings
 
 _WASM_MAGIC = b"\0asm"
+FUEL_PER_CPU_S = 1e9
+"""Fuel per CPU second of the tightest loop (one ``br`` a round) here, measured by
+``bench/fuel_calibration.py`` (the ``spin`` example's rounds: ~13e9): the starting guess
+for the fuel a stopped call-free loop burnt, until a module's runs teach a better one."""
 
 
 @dataclass(slots=True)
@@ -36,6 +40,8 @@ class RunStats:
     """Moving average CPU µs per run, the first run excluded (one-time costs)."""
     cpu_us: float | None = None
     """The same, first run included: for lanes."""
+    fuel_rate: float | None = None
+    """Fuel per CPU second its runs burnt (moving average of runs of 2 ms and more)."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -71,6 +77,12 @@ class SandboxEngine:
         config.epoch_interruption = True
         config.max_wasm_stack = settings.max_wasm_stack_bytes
         config.cranelift_opt_level = "speed"
+        # Guest memories are made by the sandbox so a refused memory.grow is seen
+        # (MEMORY_LIMIT); the stores then carry no memory limit of their own.
+        self.watches_memory = _ffi.watch_memory(config, settings.max_memory_bytes)
+        if self.watches_memory:
+            self._config_items["memory_init_cow"] = "0"
+            self._config_items["host_memory"] = "1"
         self.engine = wasmtime.Engine(config)
         self._linkers: dict[Abi, wasmtime.Linker] = {}
         for abi in Abi:

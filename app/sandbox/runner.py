@@ -20,7 +20,7 @@ from app.sandbox import _ffi, _traps
 from app.sandbox._abi import Abi
 from app.sandbox._state import InvocationState, activate
 from app.sandbox.bridge import HostBridge
-from app.sandbox.engine import CompiledModule, SandboxEngine
+from app.sandbox.engine import FUEL_PER_CPU_S, CompiledModule, SandboxEngine
 from app.sandbox.limits import Limits
 
 _MASK64 = (1 << 64) - 1
@@ -72,6 +72,7 @@ def run(
         cpu_slice_s=cpu_slice_s,
         pacer=engine.pacer,
         config_json=config_json,
+        fuel_rate=compiled.runs.fuel_rate or FUEL_PER_CPU_S,
     )
     if stop_at <= started or state.cancel.is_set():
         raise InvocationFailure(
@@ -80,14 +81,20 @@ def run(
     engine.start()
     key = _ffi.register(state)
     try:
-        with activate(state):
+        with activate(state), _ffi.owning_memories(key):
             output = _run_in_store(engine, compiled, input, state, key)
         metrics = _metrics(state, started)
-    except InvocationFailure as failure:
+        _learn_fuel_rate(compiled, state, metrics)
+    except InvocationFailure as raised:
+        # A guest refused memory fails in its own way (abort, exit 1, a bad
+        # pointer...): the refusal is the cause to report.
+        failure = _traps.explain_refusal(raised, state)
         failure.metrics = _metrics(state, started)
+        if failure.kind is ErrorKind.FUEL_EXHAUSTED and state.fuel_left_at_stop is None:
+            _learn_fuel_rate(compiled, state, failure.metrics)  # exact: all of it
         state.flush_stderr()  # a last line without a newline is often the explanation
         failure.logs, failure.logs_truncated = state.logs, state.logs_truncated
-        raise
+        raise failure from None
     finally:
         _ffi.unregister(key)
         state.store = None  # drop the store (and the guest's memory) now
@@ -98,6 +105,7 @@ def run(
         metrics=metrics,
         logs=state.logs,
         logs_truncated=state.logs_truncated,
+        memory_refused_bytes=state.memory_refused,
     )
 
 
@@ -105,7 +113,9 @@ def _new_store(engine: SandboxEngine, state: InvocationState, key: int) -> wasmt
     store = wasmtime.Store(engine.engine)
     store.set_fuel(state.limits.fuel)
     store.set_limits(
-        memory_size=state.limits.memory_bytes,
+        # With watched memories each memory enforces the limit itself (and
+        # records refusals); a store limit would refuse first, unseen.
+        memory_size=-1 if engine.watches_memory else state.limits.memory_bytes,
         table_elements=engine.settings.max_table_elements,
         instances=1,
         tables=_MAX_TABLES,
@@ -141,7 +151,6 @@ def _run_in_store(
         else:
             output = _call_wasi(store, instance, state)
     except (wasmtime.Trap, wasmtime.WasmtimeError) as err:
-        _observe(store, memory, state)  # classify() looks at how close memory is to the limit
         raise _traps.classify(err, state) from None
     finally:
         _observe(store, memory, state)
@@ -232,6 +241,29 @@ def _check_failure(state: InvocationState) -> None:
 def _observe(store: wasmtime.Store, memory: wasmtime.Memory | None, state: InvocationState) -> None:
     if memory is not None:
         state.peak_memory = max(state.peak_memory, memory.data_len(store))
+
+
+_MIN_LEARN_CPU_S = 0.002
+_RATE_WEIGHT = 0.2
+
+
+def _learn_fuel_rate(compiled: CompiledModule, state: InvocationState, metrics: Metrics) -> None:
+    """Fold a run whose fuel count is exact into the module's fuel per CPU second.
+
+    Runs that return (or run out of fuel) have written their count back, so
+    their fuel over the CPU time the thread spent in wasm is what a loop of
+    this module burns; a stopped loop's unwritten fuel is estimated with it.
+    Short runs are skipped: the runner's own overhead would dominate them.
+    There is no engine-wide figure: modules differ by more than 10x (a guest
+    whose time goes to WASI calls burns little fuel per CPU second), so a
+    module without runs of its own starts from ``FUEL_PER_CPU_S``.
+    """
+    cpu = time.thread_time() - state.cpu_started - state.host_time_s
+    if cpu < _MIN_LEARN_CPU_S or metrics.fuel_consumed <= 0:
+        return
+    rate = metrics.fuel_consumed / cpu
+    own = compiled.runs.fuel_rate
+    compiled.runs.fuel_rate = rate if own is None else own + _RATE_WEIGHT * (rate - own)
 
 
 def _metrics(state: InvocationState, started: float) -> Metrics:

@@ -74,7 +74,8 @@ def build(root: Path) -> Path:
     tampered = bytes(wasmtime.wat2wasm(_TAMPERED))
     published: list[tuple[str, bytes, str, dict[str, Any]]] = [
         ("lowfuel", spin, "raw", {"fuel": 1_000_000}),
-        ("slow", spin, "raw", {"timeout_ms": 150}),
+        # Fuel for seconds of spin, so its 150 ms deadline is what stops it.
+        ("slow", spin, "raw", {"timeout_ms": 150, "fuel": 20_000_000_000}),
         ("tinyout", echo, "raw", {"output_bytes": 16}),
         ("tinymem", echo, "raw", {"memory_bytes": 32 * 1024}),
         ("deep", deep, "raw", {}),

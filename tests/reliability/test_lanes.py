@@ -49,7 +49,9 @@ def _publish_loop(root: Path) -> None:
                 "id": "loop",
                 "version": "1",
                 "abi": "raw",
-                "limits": {"timeout_ms": 1500},
+                # Fuel for ~10 s of this loop: the deadline stops it, holding its
+                # lane that long (the default fuel would end it after ~100 ms).
+                "limits": {"timeout_ms": 1500, "fuel": 10_000_000_000},
                 "wasm_blob_ref": {"key": "loop/1/module.wasm"},
                 "sha256": hashlib.sha256(_modules.INFINITE_LOOP).hexdigest(),
             }

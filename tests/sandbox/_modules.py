@@ -432,3 +432,86 @@ CONFIG_ENV = wasi(
   (import "wasi_snapshot_preview1" "environ_get"
     (func $environ_get (param i32 i32) (result i32)))""",
 )
+
+# -- memory refusals ---------------------------------------------------------------
+# The test limit is 16 MiB (256 pages); 4096 pages is 256 MiB.
+
+# Asks for 256 MiB at once; refused, it exits 1 like a C program whose malloc failed.
+WASI_REFUSED_EXITS = wasi(
+    """
+  (func (export "_start")
+    (if (i32.eq (memory.grow (i32.const 4096)) (i32.const -1))
+      (then (call $proc_exit (i32.const 1)))))""",
+    imports="""
+  (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))""",
+)
+
+# One huge allocation, far below the limit before it; refused, it aborts.
+HUGE_ALLOCATION = raw("""
+  (func (export "handle") (param i32 i32) (result i64)
+    (if (i32.eq (memory.grow (i32.const 4096)) (i32.const -1)) (then unreachable))
+    (i64.const 0))""")
+
+# Refused, it ignores the -1 and stores where the memory would have been.
+REFUSED_THEN_OUT_OF_BOUNDS = raw("""
+  (func (export "handle") (param i32 i32) (result i64)
+    (drop (memory.grow (i32.const 4096)))
+    (i32.store (i32.const 0x2000000) (i32.const 1))
+    (i64.const 0))""")
+
+# Refused, it hands back output where the memory would have been.
+REFUSED_THEN_BAD_OUTPUT = raw("""
+  (func (export "handle") (param i32 i32) (result i64)
+    (drop (memory.grow (i32.const 4096)))
+    (call $pack (i32.const 0x2000000) (i32.const 16)))""")
+
+# Refused, it falls back to a smaller request and succeeds: "ok".
+REFUSED_THEN_RECOVERS = raw("""
+  (data (i32.const 64) "ok")
+  (func (export "handle") (param i32 i32) (result i64)
+    (if (i32.eq (memory.grow (i32.const 4096)) (i32.const -1))
+      (then (drop (memory.grow (i32.const 16)))))
+    (call $pack (i32.const 64) (i32.const 2)))""")
+
+# Refused, it spins forever (retrying in a loop would look the same).
+REFUSED_THEN_SPINS = raw("""
+  (func (export "handle") (param i32 i32) (result i64)
+    (drop (memory.grow (i32.const 4096)))
+    (loop $forever (br $forever))
+    (i64.const 0))""")
+
+# Grows to 15 MiB of the 16 (all granted), then traps for another reason.
+GROWN_THEN_TRAPS = raw("""
+  (func (export "handle") (param i32 i32) (result i64)
+    (if (i32.eq (memory.grow (i32.const 239)) (i32.const -1)) (then (return (i64.const 0))))
+    (i32.store (i32.const 0x00e00000) (i32.const 1))
+    (drop (i32.div_u (i32.const 1) (i32.load (i32.const 0x00e00010))))
+    (i64.const 0))""")
+
+# Declares 32 MiB of initial memory: more than the limit before any code runs.
+WASI_HUGE_MEMORY = wasi("""(func (export "_start"))""", pages=512)
+
+# -- fuel ---------------------------------------------------------------------------
+
+
+def counted_loop(iterations: int) -> bytes:
+    """``iterations`` rounds of a call-free loop, then returns (exact fuel)."""
+    return raw(f"""
+  (func (export "handle") (param i32 i32) (result i64)
+    (local $i i32)
+    (loop $spin
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $spin (i32.lt_u (local.get $i) (i32.const {iterations}))))
+    (i64.const 0))""")
+
+
+# Like INFINITE_LOOP with a call in every round: compiled code writes the fuel
+# count back at each call.
+CALLING_LOOP = raw("""
+  (func $step (param i32) (result i32) (i32.add (local.get 0) (i32.const 1)))
+  (func (export "handle") (param i32 i32) (result i64)
+    (local $i i32)
+    (loop $forever
+      (local.set $i (call $step (local.get $i)))
+      (br $forever))
+    (i64.const 0))""")
