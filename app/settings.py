@@ -364,6 +364,11 @@ class Settings(BaseSettings):
     max_wasm_stack_bytes: int = Field(
         default=512 * 1024, gt=0, description="Wasm stack of every guest (engine-wide)."
     )
+    sandbox_watch_memory: bool = Field(
+        default=True,
+        description="Make guest memories in the sandbox, so a refused memory.grow is named "
+        "MEMORY_LIMIT (Linux; costs a few µs per grow); false: wasmtime's own memories.",
+    )
     default_max_host_calls: int = Field(
         default=32, ge=0, description="Host calls of an extension declaring none."
     )

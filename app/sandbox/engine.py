@@ -79,7 +79,9 @@ class SandboxEngine:
         config.cranelift_opt_level = "speed"
         # Guest memories are made by the sandbox so a refused memory.grow is seen
         # (MEMORY_LIMIT); the stores then carry no memory limit of their own.
-        self.watches_memory = _ffi.watch_memory(config, settings.max_memory_bytes)
+        self.watches_memory = settings.sandbox_watch_memory and _ffi.watch_memory(
+            config, settings.max_memory_bytes
+        )
         if self.watches_memory:
             self._config_items["memory_init_cow"] = "0"
             self._config_items["host_memory"] = "1"
