@@ -40,6 +40,7 @@ __all__ = [
     "AdmissionInterceptor",
     "Admitted",
     "KeyPrefetchInterceptor",
+    "admit_tenant",
     "admitted",
     "auth_error",
     "remaining_s",
@@ -78,6 +79,15 @@ def remaining_s(ctx: RequestContext[Any, Any]) -> float | None:
     """What is left of the caller's deadline, in seconds (``None``: no deadline)."""
     remaining = ctx.timeout_ms
     return None if remaining is None else max(0.0, remaining / 1000)
+
+
+async def admit_tenant(
+    rate_limits: RateLimiter | None, gate: TenantGate | None, tenant: str, deadline_s: float | None
+) -> Turn | None:
+    """The tenant's rate limit, then one of its turns (release it when the call ends)."""
+    if rate_limits is not None:
+        await rate_limits.admit(tenant, deadline_s)
+    return await gate.enter(tenant, deadline_s) if gate is not None else None
 
 
 def auth_error(refused: AuthError) -> ConnectError:
@@ -127,12 +137,8 @@ class AdmissionInterceptor:
         tenant = principal.tenant_id if principal is not None else ""
         if not tenant:
             return _started(Admitted(principal, rate_checked=False))
-        turn = None
         try:
-            if self._rate_limits is not None:
-                await self._rate_limits.admit(tenant, remaining_s(ctx))
-            if self._gate is not None:
-                turn = await self._gate.enter(tenant, remaining_s(ctx))
+            turn = await admit_tenant(self._rate_limits, self._gate, tenant, remaining_s(ctx))
         except InvocationFailure as failure:
             set_retry_after(ctx, failure)
             request_id = request_id_for(None, ctx)

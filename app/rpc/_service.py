@@ -17,7 +17,7 @@ from app.auth import Authenticator, AuthError, bind
 from app.controls import RateLimiter, TenantGate
 from app.errors import ErrorKind, InvocationFailure
 from app.invocation import ExecutionContext, Invocation, Invoker, Metrics, Outcome
-from app.rpc._admission import admitted, auth_error, remaining_s, set_retry_after
+from app.rpc._admission import admit_tenant, admitted, auth_error, remaining_s, set_retry_after
 from app.rpc._codec import JSONTextResponse, JSONWireRequest
 from app.rpc._context import request_id_for
 from app.rpc._errors import log_lines, to_connect_error
@@ -94,15 +94,12 @@ class RuntimeService(WasmExtensionRuntime):
     async def _admitted_invoke(self, invocation: Invocation, deadline_s: float | None) -> Outcome:
         """Rate limit, turn, invoke: what the admission interceptor does with auth on."""
         tenant = invocation.context.tenant_id
-        if self._rate_limits is not None:
-            await self._rate_limits.admit(tenant, deadline_s)
-        if self._gate is None:
-            return await self._invoker.invoke(invocation)
-        turn = await self._gate.enter(tenant, deadline_s)
+        turn = await admit_tenant(self._rate_limits, self._gate, tenant, deadline_s)
         try:
             return await self._invoker.invoke(invocation)
         finally:
-            turn.release()
+            if turn is not None:
+                turn.release()
 
 
 async def _input(
