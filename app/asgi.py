@@ -29,22 +29,10 @@ from app.catalog.events import (
 )
 from app.debug import add_cors, console_routes
 from app.errors import InvocationFailure
-from app.gen.ameide.extensions.v1.admin_connect import (
-    ExtensionRuntimeAdmin,
-    ExtensionRuntimeAdminASGIApplication,
-)
+from app.gen.ameide.extensions.v1.admin_connect import ExtensionRuntimeAdmin
 from app.hostcalls import JWKS_PATH
 from app.invocation import EchoInvoker, Invoker
-from app.rpc import (
-    AdminService,
-    AdmissionInterceptor,
-    KeyPrefetchInterceptor,
-    RuntimeASGIApplication,
-    RuntimeService,
-    SanitizingInterceptor,
-    codecs,
-    unknown_method,
-)
+from app.rpc import admin_app, runtime_app, unknown_method
 from app.runtime import Runtime
 from app.settings import Settings, get_settings
 from app.telemetry import configure_logging, get_logger
@@ -72,16 +60,19 @@ def create_app(
     if runtime is None and invoker is None:
         runtime = Runtime(settings)
     authenticator = Authenticator(settings)
-    connect_app = _invoke_app(settings, invoker or runtime, authenticator, runtime)  # type: ignore[arg-type]
-    rpc_routes = _connect_routes(WasmExtensionRuntime.desc(), connect_app)
+    # Each RPC's layers (sanitize, authenticate, admission or admin scope) are
+    # assembled in app/rpc/_layers.py.
+    invoke_app = runtime_app(
+        invoker or runtime,  # type: ignore[arg-type]
+        authenticator,
+        read_max_bytes=settings.read_max_bytes,
+        rate_limits=runtime.rate_limits if runtime is not None else None,
+        gate=runtime.gate if runtime is not None else None,
+    )
+    rpc_routes = _connect_routes(WasmExtensionRuntime.desc(), invoke_app)
     if runtime is not None:
-        admin_app = ExtensionRuntimeAdminASGIApplication(
-            AdminService(runtime, authenticator, settings.admin_scope),
-            interceptors=[KeyPrefetchInterceptor(authenticator), SanitizingInterceptor()],
-            read_max_bytes=64 * 1024,
-            codecs=codecs(),
-        )
-        rpc_routes += _connect_routes(ExtensionRuntimeAdmin.desc(), admin_app)
+        operators_app = admin_app(runtime, authenticator, settings.admin_scope)
+        rpc_routes += _connect_routes(ExtensionRuntimeAdmin.desc(), operators_app)
     state = {"started": False}
     promotions = PromotionGate(settings)
 
@@ -179,24 +170,6 @@ def _jwks_route(runtime: Runtime | None, settings: Settings) -> Route:
         return JSONResponse(document, headers={"Cache-Control": cache})
 
     return Route(JWKS_PATH, hostcall_jwks, methods=["GET"])
-
-
-def _invoke_app(
-    settings: Settings, invoker: Invoker, authenticator: Authenticator, runtime: Runtime | None
-) -> RuntimeASGIApplication:
-    """The InvokeExtension application; admission runs before the body is read
-    (see app/rpc/_admission.py), so it comes first."""
-    rate_limits = runtime.rate_limits if runtime is not None else None
-    gate = runtime.gate if runtime is not None else None
-    return RuntimeASGIApplication(
-        RuntimeService(invoker, authenticator, rate_limits, gate),
-        interceptors=[
-            AdmissionInterceptor(authenticator, rate_limits, gate),
-            SanitizingInterceptor(),
-        ],
-        read_max_bytes=settings.read_max_bytes,
-        codecs=codecs(),
-    )
 
 
 async def _not_found(_: Request) -> JSONResponse:

@@ -1,5 +1,21 @@
 """Caller token verification and ExecutionContext binding."""
 
-from app.auth.verifier import Authenticator, AuthError, Principal, bind, check_settings
+from app.auth._verifier import (
+    Authenticator,
+    AuthError,
+    PermissionDenied,
+    Principal,
+    Unauthenticated,
+    bind,
+    check_settings,
+)
 
-__all__ = ["AuthError", "Authenticator", "Principal", "bind", "check_settings"]
+__all__ = [
+    "AuthError",
+    "Authenticator",
+    "PermissionDenied",
+    "Principal",
+    "Unauthenticated",
+    "bind",
+    "check_settings",
+]

@@ -1,23 +1,23 @@
-"""The RPC surface: ``WasmExtensionRuntime`` handlers, interceptors and wire errors."""
+"""The RPC surface: the ``WasmExtensionRuntime`` and admin handlers, the layers
+around them (sanitize, authenticate, admission, admin scope) and wire errors."""
 
 from app.rpc._admin import AdminService
-from app.rpc._admission import AdmissionInterceptor, KeyPrefetchInterceptor
 from app.rpc._codec import codecs
-from app.rpc._errors import code_for, to_connect_error
-from app.rpc._interceptors import SanitizingInterceptor
-from app.rpc._offload import RuntimeASGIApplication
+from app.rpc._errors import InvalidRequest, code_for, to_connect_error
+from app.rpc._layers import admin_app, admin_layers, runtime_app, runtime_layers
 from app.rpc._service import RuntimeService
 from app.rpc._unknown import unknown_method
 
 __all__ = [
     "AdminService",
-    "AdmissionInterceptor",
-    "KeyPrefetchInterceptor",
-    "RuntimeASGIApplication",
+    "InvalidRequest",
     "RuntimeService",
-    "SanitizingInterceptor",
+    "admin_app",
+    "admin_layers",
     "code_for",
     "codecs",
+    "runtime_app",
+    "runtime_layers",
     "to_connect_error",
     "unknown_method",
 ]

@@ -2,29 +2,33 @@
 
 Every call needs a verified token carrying the admin scope, even when caller
 auth is off for local development: a kill switch is not something an
-anonymous caller should be able to flip. No or a bad token is
-``unauthenticated``; a good token without the scope is ``permission_denied``.
+anonymous caller should be able to flip. The layers around these handlers
+(``_layers``) check both before the body is read: no or a bad token is
+``unauthenticated``, as on the runtime RPC; a good token without the scope is
+``permission_denied``.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from connectrpc.code import Code
-from connectrpc.errors import ConnectError
 from connectrpc.request import RequestContext
 from protobuf import Oneof
 from pydantic import ValidationError
 
 from app._ids import ID_PATTERN, TENANT_PATTERN, fullmatch
-from app.auth import Authenticator, AuthError
+from app.auth import PermissionDenied
 from app.controls import Ceilings, Degradation, Switch, Target
 from app.gen.ameide.extensions.v1 import admin_pb
 from app.gen.ameide.extensions.v1.admin_connect import ExtensionRuntimeAdmin
+from app.rpc._context import current_call
+from app.rpc._errors import InvalidRequest
 from app.telemetry import get_logger
 
 if TYPE_CHECKING:
     from app.runtime import Runtime
+
+__all__ = ["AdminService"]
 
 _log = get_logger("app.rpc.admin")
 
@@ -45,7 +49,15 @@ def _target(wire: admin_pb.ControlTarget | None) -> Target:
             return Target(risk_tier=value)
     except ValidationError:
         pass
-    raise ConnectError(Code.INVALID_ARGUMENT, "target must name exactly one thing")
+    raise InvalidRequest("target must name exactly one thing")
+
+
+def _operator() -> str:
+    """Who is acting, for the audit log lines."""
+    principal = current_call().principal
+    if principal is None:  # the admin-scope layer lets no call through without one
+        raise PermissionDenied("an admin token is required")
+    return principal.subject
 
 
 def _wire_target(target: Target) -> admin_pb.ControlTarget:
@@ -90,30 +102,12 @@ def _wire_ceilings(ceilings: Ceilings) -> admin_pb.LimitCeilings:
 class AdminService(ExtensionRuntimeAdmin):
     """Implements ``ameide.extensions.v1.ExtensionRuntimeAdmin``."""
 
-    def __init__(self, runtime: Runtime, authenticator: Authenticator, scope: str) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
-        self._auth = authenticator
-        self._scope = scope
-
-    def _require_admin(self, ctx: RequestContext[Any, Any]) -> str:
-        header = ctx.request_headers.get("authorization")
-        try:
-            principal = self._auth.authenticate(header, require=True)
-        except AuthError as refused:
-            code = (
-                Code.UNAUTHENTICATED
-                if refused.status == "unauthenticated"
-                else Code.PERMISSION_DENIED
-            )
-            raise ConnectError(code, refused.message) from None
-        if principal is None or self._scope not in principal.scopes:
-            raise ConnectError(Code.PERMISSION_DENIED, f"the admin scope {self._scope} is required")
-        return principal.subject
 
     async def list_extensions(
         self, request: admin_pb.ListExtensionsRequest, ctx: RequestContext[Any, Any], /
     ) -> admin_pb.ListExtensionsResponse:
-        self._require_admin(ctx)
         states = [
             admin_pb.ExtensionState(
                 extension_id=view.extension_id,
@@ -141,7 +135,6 @@ class AdminService(ExtensionRuntimeAdmin):
     async def list_controls(
         self, request: admin_pb.ListControlsRequest, ctx: RequestContext[Any, Any], /
     ) -> admin_pb.ListControlsResponse:
-        self._require_admin(ctx)
         disabled, degraded = self._runtime.controls.listing()
         return admin_pb.ListControlsResponse(
             disabled=[
@@ -162,7 +155,7 @@ class AdminService(ExtensionRuntimeAdmin):
     async def disable(
         self, request: admin_pb.DisableRequest, ctx: RequestContext[Any, Any], /
     ) -> admin_pb.DisableResponse:
-        operator = self._require_admin(ctx)
+        operator = _operator()
         target = _target(request.target)
         reason = request.reason.strip()[:512] or "disabled by an operator"
         self._runtime.controls.disable(Switch(**target.model_dump(), reason=reason))
@@ -177,7 +170,7 @@ class AdminService(ExtensionRuntimeAdmin):
     async def enable(
         self, request: admin_pb.EnableRequest, ctx: RequestContext[Any, Any], /
     ) -> admin_pb.EnableResponse:
-        operator = self._require_admin(ctx)
+        operator = _operator()
         target = _target(request.target)
         removed = self._runtime.controls.enable(target)
         _log.warning(
@@ -191,10 +184,10 @@ class AdminService(ExtensionRuntimeAdmin):
     async def degrade(
         self, request: admin_pb.DegradeRequest, ctx: RequestContext[Any, Any], /
     ) -> admin_pb.DegradeResponse:
-        operator = self._require_admin(ctx)
+        operator = _operator()
         target = _target(request.target)
         if target.kind not in ("extension", "tier", "version"):
-            raise ConnectError(Code.INVALID_ARGUMENT, "degrade an extension, version or tier")
+            raise InvalidRequest("degrade an extension, version or tier")
         ceilings = _ceilings(request.ceilings)
         self._runtime.controls.degrade(
             Degradation(**target.model_dump(), ceilings=ceilings, reason=request.reason[:512])
@@ -210,12 +203,11 @@ class AdminService(ExtensionRuntimeAdmin):
     async def refresh_catalog(
         self, request: admin_pb.RefreshCatalogRequest, ctx: RequestContext[Any, Any], /
     ) -> admin_pb.RefreshCatalogResponse:
-        self._require_admin(ctx)
         if request.extension_id:
             if not fullmatch(ID_PATTERN, request.extension_id):
-                raise ConnectError(Code.INVALID_ARGUMENT, "extension_id is not an extension id")
+                raise InvalidRequest("extension_id is not an extension id")
             if request.owner and not fullmatch(TENANT_PATTERN, request.owner):
-                raise ConnectError(Code.INVALID_ARGUMENT, "owner is not a tenant id")
+                raise InvalidRequest("owner is not a tenant id")
             await self._runtime.refresh_extension(request.extension_id, request.owner)
         else:
             await self._runtime.refresh_all()

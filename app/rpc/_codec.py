@@ -16,6 +16,10 @@ written (compacted), never through ``google.protobuf.Value``'s doubles, and the
 guest's JSON output text is spliced into the answer as ``outputJson``. The
 request it decodes is a :class:`JSONWireRequest`, which tells the handler to
 answer with a :class:`JSONTextResponse` that only this codec writes.
+
+A codec runs inside connectrpc's decoder, which would report any other
+exception as ``unmarshal message: ...``, so refusals leave here already mapped
+(by the one mapper, ``_errors``).
 """
 
 from __future__ import annotations
@@ -24,13 +28,22 @@ import json
 from typing import Any, Literal, TypeVar, cast
 
 from ameide_extensions_client.gen.ameide.extensions.v1 import runtime_pb
-from connectrpc.code import Code
 from connectrpc.codec import Codec, proto_binary_codec, proto_json_codec
-from connectrpc.errors import ConnectError
 from protobuf import Message, Oneof
 
+from app.rpc._errors import InvalidRequest, to_connect_error
 from app.rpc._exact import InputRefused, split_input
 from app.rpc._payload import depth_ok
+
+__all__ = [
+    "MAX_BODY_DEPTH",
+    "BoundedJSONCodec",
+    "DelegatingCodec",
+    "ExactJSONCodec",
+    "JSONTextResponse",
+    "JSONWireRequest",
+    "codecs",
+]
 
 MAX_BODY_DEPTH = 100
 """Deepest JSON request body accepted (protobuf's own message nesting limit)."""
@@ -72,9 +85,8 @@ class BoundedJSONCodec(DelegatingCodec):
 
     def decode(self, data: bytes | bytearray, message_class: type[_M]) -> _M:
         if _too_deep(data):
-            raise ConnectError(
-                Code.INVALID_ARGUMENT, f"JSON request is nested deeper than {MAX_BODY_DEPTH} levels"
-            )
+            refused = InvalidRequest(f"JSON request is nested deeper than {MAX_BODY_DEPTH} levels")
+            raise to_connect_error(refused)
         decoded: _M = self._inner.decode(data, message_class)
         return decoded
 
@@ -109,7 +121,7 @@ class ExactJSONCodec(BoundedJSONCodec):
         try:
             split = split_input(bytes(data).decode())
         except InputRefused as refused:
-            raise ConnectError(Code.INVALID_ARGUMENT, str(refused)) from None
+            raise to_connect_error(InvalidRequest(str(refused))) from None
         except (ValueError, RecursionError):  # not a plain JSON object: protobuf-py says why
             return super().decode(data, wire)
         if split is None:
@@ -117,7 +129,7 @@ class ExactJSONCodec(BoundedJSONCodec):
         rest, text = split  # rest: the body with input_json's value replaced by null
         request = cast("JSONWireRequest", super().decode(rest.encode(), wire))
         if request.input is None or request.input.field != "input_json":
-            raise ConnectError(Code.INVALID_ARGUMENT, "input_json and input_bytes are both set")
+            raise to_connect_error(InvalidRequest("input_json and input_bytes are both set"))
         exact: Oneof[Literal["input_bytes"], bytes] = Oneof("input_bytes", text.encode())
         request.input = exact
         return cast("_M", request)

@@ -1,6 +1,6 @@
 """Large Connect request bodies are decoded on a worker thread, not the event loop.
 
-Authentication happens before the body is read (``_admission``), but an
+Authentication happens before the body is read (``_authenticate``), but an
 authenticated tenant may still send a body that is expensive to decode: 4 MB
 of JSON numbers takes seconds to become a protobuf ``Value``, and every other
 request would wait behind it. connectrpc decodes synchronously inside its

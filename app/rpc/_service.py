@@ -13,46 +13,31 @@ from ameide_extensions_client.gen.ameide.extensions.v1.runtime_connect import Wa
 from connectrpc.request import RequestContext
 from protobuf import Oneof
 
-from app.auth import Authenticator, AuthError, bind
-from app.controls import RateLimiter, TenantGate
+from app.auth import bind
 from app.errors import ErrorKind, InvocationFailure
-from app.invocation import ExecutionContext, Invocation, Invoker, Metrics, Outcome
-from app.rpc._admission import admit_tenant, admitted, auth_error, remaining_s, set_retry_after
+from app.invocation import ExecutionContext, Invocation, Invoker, Outcome
 from app.rpc._codec import JSONTextResponse, JSONWireRequest
-from app.rpc._context import request_id_for
-from app.rpc._errors import log_lines, to_connect_error
+from app.rpc._context import current_call
 from app.rpc._exact import output_text_async
+from app.rpc._messages import log_lines, metrics_message
 from app.rpc._payload import OFF_LOOP_BYTES, input_bytes, parse_json_output_async
+
+__all__ = ["RuntimeService"]
 
 _OutputFormat = runtime_pb.OutputFormat
 _PID = str(os.getpid())  # which worker process answered, for operators and tests
 
 
-def metrics_message(metrics: Metrics) -> runtime_pb.InvocationMetrics:
-    """The wire form of invocation metrics."""
-    return runtime_pb.InvocationMetrics(
-        duration_us=metrics.duration_us,
-        fuel_consumed=metrics.fuel_consumed,
-        peak_memory_bytes=metrics.peak_memory_bytes,
-        host_calls=metrics.host_calls,
-        queue_us=metrics.queue_us,
-    )
-
-
 class RuntimeService(WasmExtensionRuntime):
-    """Implements ``ameide.extensions.v1.WasmExtensionRuntime``."""
+    """Implements ``ameide.extensions.v1.WasmExtensionRuntime``.
 
-    def __init__(
-        self,
-        invoker: Invoker,
-        authenticator: Authenticator,
-        rate_limits: RateLimiter | None = None,
-        gate: TenantGate | None = None,
-    ) -> None:
+    Only the invocation itself: the caller was authenticated and admitted by
+    the layers around it (``_layers``), and whatever it raises is answered by
+    the outermost one.
+    """
+
+    def __init__(self, invoker: Invoker) -> None:
         self._invoker = invoker
-        self._auth = authenticator
-        self._rate_limits = rate_limits
-        self._gate = gate
 
     async def invoke_extension(
         self,
@@ -60,46 +45,15 @@ class RuntimeService(WasmExtensionRuntime):
         ctx: RequestContext[runtime_pb.InvokeExtensionRequest, runtime_pb.InvokeExtensionResponse],
         /,
     ) -> runtime_pb.InvokeExtensionResponse:
-        request_id = request_id_for(request, ctx)
-        ctx.response_headers["x-request-id"] = request_id
+        call = current_call()
+        call.learn(request)
         ctx.response_headers["x-served-by"] = _PID
-        try:
-            admission = admitted()  # set by AdmissionInterceptor before the body was read
-            if admission is None:
-                principal = self._auth.authenticate(ctx.request_headers.get("authorization"))
-            else:
-                principal = admission.principal
-            invocation = _invocation(request, ctx, request_id, await _input(request, ctx))
-            invocation = replace(invocation, context=bind(principal, invocation.context))
-            if admission is not None and admission.rate_checked:
-                outcome = await self._invoker.invoke(invocation)
-            else:  # auth off: the tenant is known only now (see app/rpc/_admission.py)
-                outcome = await self._admitted_invoke(invocation, remaining_s(ctx))
-            return await _response(
-                outcome, request.output_format, json_wire=isinstance(request, JSONWireRequest)
-            )
-        except AuthError as refused:
-            raise auth_error(refused) from None
-        except InvocationFailure as failure:
-            set_retry_after(ctx, failure)
-            raise to_connect_error(
-                failure,
-                extension_id=request.extension_id,
-                version=failure.resolved_version or request.version,
-                request_id=request_id,
-                metrics=metrics_message(failure.metrics) if failure.metrics else None,
-                include_logs=request.include_logs,
-            ) from None
-
-    async def _admitted_invoke(self, invocation: Invocation, deadline_s: float | None) -> Outcome:
-        """Rate limit, turn, invoke: what the admission interceptor does with auth on."""
-        tenant = invocation.context.tenant_id
-        turn = await admit_tenant(self._rate_limits, self._gate, tenant, deadline_s)
-        try:
-            return await self._invoker.invoke(invocation)
-        finally:
-            if turn is not None:
-                turn.release()
+        invocation = _invocation(request, ctx, call.request_id, await _input(request, ctx))
+        invocation = replace(invocation, context=bind(call.principal, invocation.context))
+        outcome = await self._invoker.invoke(invocation)
+        return await _response(
+            outcome, request.output_format, json_wire=isinstance(request, JSONWireRequest)
+        )
 
 
 async def _input(

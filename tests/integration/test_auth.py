@@ -1,10 +1,12 @@
-"""Caller auth on the wire: refused callers never reach the sandbox."""
+"""Caller auth on the wire: refused callers never reach the sandbox, and both services
+(the runtime and the admin RPC) answer the same refusal with the same code."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -16,6 +18,8 @@ from tests._servers import ROOT, thread_server
 from tests._tokens import ISSUER, SECRET, caller_token
 
 BODY = {"context": {"tenantId": "t1"}, "extensionId": "echo", "inputJson": {"x": 1}}
+ADMIN_LIST = "/ameide.extensions.v1.ExtensionRuntimeAdmin/ListExtensions"
+ADMIN_SCOPE = "extensions-runtime:admin"
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +81,48 @@ def test_valid_token_runs(served: tuple[str, Runtime]) -> None:
     assert response.status_code == 200, response.text
     assert response.json()["outputJson"] == {"x": 1}
     assert _ran(runtime) == before + 1
+
+
+def _admin_list(url: str, **headers: str) -> httpx.Response:
+    return httpx.post(
+        url + ADMIN_LIST, json={}, headers={"content-type": "application/json", **headers}
+    )
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        None,
+        "not-a-jwt",
+        caller_token(sub="ops", scope=ADMIN_SCOPE, ttl=-120),
+        caller_token(sub="ops", scope=ADMIN_SCOPE, secret="wrong-secret-wrong-secret-wrong-se"),
+    ],
+    ids=["no-token", "garbage", "expired", "wrong-key"],
+)
+def test_both_services_answer_an_unproven_caller_unauthenticated(
+    served: tuple[str, Runtime], token: str | None
+) -> None:
+    """The issue: no token was ``unauthenticated`` on one service, ``permission_denied``
+    on the other. Who the caller is is not proven, on either."""
+    url, _ = served
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    answers = {"runtime": connect_json(url, BODY, **headers), "admin": _admin_list(url, **headers)}
+    assert {name: a.json()["code"] for name, a in answers.items()} == {
+        "runtime": "unauthenticated",
+        "admin": "unauthenticated",
+    }
+    assert {a.status_code for a in answers.values()} == {401}
+    assert all(a.headers["x-request-id"] for a in answers.values())
+
+
+def test_a_proven_caller_without_the_admin_scope_is_permission_denied_on_the_admin_rpc(
+    served: tuple[str, Runtime],
+) -> None:
+    url, _ = served
+    caller = {"authorization": f"Bearer {caller_token('t1')}"}
+    assert connect_json(url, BODY, **caller).status_code == 200
+    refused = _admin_list(url, **caller)
+    assert (refused.status_code, refused.json()["code"]) == (403, "permission_denied")
+    assert ADMIN_SCOPE in refused.json()["message"]
+    admin = {"authorization": f"Bearer {caller_token(sub='ops', scope=ADMIN_SCOPE)}"}
+    assert _admin_list(url, **admin).status_code == 200

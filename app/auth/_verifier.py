@@ -2,8 +2,8 @@
 
 The ExecutionContext is what host calls are scoped to, so it must be the
 caller's real identity: a context naming another tenant than the token is
-refused (``permission_denied``), and empty context fields are filled from the
-token. Tokens are verified with an HS256 shared secret (dev/test) or with
+refused (:class:`PermissionDenied`), and empty context fields are filled from
+the token. Tokens are verified with an HS256 shared secret (dev/test) or with
 asymmetric keys from a JWKS file or URL (production); expiry, audience and
 issuer are always checked.
 """
@@ -23,6 +23,16 @@ from app.invocation import ExecutionContext
 from app.settings import Settings
 from app.telemetry import get_logger
 
+__all__ = [
+    "AuthError",
+    "Authenticator",
+    "PermissionDenied",
+    "Principal",
+    "Unauthenticated",
+    "bind",
+    "check_settings",
+]
+
 _log = get_logger("app.auth")
 _ASYMMETRIC = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA"]
 _MAX_TOKEN_CHARS = 8192
@@ -30,12 +40,25 @@ _MAX_NAME_CHARS = 256
 
 
 class AuthError(Exception):
-    """Refused; ``status`` is ``unauthenticated`` or ``permission_denied``."""
+    """The caller is refused. Which subclass says why, and so which wire code it gets.
 
-    def __init__(self, status: str, message: str) -> None:
+    The kind used to be a string next to the message, and the two RPC services
+    each turned it into a code of their own; a type leaves one reading.
+    ``message`` goes on the wire: fixed text, never a token or a key.
+    """
+
+    def __init__(self, message: str) -> None:
         super().__init__(message)
-        self.status = status
         self.message = message
+
+
+class Unauthenticated(AuthError):
+    """Who the caller is is not proven: no token, or one that is malformed,
+    expired, from another issuer or signed with an unknown key."""
+
+
+class PermissionDenied(AuthError):
+    """The caller is known, and asks for what its token does not grant."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +126,7 @@ class Authenticator:
     def _key(self, token: str, header: dict[str, Any]) -> tuple[Any, list[str]]:
         if header.get("alg") == "HS256":
             if self._secret is None:
-                raise AuthError("unauthenticated", "HS256 tokens are not accepted")
+                raise Unauthenticated("HS256 tokens are not accepted")
             return self._secret, ["HS256"]
         kid = header.get("kid")
         if self._jwks is not None:
@@ -114,7 +137,7 @@ class Authenticator:
             cached = self._jwks_client.key(kid)  # fetched beforehand by prefetch()
             if cached is not None:
                 return cached.key, _ASYMMETRIC
-        raise AuthError("unauthenticated", "token signed with an unknown key")
+        raise Unauthenticated("token signed with an unknown key")
 
     async def prefetch(self, authorization: str | None) -> None:
         """Fetch the JWKS key the token names, if it comes from the URL and is not cached.
@@ -154,12 +177,12 @@ class Authenticator:
         if not self.enabled and not require:
             return None
         if not (self._secret or self._jwks or self._jwks_client):
-            raise AuthError("unauthenticated", "no token keys are configured")
+            raise Unauthenticated("no token keys are configured")
         if not authorization or not authorization.lower().startswith("bearer "):
-            raise AuthError("unauthenticated", "a bearer token is required")
+            raise Unauthenticated("a bearer token is required")
         token = authorization[7:].strip()
         if len(token) > _MAX_TOKEN_CHARS:
-            raise AuthError("unauthenticated", "token too large")
+            raise Unauthenticated("token too large")
         try:
             header = jwt.get_unverified_header(token)
             key, algorithms = self._key(token, header)
@@ -173,9 +196,9 @@ class Authenticator:
                 options={"require": ["exp", "sub", "aud", *(["iss"] if self._issuer else [])]},
             )
         except jwt.ExpiredSignatureError:
-            raise AuthError("unauthenticated", "token expired") from None
+            raise Unauthenticated("token expired") from None
         except jwt.InvalidTokenError as exc:
-            raise AuthError("unauthenticated", f"invalid token ({type(exc).__name__})") from None
+            raise Unauthenticated(f"invalid token ({type(exc).__name__})") from None
         return _principal(claims)
 
 
@@ -183,9 +206,9 @@ def _name_claim(claims: dict[str, Any], name: str, *, default: str | None = None
     """A claim that must be a short printable string (``default`` when absent)."""
     value = claims.get(name, default)
     if not isinstance(value, str) or not value or len(value) > _MAX_NAME_CHARS:
-        raise AuthError("unauthenticated", f"claim {name} must be a non-empty string")
+        raise Unauthenticated(f"claim {name} must be a non-empty string")
     if not value.isprintable():
-        raise AuthError("unauthenticated", f"claim {name} has unprintable characters")
+        raise Unauthenticated(f"claim {name} has unprintable characters")
     return value
 
 
@@ -201,7 +224,7 @@ def _principal(claims: dict[str, Any]) -> Principal:
     """
     tenant = claims.get("tenant_id", "")  # absent: bind() refuses it, the admin RPC needs none
     if "tenant_id" in claims and not fullmatch(TENANT_PATTERN, tenant):
-        raise AuthError("unauthenticated", "claim tenant_id is not a tenant id")
+        raise Unauthenticated("claim tenant_id is not a tenant id")
     organization = claims.get("organization_id", "")
     if organization != "":
         organization = _name_claim(claims, "organization_id")
@@ -223,11 +246,9 @@ def bind(principal: Principal | None, context: ExecutionContext) -> ExecutionCon
     for field in ("tenant_id", "organization_id", "user_id"):
         given = getattr(context, field)
         if given and given != getattr(principal, field):
-            raise AuthError(
-                "permission_denied", f"context {field} does not match the caller's token"
-            )
+            raise PermissionDenied(f"context {field} does not match the caller's token")
     if not principal.tenant_id:
-        raise AuthError("permission_denied", "the caller's token names no tenant")
+        raise PermissionDenied("the caller's token names no tenant")
     return replace(
         context,
         tenant_id=principal.tenant_id,
