@@ -32,6 +32,19 @@ from typing import Any
 
 from app.rpc._payload import MAX_JSON_DEPTH, OFF_LOOP_BYTES, depth_ok, utf8_ok
 
+__all__ = [
+    "INPUT_KEYS",
+    "MAX_NUMBER_CHARS",
+    "BodyShape",
+    "InputRefused",
+    "NotExactJSON",
+    "check_input",
+    "compact",
+    "output_text",
+    "output_text_async",
+    "split_input",
+]
+
 MAX_NUMBER_CHARS = 4300
 """Longest JSON number token accepted in input_json or served as outputJson."""
 

@@ -28,6 +28,16 @@ from protobuf.wkt import Value
 
 from app.errors import ErrorKind, InvocationFailure
 
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "OFF_LOOP_BYTES",
+    "depth_ok",
+    "input_bytes",
+    "parse_json_output",
+    "parse_json_output_async",
+    "utf8_ok",
+]
+
 MAX_JSON_DEPTH = 64
 OFF_LOOP_BYTES = 64 * 1024
 """Outputs larger than this are parsed on a worker thread, not the event loop

@@ -11,6 +11,8 @@ import json
 from starlette.requests import Request
 from starlette.responses import Response
 
+__all__ = ["unknown_method"]
+
 _GRPC_UNIMPLEMENTED = "12"
 
 
