@@ -1,10 +1,14 @@
-"""The promotion webhook refuses replays: a fresh ``time`` and an id taken once per window."""
+"""The promotion webhook refuses replays: a fresh ``time`` and an id taken once per window.
+
+Each webhook test runs in-process (the ASGI app, fast lane) and through a real
+server (uvicorn on loopback, the integration lane): same requests, same answers.
+"""
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,7 @@ from app.errors import ErrorKind, InvocationFailure
 from app.runtime import Runtime
 from app.settings import Settings
 from app.storage import PLATFORM, LocalDirectorySource
+from tests._asgi import lifespan_client
 from tests._servers import ROOT, thread_server
 
 SECRET = b"webhook-secret-for-replay-tests"
@@ -40,8 +45,11 @@ class CountingSource(LocalDirectorySource):
         return await super().list_versions(extension_id, owner)
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, CountingSource]]:
+Served = tuple[httpx.AsyncClient, CountingSource]
+
+
+@pytest.fixture(params=["in-process", pytest.param("uvicorn", marks=pytest.mark.integration)])
+async def served(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Served]:
     settings = Settings(
         auth_enabled=False,
         extensions_dir=EXAMPLES,
@@ -51,8 +59,14 @@ def served(tmp_path: Path) -> Iterator[tuple[str, CountingSource]]:
         promotion_event_window_s=300,
     )
     source = CountingSource(EXAMPLES)
-    with thread_server(create_app(settings, runtime=Runtime(settings, source=source))) as url:
-        yield url, source
+    app = create_app(settings, runtime=Runtime(settings, source=source))
+    if request.param == "uvicorn":
+        with thread_server(app) as url:
+            async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+                yield client, source
+    else:
+        async with lifespan_client(app) as client:
+            yield client, source
 
 
 def _event(event_id: str, when: datetime | None, extension_id: str = "hello") -> bytes:
@@ -68,68 +82,59 @@ def _event(event_id: str, when: datetime | None, extension_id: str = "hello") ->
     return json.dumps(body).encode()
 
 
-def _post(client: httpx.Client, url: str, body: bytes) -> httpx.Response:
+async def _post(client: httpx.AsyncClient, body: bytes) -> httpx.Response:
     headers = {"content-type": "application/cloudevents+json", SIGNATURE_HEADER: sign(body, SECRET)}
-    return client.post(url + "/events/promotion", content=body, headers=headers)
+    return await client.post("/events/promotion", content=body, headers=headers)
 
 
-def test_a_replayed_event_is_taken_once_and_reads_storage_once(
-    served: tuple[str, CountingSource],
-) -> None:
-    url, source = served
+async def test_a_replayed_event_is_taken_once_and_reads_storage_once(served: Served) -> None:
+    client, source = served
     before = source.reads["hello"]
     body = _event("evt-replayed", datetime.now(UTC))
-    with httpx.Client(timeout=10) as client:
-        statuses = Counter(_post(client, url, body).status_code for _ in range(400))
-        assert statuses == Counter({200: 1, 409: 399})
-        assert source.reads["hello"] - before == 1
-        # Another event (a new id) is still taken: the refusals were the replays'.
-        assert _post(client, url, _event("evt-next", datetime.now(UTC))).status_code == 200
-        assert source.reads["hello"] - before == 2
+    statuses = Counter([(await _post(client, body)).status_code for _ in range(400)])
+    assert statuses == Counter({200: 1, 409: 399})
+    assert source.reads["hello"] - before == 1
+    # Another event (a new id) is still taken: the refusals were the replays'.
+    assert (await _post(client, _event("evt-next", datetime.now(UTC)))).status_code == 200
+    assert source.reads["hello"] - before == 2
 
 
-def test_events_outside_the_window_or_without_time_are_refused(
-    served: tuple[str, CountingSource],
-) -> None:
-    url, source = served
+async def test_events_outside_the_window_or_without_time_are_refused(served: Served) -> None:
+    client, source = served
     before = sum(source.reads.values())
     now = datetime.now(UTC)
-    with httpx.Client(timeout=10) as client:
-        for name, when in (
-            ("old", now - timedelta(seconds=301)),
-            ("future", now + timedelta(seconds=301)),
-            ("a-day-old", now - timedelta(days=1)),
-        ):
-            answer = _post(client, url, _event(f"evt-{name}", when))
-            assert answer.status_code == 400, (name, answer.text)
-            assert "outside the accepted window" in answer.json()["error"]
-        missing = _post(client, url, _event("evt-timeless", None))
-        assert missing.status_code == 400
-        assert "time" in missing.json()["error"]
-        naive = _event("evt-naive", None).replace(
-            b'"data"', b'"time": "2026-01-01T00:00:00", "data"'
-        )
-        assert _post(client, url, naive).status_code == 400
-        number = _event("evt-number", None).replace(b'"data"', b'"time": 1800000000, "data"')
-        assert _post(client, url, number).status_code == 400  # not RFC 3339 text
-        assert sum(source.reads.values()) == before
-        # Within the window, both ways, is fine.
-        for name, when in (
-            ("late", now - timedelta(seconds=250)),
-            ("early", now + timedelta(seconds=250)),
-        ):
-            assert _post(client, url, _event(f"evt-{name}", when)).status_code == 200, name
+    for name, when in (
+        ("old", now - timedelta(seconds=301)),
+        ("future", now + timedelta(seconds=301)),
+        ("a-day-old", now - timedelta(days=1)),
+    ):
+        answer = await _post(client, _event(f"evt-{name}", when))
+        assert answer.status_code == 400, (name, answer.text)
+        assert "outside the accepted window" in answer.json()["error"]
+    missing = await _post(client, _event("evt-timeless", None))
+    assert missing.status_code == 400
+    assert "time" in missing.json()["error"]
+    naive = _event("evt-naive", None).replace(b'"data"', b'"time": "2026-01-01T00:00:00", "data"')
+    assert (await _post(client, naive)).status_code == 400
+    number = _event("evt-number", None).replace(b'"data"', b'"time": 1800000000, "data"')
+    assert (await _post(client, number)).status_code == 400  # not RFC 3339 text
+    assert sum(source.reads.values()) == before
+    # Within the window, both ways, is fine.
+    for name, when in (
+        ("late", now - timedelta(seconds=250)),
+        ("early", now + timedelta(seconds=250)),
+    ):
+        assert (await _post(client, _event(f"evt-{name}", when))).status_code == 200, name
 
 
-def test_an_event_that_had_no_effect_may_be_retried(served: tuple[str, CountingSource]) -> None:
-    url, source = served
+async def test_an_event_that_had_no_effect_may_be_retried(served: Served) -> None:
+    client, source = served
     body = _event("evt-during-outage", datetime.now(UTC))
-    with httpx.Client(timeout=10) as client:
-        source.down = True
-        assert _post(client, url, body).status_code == 503
-        source.down = False
-        assert _post(client, url, body).status_code == 200
-        assert _post(client, url, body).status_code == 409
+    source.down = True
+    assert (await _post(client, body)).status_code == 503
+    source.down = False
+    assert (await _post(client, body)).status_code == 200
+    assert (await _post(client, body)).status_code == 409
 
 
 def test_memory_is_bounded_and_forgets_by_expiry() -> None:
