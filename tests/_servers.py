@@ -25,6 +25,22 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
+class Lane:
+    """Whether the running test may start a server. ``tests/conftest.py`` sets it per
+    test from its ``integration`` mark, so a server in the fast lane fails loudly
+    instead of slowing it down unnoticed; outside pytest (the benchmarks) it may."""
+
+    servers_allowed = True
+
+
+def _may_start(what: str) -> None:
+    if not Lane.servers_allowed:
+        raise RuntimeError(
+            f"{what} in a test outside the integration lane: mark it `integration`"
+            " (see tests/conftest.py), or test the app in-process (tests/_asgi.py)"
+        )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -65,6 +81,7 @@ def cli_server(
 ) -> Iterator[str]:
     """``extensions-runtime serve`` in a subprocess; yields its base URL once
     ``wait_path`` answers 200 (``/healthz`` to test a server that is not ready)."""
+    _may_start(f"`extensions-runtime serve --server {server}`")
     port = free_port()
     args = [str(BIN / "extensions-runtime"), "serve", "--server", server, "--port", str(port)]
     if dev:
@@ -90,6 +107,7 @@ def cli_server(
 @contextlib.contextmanager
 def thread_server(app: ASGIApp) -> Iterator[str]:
     """An ASGI app under a real uvicorn server on a loopback port, in a thread."""
+    _may_start("a uvicorn server")
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")

@@ -9,7 +9,11 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests._servers import BIN, ROOT
+
+pytestmark = pytest.mark.integration  # the CLI in a subprocess
 
 EXAMPLES = ROOT / "examples" / "extensions"
 ECHO = EXAMPLES / "echo" / "1.0.0" / "module.wasm"
