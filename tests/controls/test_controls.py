@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -79,8 +78,21 @@ def _run(breakers: Breakers, key: VersionKey, tenant: str, *, failed: bool) -> b
 FLAKY: VersionKey = ("", "flaky", "1")
 
 
+class Clock:
+    """The breakers' clock, moved by the test: a cooldown passes exactly when the test
+    says so, not when a busy machine happens to pause it."""
+
+    def __init__(self, breakers: Breakers) -> None:
+        self.now = 1000.0
+        breakers._now = self
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_breaker_opens_on_failure_rate_and_closes_after_probe() -> None:
     breakers = Breakers(BreakerConfig(window_s=10, min_calls=4, failure_rate=0.5, cooldown_s=0.05))
+    clock = Clock(breakers)
     for _ in range(3):
         assert _run(breakers, FLAKY, "t1", failed=True)
     assert breakers.tenant_state(FLAKY, "t1") is BreakerState.CLOSED  # below minimum volume
@@ -88,7 +100,7 @@ def test_breaker_opens_on_failure_rate_and_closes_after_probe() -> None:
     assert breakers.tenant_state(FLAKY, "t1") is BreakerState.OPEN
     assert not _run(breakers, FLAKY, "t1", failed=False)
     assert _run(breakers, ("", "healthy", "1"), "t1", failed=False)  # other extensions run
-    time.sleep(0.06)
+    clock.now += 0.06
     probe = breakers.allow(FLAKY, "t1")
     assert isinstance(probe, Permit) and probe.probe == "tenant"
     assert isinstance(breakers.allow(FLAKY, "t1"), Refusal)  # only one probe at a time
@@ -99,8 +111,9 @@ def test_breaker_opens_on_failure_rate_and_closes_after_probe() -> None:
 
 def test_failed_probe_reopens() -> None:
     breakers = Breakers(BreakerConfig(min_calls=1, failure_rate=1.0, cooldown_s=0.01))
+    clock = Clock(breakers)
     _run(breakers, FLAKY, "t", failed=True)
-    time.sleep(0.02)
+    clock.now += 0.02
     probe = breakers.allow(FLAKY, "t")
     assert isinstance(probe, Permit)
     breakers.record(probe, failed=True)
@@ -148,10 +161,11 @@ def test_version_probe_after_cooldown_decides_for_everyone() -> None:
     breakers = Breakers(
         BreakerConfig(min_calls=3, failure_rate=0.5, cooldown_s=0.02, min_tenants=3)
     )
+    clock = Clock(breakers)
     for tenant in ("a", "b", "c"):
         _run(breakers, FLAKY, tenant, failed=True)
     assert breakers.state(FLAKY) is BreakerState.OPEN
-    time.sleep(0.03)
+    clock.now += 0.03
     probe = breakers.allow(FLAKY, "d")
     assert isinstance(probe, Permit) and probe.probe == "version"
     assert breakers.allow(FLAKY, "e") == Refusal("version")

@@ -8,6 +8,7 @@ import hmac
 import json
 import time
 import types
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import SecretStr
 
+from app import _hotfile
 from app.hostcalls import (
     HostCallSigner,
     TokenUnavailable,
@@ -66,6 +68,20 @@ def _hs256(header: dict[str, Any], claims: dict[str, Any], secret: bytes) -> str
 @pytest.fixture
 def key_file(tmp_path: Path) -> Path:
     return write_keys(tmp_path / "hostcall-keys.json", (new_key(), "k1", "current"))
+
+
+@pytest.fixture
+def interval_passes(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """Moves the key file's clock past its check interval instead of sleeping through it
+    (the file itself is still stat-ed and re-read for real)."""
+    skipped = [0.0]
+    clock = types.SimpleNamespace(monotonic=lambda: time.monotonic() + skipped[0])
+    monkeypatch.setattr(_hotfile, "time", clock)
+
+    def later() -> None:
+        skipped[0] += RELOAD_S
+
+    return later
 
 
 # ---- minting and verifying -----------------------------------------------------------
@@ -296,7 +312,9 @@ def test_a_bad_key_file_refuses_to_start(tmp_path: Path) -> None:
 # ---- rotation ------------------------------------------------------------------------------------
 
 
-def test_rotation_keeps_every_token_in_flight_verifiable(tmp_path: Path) -> None:
+def test_rotation_keeps_every_token_in_flight_verifiable(
+    tmp_path: Path, interval_passes: Callable[[], None]
+) -> None:
     old, new = new_key(), new_key("P-256")
     path = write_keys(tmp_path / "keys.json", (old, "2026-11", "current"))
     signer = _signer(path)
@@ -304,13 +322,13 @@ def test_rotation_keeps_every_token_in_flight_verifiable(tmp_path: Path) -> None
 
     # 1. The new key is published as "next" before it signs.
     write_keys(path, (old, "2026-11", "current"), (new, "2026-12", "next"))
-    time.sleep(RELOAD_S)
+    interval_passes()
     assert [k["kid"] for k in signer.jwks()["keys"]] == ["2026-11", "2026-12"]
     assert jwt.get_unverified_header(_mint(signer))["kid"] == "2026-11"
 
     # 2. It becomes current; the old key stays published as "previous".
     write_keys(path, (new, "2026-12", "current"), (old, "2026-11", "previous"))
-    time.sleep(RELOAD_S)
+    interval_passes()
     by_new = _mint(signer)
     header = jwt.get_unverified_header(by_new)
     assert (header["kid"], header["alg"]) == ("2026-12", "ES256")
@@ -321,7 +339,7 @@ def test_rotation_keeps_every_token_in_flight_verifiable(tmp_path: Path) -> None
 
     # 3. Dropped from the file too early: this process still publishes it for the overlap.
     write_keys(path, (new, "2026-12", "current"))
-    time.sleep(RELOAD_S)
+    interval_passes()
     jwks = signer.jwks()
     assert [k["kid"] for k in jwks["keys"]] == ["2026-12", "2026-11"]
     assert _verify(by_old, jwks)["tenant_id"] == "t1"
@@ -337,11 +355,13 @@ def test_rotation_keeps_every_token_in_flight_verifiable(tmp_path: Path) -> None
         _verify(by_old, jwks)
 
 
-def test_a_bad_edit_keeps_the_last_good_keys(key_file: Path) -> None:
+def test_a_bad_edit_keeps_the_last_good_keys(
+    key_file: Path, interval_passes: Callable[[], None]
+) -> None:
     signer = _signer(key_file)
     before = signer.jwks()
     key_file.write_text('{"keys": [{"kty": "OKP"')
-    time.sleep(RELOAD_S)
+    interval_passes()
     assert signer.jwks() == before
     assert _verify(_mint(signer), before)["tenant_id"] == "t1"
     assert signer.reload_failures == 1

@@ -11,12 +11,13 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+import types
 from dataclasses import replace
 
 import pytest
 
 from app.errors import ErrorKind, InvocationFailure
-from app.sandbox import Abi, DeclaredLimits, SandboxEngine, effective_limits, run
+from app.sandbox import Abi, DeclaredLimits, SandboxEngine, _pacer, effective_limits, run
 from app.sandbox._pacer import Pacer
 from app.sandbox._state import HOST_TIME_UNPACED_S
 from app.settings import Settings
@@ -27,13 +28,16 @@ RATE = 200  # paced calls a second, process-wide; an unpaced flood makes thousan
 FLOODERS = 4
 
 
-def test_pacer_hands_out_slots_at_its_rate() -> None:
+def test_pacer_hands_out_slots_at_its_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Five callers at the same instant (a stopped clock: a busy machine pausing this
+    # thread between two calls must not read as a shorter interval).
+    monkeypatch.setattr(_pacer, "time", types.SimpleNamespace(monotonic=lambda: 1000.0))
     pacer = Pacer(100)
     delays = [pacer.reserve(float("inf")) for _ in range(5)]
-    assert delays[0] == pytest.approx(0.0, abs=0.005)
+    assert delays[0] == 0.0
     # Each reservation lands one interval after the previous one, whoever asks.
     for earlier, later in itertools.pairwise(delays):
-        assert later - earlier == pytest.approx(0.01, abs=0.005)
+        assert later - earlier == pytest.approx(0.01)
     assert pacer.slots == 5
     assert Pacer(0).reserve(float("inf")) == 0.0  # 0: no shared cap
 
