@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -51,12 +50,10 @@ async def test_an_unknown_kid_storm_costs_one_fetch_per_cooldown(server: JwksSer
     results = await asyncio.gather(*storm, return_exceptions=True)
     assert all(isinstance(r, Unauthenticated) for r in results)
     assert server.fetches == 2  # the first key, then one fetch for the whole storm
-    started = time.monotonic()
-    for _ in range(20):  # still within the cooldown: refused at once, nothing fetched
+    for _ in range(20):  # still within the 30 s cooldown: refused, nothing fetched
         with pytest.raises(AuthError, match="unknown key"):
             await auth.authenticate_async("Bearer " + server.stranger())
     assert server.fetches == 2
-    assert time.monotonic() - started < 1.0
     # A token forged with another key under a known kid is still refused (by signature).
     server.add_key("forger")
     with pytest.raises(AuthError, match="invalid"):
@@ -66,44 +63,51 @@ async def test_an_unknown_kid_storm_costs_one_fetch_per_cooldown(server: JwksSer
 async def test_a_hanging_endpoint_delays_neither_cached_keys_nor_the_loop(
     server: JwksServer,
 ) -> None:
-    auth = _auth(server, auth_jwks_timeout_s=3.0)
+    # The fetch may take up to 30 s: a cached key that waited behind it would still be
+    # waiting when the fetch ends, and these checks are about that order, not speed.
+    auth = _auth(server, auth_jwks_timeout_s=30.0)
     cached = "Bearer " + server.token("k1")
     assert await auth.authenticate_async(cached) is not None
     server.hanging = True
     waiting = asyncio.ensure_future(auth.authenticate_async("Bearer " + server.stranger()))
-    for _ in range(100):
+    for _ in range(3000):
         if server.fetches == 2:
             break
         await asyncio.sleep(0.01)
     assert server.fetches == 2 and not waiting.done()  # the fetch hangs
-    slowest = 0.0
     for _ in range(50):
-        started = time.monotonic()
-        assert await auth.authenticate_async(cached) is not None
+        # Fails rather than hangs; a wait behind the fetch would outlast this bound.
+        assert await asyncio.wait_for(auth.authenticate_async(cached), 10) is not None
         await asyncio.sleep(0.005)  # the loop itself keeps turning
-        slowest = max(slowest, time.monotonic() - started)
+    # Every cached call was answered while the fetch still hung: an order, not a time.
     assert not waiting.done()
-    assert slowest < 0.5, f"a cached key waited {slowest:.3f} s behind a hanging fetch"
+    server.hanging = False
     with pytest.raises(AuthError, match="unknown key"):
-        await waiting  # bounded by the fetch timeout
-    assert await auth.authenticate_async(cached) is not None  # the cache survived the failure
+        await waiting  # the fetch came back without the stranger's key
+    assert await auth.authenticate_async(cached) is not None  # the cache survived
 
 
 async def test_old_keys_are_refreshed_ahead_without_waiting(server: JwksServer) -> None:
-    auth = _auth(server, auth_jwks_refresh_s=0.2, auth_jwks_cooldown_s=0.0)
+    # A fetch may hang for 30 s, so a call that waited for the refresh could not return
+    # before the test lets the endpoint answer.
+    auth = _auth(
+        server, auth_jwks_refresh_s=0.2, auth_jwks_cooldown_s=0.0, auth_jwks_timeout_s=30.0
+    )
     cached = "Bearer " + server.token("k1")
     assert await auth.authenticate_async(cached) is not None
     server.add_key("k2")  # rotation: a new key appears
     server.hanging = True
     await asyncio.sleep(0.3)
-    started = time.monotonic()
-    assert await auth.authenticate_async(cached) is not None  # starts a refresh, does not wait
-    assert time.monotonic() - started < 0.2
-    await asyncio.sleep(0.1)
+    # Starts a refresh and does not wait for it: answered while the refresh still hangs.
+    assert await asyncio.wait_for(auth.authenticate_async(cached), 10) is not None
+    for _ in range(3000):
+        if server.fetches == 2:
+            break
+        await asyncio.sleep(0.01)
     assert server.fetches == 2
     server.hanging = False
     rotated = "Bearer " + server.token("k2")
-    for _ in range(40):  # the background refresh completes; verifying reads only the cache
+    for _ in range(600):  # the background refresh completes; verifying reads only the cache
         try:
             principal = auth.authenticate(rotated)
         except AuthError:

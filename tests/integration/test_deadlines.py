@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import grpc
 from ameide_extensions_client.gen.ameide.extensions.v1 import runtime_pb
 from protobuf import Oneof
@@ -15,11 +13,12 @@ LONG = {"extensionId": "spin", "inputBytes": "NTAwMDAwMDAw"}  # "500000000"
 
 
 def test_connect_timeout_header(pyvoy_url: str) -> None:
-    started = time.monotonic()
     response = connect_json(pyvoy_url, LONG, **{"connect-timeout-ms": "100"})
-    elapsed = time.monotonic() - started
+    # The server's answer, so the server ended it: run to its end the guest answers 200,
+    # or, on a machine too busy to finish in time, the pure tier's own 1 s deadline
+    # does, and says so (a time bound would only say how busy the machine was).
     assert response.json()["code"] == "deadline_exceeded", response.text
-    assert elapsed < 2.0
+    assert "limit 1000 ms" not in response.json()["message"], response.text
     # The guest was stopped, not left burning: a quick call still answers fast.
     assert connect_json(pyvoy_url, {"extensionId": "echo", "inputJson": 1}).status_code == 200
 
@@ -28,11 +27,11 @@ def test_grpc_timeout(pyvoy_url: str) -> None:
     request = runtime_pb.InvokeExtensionRequest(
         extension_id="spin", input=Oneof("input_bytes", b"500000000")
     )
-    started = time.monotonic()
     try:
         grpc_invoke(pyvoy_url, request, timeout=0.1)
     except grpc.RpcError as exc:
         assert exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     else:
         raise AssertionError("a 100 ms deadline did not stop a multi-second guest")
-    assert time.monotonic() - started < 2.0
+    # The guest was stopped, not left burning: a quick call still answers.
+    assert connect_json(pyvoy_url, {"extensionId": "echo", "inputJson": 1}).status_code == 200

@@ -99,9 +99,11 @@ def test_the_body_of_a_bad_token_is_never_decoded(served: str) -> None:
 
 @pytest.mark.parametrize(
     ("send", "status", "bound_s"),
-    # The bound for refused bodies. An accepted body's decode still competes for
-    # the GIL from its worker thread, so its bound only says "not seconds on the loop".
-    [(_send_unauthenticated, 401, 0.050), (_send_authenticated, 404, 0.250)],
+    # What the behaviour needs: decoded on the loop, each body held it ~2 s, and so did
+    # /healthz. Bounds well under that hold on a machine busy with other work too; the
+    # idle-machine latency (the 50 ms) is a measurement, not a pass/fail gate.
+    # An accepted body's decode still competes for the GIL from its worker thread.
+    [(_send_unauthenticated, 401, 0.5), (_send_authenticated, 404, 1.0)],
     ids=["unauthenticated", "authenticated"],
 )
 def test_healthz_stays_fast_while_two_senders_push_4mb_bodies(

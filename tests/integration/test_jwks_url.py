@@ -34,7 +34,8 @@ def served(jwks: JwksServer, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     settings = Settings(
         auth_jwks_url=jwks.url,
         auth_issuer=ISSUER,
-        auth_jwks_timeout_s=4.0,
+        # Longer than the test needs: the strangers wait until it lets the endpoint answer.
+        auth_jwks_timeout_s=30.0,
         auth_jwks_cooldown_s=0.0,  # every stranger may try: the fetch still is single-flight
         extensions_dir=ROOT / "examples" / "extensions",
         module_cache_dir=Path(tmp_path_factory.mktemp("cache")),
@@ -53,43 +54,37 @@ def test_a_hanging_jwks_endpoint_delays_neither_healthz_nor_a_cached_key(
     served: str, jwks: JwksServer
 ) -> None:
     cached = jwks.token("k1")
-    with httpx.Client(base_url=served, timeout=30) as client:
+    # A request stuck behind the fetch would wait for as long as the endpoint hangs;
+    # this client gives up long before the fetch's 30 s timeout.
+    with httpx.Client(base_url=served, timeout=10) as client:
         assert _call(client, cached).status_code == 200  # k1 is now cached
         jwks.hanging = True
         fetches = jwks.fetches
         strangers: list[int] = []
 
         def stranger() -> None:
-            with httpx.Client(base_url=served, timeout=30) as own:
+            with httpx.Client(base_url=served, timeout=60) as own:
                 strangers.append(_call(own, jwks.stranger()).status_code)
 
         threads = [threading.Thread(target=stranger) for _ in range(4)]
         for thread in threads:
             thread.start()
         try:
-            for _ in range(100):  # the strangers' shared fetch reached the hanging endpoint
+            for _ in range(1500):  # the strangers' shared fetch reached the hanging endpoint
                 if jwks.fetches > fetches:
                     break
                 time.sleep(0.02)
             assert jwks.fetches == fetches + 1
-            health: list[float] = []
-            calls: list[float] = []
             for _ in range(30):
-                started = time.perf_counter()
                 assert client.get("/healthz").status_code == 200
-                health.append(time.perf_counter() - started)
-                started = time.perf_counter()
                 response = _call(client, cached)
-                calls.append(time.perf_counter() - started)
                 assert response.status_code == 200, response.text
+            # All of it answered while the strangers still waited on the hanging fetch:
+            # an order, which holds however busy the machine is (a p95 bound did not).
             assert all(thread.is_alive() for thread in threads), "the strangers were not waiting"
         finally:
             jwks.hanging = False
             for thread in threads:
-                thread.join(timeout=30)
+                thread.join(timeout=60)
     assert strangers == [401] * 4
     assert jwks.fetches == fetches + 1  # four strangers, one shared fetch
-    health.sort()
-    calls.sort()
-    assert health[int(len(health) * 0.95)] < 0.05, health
-    assert calls[int(len(calls) * 0.95)] < 0.25, calls

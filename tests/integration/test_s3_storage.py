@@ -251,15 +251,20 @@ async def test_restart_with_warm_disk_cache_does_not_compile(s3: S3Bucket) -> No
 # 5. storage down: cached versions keep serving, uncached ones fail fast
 
 
+CALL_SLACK_S = 2.0
+
+
 def _storage_budget(settings: Settings) -> float:
-    """The longest one blob read may take: every attempt times out, full backoff."""
+    """The longest one blob read may take: every attempt times out, full backoff; plus
+    the call's own work, which a busy machine stretches. Without the configured
+    timeouts a hung read would wait botocore's 60 s, far past this."""
     attempts = settings.s3_max_attempts
     per_attempt = settings.s3_connect_timeout_s + settings.s3_read_timeout_s
     backoff = float(sum(min(1 << i, 20) for i in range(attempts - 1)))
-    return attempts * per_attempt + backoff
+    return attempts * per_attempt + backoff + CALL_SLACK_S
 
 
-def _wait_for(predicate: Any, timeout: float = 5.0) -> None:
+def _wait_for(predicate: Any, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached in time"
@@ -319,21 +324,20 @@ async def test_hung_storage_is_bounded_by_timeouts_and_deadlines(s3: S3Bucket) -
         try:
             assert _ok(_invoke(url, "hung")) == (ADA, "1")
             # A caller deadline shorter than the storage timeouts ends the wait first.
-            started = time.monotonic()
             response = connect_json(
                 url,
                 {"extensionId": "hung", "version": "2", "inputJson": ADA},
                 **{"connect-timeout-ms": "150"},
             )
-            short = time.monotonic() - started
             # Without one, the configured storage timeouts bound it.
             started = time.monotonic()
             unavailable = _invoke(url, "hung", version="2")
             elapsed = time.monotonic() - started
         finally:
             os.killpg(proc.pid, signal.SIGCONT)
+        # deadline_exceeded, not unavailable: the 150 ms ended it before any storage
+        # timeout did (which a time bound would only say on an idle machine).
         assert response.json()["code"] == "deadline_exceeded", response.text
-        assert short < 1.0, f"{short:.2f}s"
         assert _failure(unavailable) == ("unavailable", "ERROR_KIND_UNAVAILABLE")
         # At least one read timeout was waited out, and no more than the budget.
         assert settings.s3_read_timeout_s <= elapsed < budget, f"{elapsed:.2f}s"

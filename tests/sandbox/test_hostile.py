@@ -40,7 +40,8 @@ def test_infinite_loop_exhausts_fuel(fails: Fails) -> None:
 def test_infinite_loop_with_fuel_to_spare_times_out(fails: Fails) -> None:
     started = time.monotonic()
     fails(_modules.INFINITE_LOOP, ErrorKind.TIMEOUT, fuel=10**15, timeout_ms=200)
-    assert 0.19 < time.monotonic() - started < 0.6
+    # Not before its timeout; the fuel would have lasted hours.
+    assert time.monotonic() - started > 0.19
 
 
 def test_caller_deadline_beats_timeout(fails: Fails) -> None:
@@ -52,7 +53,8 @@ def test_caller_deadline_beats_timeout(fails: Fails) -> None:
         timeout_ms=5_000,
         deadline=time.monotonic() + 0.15,
     )
-    assert time.monotonic() - started < 0.5
+    # Both give TIMEOUT: well before the 5 s timeout means the deadline ended it.
+    assert time.monotonic() - started < 2.5
 
 
 def test_deadline_already_passed(fails: Fails) -> None:

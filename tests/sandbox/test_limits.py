@@ -198,7 +198,10 @@ def test_default_limits_stop_a_loop_with_fuel_not_the_deadline(
     limits = effective_limits(DeclaredLimits(), Settings(), None)
     assert limits.timeout_ms == 1_000
     compiled = compile_module(_modules.INFINITE_LOOP)
-    started = time.monotonic()
+    # The kind shows the fuel ran out first. How much sooner is a matter of the CPU
+    # the guest got, so that is the clock (it runs on this thread): a busy machine
+    # stretches wall time, not the CPU a budget of fuel takes.
+    started = time.thread_time()
     try:
         run(engine, compiled, b"", limits, context=CONTEXT, deadline=None, include_logs=False)
     except InvocationFailure as failure:
@@ -207,4 +210,4 @@ def test_default_limits_stop_a_loop_with_fuel_not_the_deadline(
         assert failure.metrics.fuel_consumed == limits.fuel
     else:
         raise AssertionError("an infinite loop returned")
-    assert time.monotonic() - started < limits.timeout_ms / 1000
+    assert time.thread_time() - started < limits.timeout_ms / 1000

@@ -54,7 +54,9 @@ def test_sleep_longer_than_deadline_times_out_on_time(fails: Fails) -> None:
     five_seconds = struct.pack("<Q", 5_000_000_000)
     failure = fails(_modules.SLEEP, ErrorKind.TIMEOUT, five_seconds, abi=WASI, timeout_ms=300)
     elapsed = time.monotonic() - started
-    assert 0.29 < elapsed < 0.6, elapsed
+    # Not before the deadline, and well before the sleep itself would have ended
+    # (a bound the behaviour needs, not how fast this machine is today).
+    assert 0.29 < elapsed < 2.5, elapsed
     assert "300 ms" in failure.message
 
 
@@ -75,9 +77,9 @@ def test_proc_exit_nonzero_is_a_trap(fails: Fails) -> None:
 
 
 def test_stdout_flood_is_output_too_large(fails: Fails) -> None:
-    started = time.monotonic()
+    # With fuel for minutes, the kind alone shows the cap stopped it at once: later,
+    # the 2 s timeout would have (TIMEOUT), or the fuel (FUEL_EXHAUSTED).
     fails(_modules.STDOUT_FLOOD, ErrorKind.OUTPUT_TOO_LARGE, abi=WASI, fuel=10**12)
-    assert time.monotonic() - started < 0.5
 
 
 def test_host_call_without_alloc_returns_negative(invoke: Runner) -> None:
