@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from app.telemetry import get_logger
+from app.telemetry.metrics import Family
 
 T = TypeVar("T")
 _log = get_logger("app.hotfile")
@@ -89,3 +90,26 @@ class HotFile(Generic[T]):
             self._value = value
             self.last_error = None
             _log.info(f"{self._name}.loaded", path=str(self._path))
+
+
+class Reloading(Protocol):
+    """Anything kept from a hot-reloaded file (a :class:`HotFile`, or a part built on one)."""
+
+    @property
+    def reload_failures(self) -> int: ...
+
+
+class ReloadFailures:
+    """One metric family for every operator file, each under its own ``file`` label."""
+
+    def __init__(self, files: Mapping[str, Reloading]) -> None:
+        self._files = dict(files)
+
+    def metric_families(self) -> Iterable[Family]:
+        yield Family(
+            "counter",
+            "config_reload_failures",
+            "Operator files that failed to reload (the last good version stays in force).",
+            [((name,), float(f.reload_failures)) for name, f in self._files.items()],
+            ("file",),
+        )

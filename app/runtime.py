@@ -21,7 +21,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 from prometheus_client import CollectorRegistry
 
-from app._scrape import scrape
+from app._hotfile import ReloadFailures
 from app.catalog import Catalog, ExtensionDefinition
 from app.controls import (
     GUEST_FAULTS,
@@ -51,7 +51,7 @@ from app.sandbox import (
 from app.settings import Settings
 from app.storage import PLATFORM, ModuleStore, ObjectSource, source_from_settings
 from app.telemetry import get_logger
-from app.telemetry.metrics import InvocationMetrics, ScrapeCollector
+from app.telemetry.metrics import InvocationMetrics, register
 from app.telemetry.tracing import tracer
 
 _log = get_logger("app.runtime")
@@ -105,7 +105,25 @@ class Runtime:
         self.gate = TenantGate(settings.tenant_max_active, settings.tenant_max_waiting)
         self.registry = CollectorRegistry()
         self.metrics = InvocationMetrics(self.registry, tenant_label=settings.metrics_tenant_label)
-        self.registry.register(ScrapeCollector(lambda: scrape(self)))
+        # Each part exports what it keeps; nothing reads another part's counters.
+        register(
+            self.registry,
+            self.catalog,
+            self.modules,
+            self.engine,
+            self.executor,
+            self.breakers,
+            self.rate_limits,
+            self.gate,
+            self.host_bridge.counts,
+            ReloadFailures(
+                {
+                    "policy": self.policy,
+                    "kill_switches": self.controls.file,
+                    "hostcall_keys": self.host_bridge.signer,
+                }
+            ),
+        )
         self._poller: asyncio.Task[None] | None = None
         self._refreshing: dict[tuple[str, str], asyncio.Task[None]] = {}
         self.storage_problem: str | None = "not started"

@@ -14,6 +14,7 @@ service.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from pydantic import ValidationError
@@ -28,6 +29,7 @@ from app.storage import (
     owner_prefix,
 )
 from app.telemetry import get_logger
+from app.telemetry.metrics import Family, single
 
 _log = get_logger("app.catalog")
 
@@ -57,6 +59,19 @@ class Catalog:
     def extensions(self) -> dict[ExtensionKey, tuple[str | None, list[str]]]:
         """``{(owner, id): (promoted, versions)}`` for listings."""
         return {k: (e.promoted, sorted(e.versions)) for k, e in self._entries.items()}
+
+    @property
+    def definitions(self) -> int:
+        """Extension versions loaded."""
+        return sum(len(e.versions) for e in self._entries.values())
+
+    def metric_families(self) -> Iterable[Family]:
+        yield single(
+            "gauge",
+            "catalog_definitions",
+            "Extension versions loaded in the catalog.",
+            self.definitions,
+        )
 
     async def refresh(self) -> int:
         """Reload every extension; returns how many definitions are loaded."""

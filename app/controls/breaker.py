@@ -26,11 +26,14 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Literal
 
+from app.controls.killswitches import PLATFORM_OWNER
 from app.errors import ErrorKind
+from app.telemetry.metrics import Family
 
 # Failures the extension is responsible for; caller mistakes and our own
 # capacity limits do not count against it.
@@ -57,6 +60,10 @@ class BreakerState(IntEnum):
     CLOSED = 1
     OPEN = 2
     HALF_OPEN = 3
+
+
+# The dashboard's encoding: 0 closed, 1 half-open, 2 open.
+_GAUGE = {BreakerState.CLOSED: 0.0, BreakerState.HALF_OPEN: 1.0, BreakerState.OPEN: 2.0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +177,23 @@ class Breakers:
                 if breaker.state is not BreakerState.CLOSED:
                     open_tenants[key] = open_tenants.get(key, 0) + 1
             return {k: (b.state, open_tenants.get(k, 0)) for k, b in self._versions.items()}
+
+    def metric_families(self) -> Iterable[Family]:
+        breakers = self.states()
+        yield Family(
+            "gauge",
+            "breaker_state",
+            "Version-wide circuit breaker (every tenant): 0 closed, 1 half-open, 2 open.",
+            [((o or PLATFORM_OWNER, e, v), _GAUGE[s]) for (o, e, v), (s, _) in breakers.items()],
+            ("owner", "extension", "version"),
+        )
+        yield Family(
+            "gauge",
+            "breaker_open_tenants",
+            "Tenants whose own circuit breaker for the version is open or half-open.",
+            [((o or PLATFORM_OWNER, e, v), float(n)) for (o, e, v), (_, n) in breakers.items()],
+            ("owner", "extension", "version"),
+        )
 
     def allow(self, key: VersionKey, tenant: str) -> Permit | Refusal:
         """A permit to run, or which breaker refuses the call."""

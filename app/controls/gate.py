@@ -20,12 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter, deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TypeVar
 
 from app.errors import ErrorKind, InvocationFailure
+from app.telemetry.metrics import Family, single
 
 __all__ = ["TenantGate", "Turn", "off_turn"]
 
@@ -64,6 +65,21 @@ class TenantGate:
     @property
     def enabled(self) -> bool:
         return self._max_active > 0
+
+    def metric_families(self) -> Iterable[Family]:
+        yield single(
+            "counter",
+            "tenant_turn_refusals",
+            "Calls refused as OVERLOADED because their tenant had too many in progress and "
+            "waiting.",
+            self.refusals,
+        )
+        yield single(
+            "gauge",
+            "tenant_turns_waiting",
+            "Calls waiting for one of their tenant's turns.",
+            self.waiting(),
+        )
 
     def active(self, tenant: str) -> int:
         return self._active[tenant]

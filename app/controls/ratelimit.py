@@ -40,13 +40,14 @@ import random
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from pydantic import Field
 
 from app.errors import ErrorKind, InvocationFailure
 from app.settings import Rate
+from app.telemetry.metrics import Family, single
 
 __all__ = ["Rate", "RateLimiter", "TenantLimit"]
 
@@ -112,6 +113,31 @@ class RateLimiter:
     def holding(self) -> int:
         """Refusals being held right now."""
         return sum(self._held.values())
+
+    def metric_families(self) -> Iterable[Family]:
+        limited = self.rejections
+        yield Family(
+            "counter",
+            "rate_limited",
+            "Calls refused as OVERLOADED by a tenant's rate limit (by tenant with the tenant "
+            "label).",
+            [((t,), float(n)) for t, n in limited.items()]
+            if self._count_tenants
+            else [((), float(sum(limited.values())))],
+            ("tenant",) if self._count_tenants else (),
+        )
+        yield single(
+            "counter",
+            "rate_limit_held",
+            "Refusals held (rate_limit_hold_s) before they were answered.",
+            self.held_total,
+        )
+        yield single(
+            "gauge",
+            "rate_limit_holding",
+            "Refusals being held right now (capped per tenant and in all).",
+            self.holding,
+        )
 
     async def _hold(self, tenant: str, deadline_s: float | None) -> None:
         wait = self._hold_s * (0.5 + random.random())  # noqa: S311 - spreading, not secrecy

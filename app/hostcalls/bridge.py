@@ -56,6 +56,7 @@ import http.cookiejar
 import json
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -71,6 +72,7 @@ from app.hostcalls.tokens import HostCallSigner, TokenUnavailable
 from app.invocation import ExecutionContext
 from app.settings import Settings
 from app.telemetry import get_logger
+from app.telemetry.metrics import Family
 from app.telemetry.tracing import tracer
 
 _log = get_logger("app.hostcalls")
@@ -184,6 +186,15 @@ class OutcomeCounter:
     def snapshot(self) -> dict[tuple[str, str, str], int]:
         with self._lock:
             return dict(self._counts)
+
+    def metric_families(self) -> Iterable[Family]:
+        yield Family(
+            "counter",
+            "host_calls",
+            "Guest host calls by target and outcome.",
+            [(key, float(n)) for key, n in self.snapshot().items()],
+            ("service", "method", "outcome"),
+        )
 
 
 _REDACTED = b"[redacted]"

@@ -11,6 +11,7 @@ import hashlib
 import importlib.metadata
 import platform
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import wasmtime
@@ -21,6 +22,7 @@ from app.sandbox._abi import Abi
 from app.sandbox._pacer import Pacer
 from app.sandbox._traps import clean_message
 from app.settings import Settings
+from app.telemetry.metrics import Family, single
 
 _WASM_MAGIC = b"\0asm"
 FUEL_PER_CPU_S = 1e9
@@ -127,6 +129,14 @@ class SandboxEngine:
             ticker, self._ticker = self._ticker, None
         if ticker is not None:
             ticker.join(timeout=5 * self.tick_s + 1.0)
+
+    def metric_families(self) -> Iterable[Family]:
+        yield single(
+            "counter",
+            "host_paced_calls",
+            "Host-function calls of guests past their allowance, paced process-wide.",
+            self.pacer.slots,
+        )
 
     def __enter__(self) -> SandboxEngine:
         self.start()

@@ -51,13 +51,14 @@ import os
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import CancelledError as FutureCancelled
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Literal, TypeVar
 
 from app.errors import ErrorKind, InvocationFailure
 from app.settings import Settings
+from app.telemetry.metrics import Family, single
 
 T = TypeVar("T")
 Lane = Literal["short", "long", "io"]
@@ -175,6 +176,17 @@ class Executor:
     def in_flight(self) -> int:
         """Jobs admitted and not finished (running plus waiting): the queue-depth gauge."""
         return sum(lane.admitted for lane in self._lanes.values())
+
+    def metric_families(self) -> Iterable[Family]:
+        yield single(
+            "counter", "executor_rejections", "Calls refused as OVERLOADED.", self.rejections
+        )
+        yield single(
+            "gauge",
+            "executor_queue_depth",
+            "Invocations admitted to the sandbox pool (running plus waiting).",
+            self.in_flight,
+        )
 
     def _admit(self, lane: _LanePool, tenant: str) -> None:
         with self._lock:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,6 +20,7 @@ from app.errors import ErrorKind, InvocationFailure
 from app.storage._disk_cache import DiskCache
 from app.storage.source import ObjectSource
 from app.telemetry import get_logger
+from app.telemetry.metrics import Family, single
 
 _log = get_logger("app.storage")
 
@@ -74,6 +76,19 @@ class ModuleStore:
     def cached(self) -> list[str]:
         """Digests held in memory, least recently used first."""
         return list(self._cache)
+
+    def metric_families(self) -> Iterable[Family]:
+        """The cache's counters, read where they are kept (``/metrics``)."""
+        stats = self.stats
+        for name, value, doc in (
+            ("module_cache_hits", stats.hits, "Compiled modules served from memory."),
+            ("module_cache_misses", stats.misses, "Lookups that missed the memory cache."),
+            ("module_cache_disk_hits", stats.disk_hits, "Precompiled modules loaded from disk."),
+            ("module_cache_compiles", stats.compiles, "Modules compiled."),
+            ("module_downloads", stats.downloads, "Module blobs read from storage."),
+            ("integrity_failures", stats.integrity_failures, "Blobs that failed their digest."),
+        ):
+            yield single("counter", name, doc, value)
 
     async def get(self, digest: str, key: str, abi: str) -> Any:
         """The compiled module whose bytes hash to ``digest``, read from ``key``."""

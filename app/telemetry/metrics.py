@@ -4,8 +4,9 @@ prometheus-client over the OpenTelemetry exporter: it is the smaller
 dependency on the hot path (one lock-free-ish counter increment per series),
 its text format is what the ServiceMonitor scrapes, and state that already
 lives elsewhere (cache counters, queue depth, breaker states, reload
-failures) is read at scrape time by a collector instead of being mirrored on
-every call. Each app gets its own registry so tests can run several.
+failures) is read at scrape time instead of being mirrored on every call:
+each part describes its own :class:`Family` list and the wiring registers it.
+Each app gets its own registry so tests can run several.
 
 Series carry the extension's ``owner`` (its tenant, or ``_platform``): its
 values come from the published catalog, never from callers, so it is bounded
@@ -16,8 +17,9 @@ default: with thousands of tenants it multiplies every series.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -118,26 +120,58 @@ class InvocationMetrics:
             memory.observe(peak_memory)
 
 
-class ScrapeCollector(Collector):
-    """Reads state owned elsewhere at scrape time.
+@dataclass(frozen=True, slots=True)
+class Family:
+    """One metric family read at scrape time, from the part whose state it is.
 
-    ``read`` yields ``(kind, name, help, label names, [(label values, value)])``
-    with kind ``"counter"`` or ``"gauge"``.
+    Parts describe their own families in plain data (no prometheus types), and
+    the wiring registers each part's ``metric_families`` with a
+    :class:`ScrapeCollector`; nothing reads another part's counters.
     """
 
-    def __init__(self, read: Callable[[], Iterable[tuple[str, str, str, list[str], Any]]]) -> None:
+    kind: Literal["counter", "gauge"]
+    name: str
+    """Without the ``extensions_runtime_`` prefix (and a counter's ``_total``)."""
+    doc: str
+    samples: Sequence[tuple[Sequence[str], float]]
+    """``(label values, value)`` pairs; one ``((), value)`` for an unlabelled family."""
+    labels: Sequence[str] = ()
+
+
+def single(kind: Literal["counter", "gauge"], name: str, doc: str, value: float) -> Family:
+    """An unlabelled family with one value."""
+    return Family(kind, name, doc, [((), float(value))])
+
+
+class MetricSource(Protocol):
+    """A part that owns metric families."""
+
+    def metric_families(self) -> Iterable[Family]: ...
+
+
+class ScrapeCollector(Collector):
+    """Turns a part's :class:`Family` list into prometheus families at scrape time."""
+
+    def __init__(self, read: Callable[[], Iterable[Family]]) -> None:
         self._read = read
 
     def collect(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily]:
-        for kind, name, doc, labels, samples in self._read():
+        for found in self._read():
             family: CounterMetricFamily | GaugeMetricFamily
-            if kind == "counter":
-                family = CounterMetricFamily(f"{PREFIX}_{name}", doc, labels=labels)
+            labels = list(found.labels)
+            if found.kind == "counter":
+                family = CounterMetricFamily(f"{PREFIX}_{found.name}", found.doc, labels=labels)
             else:
-                family = GaugeMetricFamily(f"{PREFIX}_{name}", doc, labels=labels)
-            for values, value in samples:
-                family.add_metric(values, value)
+                family = GaugeMetricFamily(f"{PREFIX}_{found.name}", found.doc, labels=labels)
+            for values, value in found.samples:
+                family.add_metric(list(values), value)
             yield family
+
+
+def register(registry: CollectorRegistry, *sources: MetricSource) -> None:
+    """Export each source's families from ``registry``, read when it is scraped."""
+    for source in sources:
+        registry.register(ScrapeCollector(source.metric_families))
 
 
 def exposition(registry: CollectorRegistry) -> bytes:
