@@ -71,12 +71,12 @@ def invoke_module(
         raise UsageError(f"cannot read {module}: {exc.strerror}") from None
     outcome: Outcome | None = None
     failure: InvocationFailure | None = None
-    with SandboxEngine(settings) as engine:
+    with SandboxEngine(settings.engine_config) as engine:
         try:
             compiled = engine.compile(wasm, abi)
         except InvocationFailure as exc:
             raise UsageError(f"{module}: {exc.kind.value}: {exc.message}", exc.kind.value) from None
-        limits = effective_limits(declared, settings, None)
+        limits = effective_limits(declared, settings.limit_bounds, None)
         started = time.perf_counter()
         try:
             outcome = run(

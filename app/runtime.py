@@ -26,22 +26,20 @@ from app.catalog import Catalog, ExtensionDefinition
 from app.controls import (
     GUEST_FAULTS,
     PLATFORM_OWNER,
-    BreakerConfig,
     Breakers,
     BreakerState,
     Controls,
-    Rate,
     RateLimiter,
     Refusal,
     TenantGate,
     off_turn,
 )
 from app.errors import ErrorKind, InvocationFailure
-from app.hostcalls import Ceilings, HttpBridge, PolicyStore
+from app.hostcalls import HttpBridge, PolicyStore
 from app.invocation import Invocation, Outcome
+from app.limits import NO_LIMITS, DeclaredLimits
 from app.sandbox import (
     CompiledModule,
-    DeclaredLimits,
     Executor,
     FastPath,
     SandboxEngine,
@@ -67,7 +65,7 @@ class Runtime:
     def __init__(self, settings: Settings, source: ObjectSource | None = None) -> None:
         self.settings = settings
         self.source = source or source_from_settings(settings)
-        self.engine = SandboxEngine(settings)
+        self.engine = SandboxEngine(settings.engine_config)
         self.catalog = Catalog(self.source)
         self.modules = ModuleStore(
             self.source,
@@ -76,31 +74,17 @@ class Runtime:
             max_module_bytes=settings.max_module_bytes,
             disk_dir=settings.module_cache_dir,
         )
-        self.executor = Executor(settings)
-        self.fastpath = FastPath(settings.inline_threshold_us, settings.inline_slice_ms)
+        self.executor = Executor(settings.executor_config)
+        self.fastpath = FastPath(settings.inline_config)
+        self.limit_bounds = settings.limit_bounds
         self.policy = PolicyStore(settings.policy_file)
         self.host_bridge = HttpBridge(settings)
         self.controls = Controls(settings.kill_switches_file)
-        self.breakers = Breakers(
-            BreakerConfig(
-                window_s=settings.breaker_window_s,
-                min_calls=settings.breaker_min_calls,
-                failure_rate=settings.breaker_failure_rate,
-                cooldown_s=settings.breaker_cooldown_s,
-                min_tenants=settings.breaker_min_tenants,
-            )
-        )
+        self.breakers = Breakers(settings.breaker_config)
         # Checked per tenant by the RPC layer right after authentication, and per
         # (tenant, tier) here once the tier is known.
         self.rate_limits = RateLimiter(
-            Rate(rate_per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst),
-            tiers=settings.rate_limit_tiers,
-            overrides=self.controls.tenant_limit,
-            max_buckets=settings.rate_limit_max_buckets,
-            count_tenants=settings.metrics_tenant_label,
-            hold_s=settings.rate_limit_hold_s,
-            hold_max_per_tenant=settings.rate_limit_hold_max_per_tenant,
-            hold_max=settings.rate_limit_hold_max,
+            settings.rate_limit_config, overrides=self.controls.tenant_limit
         )
         self.gate = TenantGate(settings.tenant_max_active, settings.tenant_max_waiting)
         self.registry = CollectorRegistry()
@@ -380,7 +364,10 @@ class Runtime:
         return outcome
 
     async def _run(
-        self, definition: ExtensionDefinition, invocation: Invocation, degraded: list[Ceilings]
+        self,
+        definition: ExtensionDefinition,
+        invocation: Invocation,
+        degraded: list[DeclaredLimits],
     ) -> Outcome:
         started = time.perf_counter()
         recording = trace.get_current_span().is_recording()
@@ -390,12 +377,9 @@ class Runtime:
             )
         policy = self.policy.current()
         tier = policy.tier(definition.risk_tier)
-        limits = effective_limits(
-            _declared(definition),
-            self.settings,
-            None,
-            ceiling=_ceiling(tier.ceilings if tier is not None else None, degraded),
-        )
+        # The lowest of the tier's ceilings and any operator degradations.
+        ceiling = (tier.ceilings if tier is not None else NO_LIMITS).lowest(*degraded)
+        limits = effective_limits(definition.limits, self.limit_bounds, None, ceiling=ceiling)
         remaining_ms = invocation.remaining_ms()
         # The caller's deadline, when shorter than the guest's own limit, bounds the
         # run; a TIMEOUT then is the caller's choice, not the guest's fault.
@@ -488,35 +472,3 @@ class ExtensionView:
 
 def _never_cancelled() -> threading.Event:
     return threading.Event()
-
-
-def _ceiling(tier: Ceilings | None, degraded: list[Ceilings]) -> DeclaredLimits | None:
-    """The lowest of a tier's ceilings and any operator degradations, field by field."""
-    sources: list[Ceilings] = [*([tier] if tier else []), *degraded]
-    if not sources:
-        return None
-
-    def lowest(name: str) -> int | None:
-        values = [v for c in sources if (v := getattr(c, name, None)) is not None]
-        return min(values) if values else None
-
-    return DeclaredLimits(
-        fuel=lowest("fuel"),
-        memory_bytes=lowest("memory_bytes"),
-        timeout_ms=lowest("timeout_ms"),
-        output_bytes=lowest("output_bytes"),
-        log_bytes=lowest("log_bytes"),
-        max_host_calls=lowest("max_host_calls"),
-    )
-
-
-def _declared(definition: ExtensionDefinition) -> DeclaredLimits:
-    limits = definition.limits
-    return DeclaredLimits(
-        fuel=limits.fuel,
-        memory_bytes=limits.memory_bytes,
-        timeout_ms=limits.timeout_ms,
-        output_bytes=limits.output_bytes,
-        log_bytes=limits.log_bytes,
-        max_host_calls=limits.max_host_calls,
-    )

@@ -1,13 +1,20 @@
-"""The one typed settings object.
+"""The one typed settings object, and the configuration it hands each part.
 
 Every knob comes from an environment variable prefixed ``EXTENSIONS_RUNTIME_``
 so the chart, ``make run`` and the tests configure the service the same way.
 Nothing else in the package reads ``os.environ``.
+
+The parts never read ``Settings`` themselves: each takes a small frozen value
+object naming only what it uses (:class:`EngineConfig`, :class:`ExecutorConfig`,
+...), and those are built here, from the settings, in one place (the
+``*_config`` properties of :class:`Settings`). So a part's dependencies are
+visible in its signature, and a test builds one without a whole environment.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -16,6 +23,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, m
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app._ids import S3_PREFIX_PATTERN
+from app.limits import DeclaredLimits
 
 ServerName = Literal["pyvoy", "uvicorn", "hypercorn"]
 _REPO = Path(__file__).resolve().parent.parent
@@ -55,6 +63,78 @@ class Rate(BaseModel):
 
     rate_per_s: float = Field(ge=0)
     burst: int = Field(default=1, ge=1, le=1_000_000)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """The wasmtime engine and what every store is made with (app/sandbox/engine.py)."""
+
+    max_wasm_stack_bytes: int
+    watch_memory: bool
+    max_memory_bytes: int
+    """The largest memory any guest may have: the ceiling of watched memories."""
+    max_table_elements: int
+    host_paced_calls_per_s: int
+    epoch_tick_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class LimitBounds:
+    """The operator's limits around every extension's own (app/sandbox/limits.py).
+
+    Both state every field: ``default`` for what a definition leaves unstated,
+    ``maximum`` for what any definition may ask.
+    """
+
+    default: DeclaredLimits
+    maximum: DeclaredLimits
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorConfig:
+    """Threads and admission of the sandbox lanes (app/sandbox/executor.py)."""
+
+    threads: int
+    long_threads: int
+    io_threads: int
+    queue: int
+    """Waiting slots per lane, on top of its threads."""
+    tenant_share: float
+
+
+@dataclass(frozen=True, slots=True)
+class InlineConfig:
+    """The fast path's threshold and CPU slice (app/sandbox/fastpath.py); 0 us: never inline."""
+
+    threshold_us: int
+    slice_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerConfig:
+    """Circuit breakers per (version, tenant) and per version (app/controls/breaker.py)."""
+
+    window_s: float = 30.0
+    min_calls: int = 10
+    failure_rate: float = 0.5
+    cooldown_s: float = 15.0
+    min_tenants: int = 3
+    """Distinct failing tenants it takes to open a version for everyone."""
+    max_tenant_breakers: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitConfig:
+    """Token buckets per tenant and per (tenant, tier) (app/controls/ratelimit.py)."""
+
+    default: Rate
+    tiers: dict[str, Rate] = field(default_factory=dict)
+    max_buckets: int = 10_000
+    count_tenants: bool = False
+    """Count refusals per tenant (the metrics' tenant label), else all together."""
+    hold_s: float = 0.0
+    hold_max_per_tenant: int = 0
+    hold_max: int = 0
 
 
 class Settings(BaseSettings):
@@ -432,6 +512,75 @@ class Settings(BaseSettings):
     epoch_tick_ms: int = Field(
         default=10, gt=0, le=1000, description="How often guests check their deadline and cancel."
     )
+
+    # -- what each part is built with ------------------------------------------
+    @property
+    def engine_config(self) -> EngineConfig:
+        return EngineConfig(
+            max_wasm_stack_bytes=self.max_wasm_stack_bytes,
+            watch_memory=self.sandbox_watch_memory,
+            max_memory_bytes=self.max_memory_bytes,
+            max_table_elements=self.max_table_elements,
+            host_paced_calls_per_s=self.host_paced_calls_per_s,
+            epoch_tick_ms=self.epoch_tick_ms,
+        )
+
+    @property
+    def limit_bounds(self) -> LimitBounds:
+        return LimitBounds(
+            default=DeclaredLimits(
+                fuel=self.default_fuel,
+                memory_bytes=self.default_memory_bytes,
+                timeout_ms=self.default_timeout_ms,
+                output_bytes=self.default_output_bytes,
+                max_host_calls=self.default_max_host_calls,
+                log_bytes=self.default_log_bytes,
+            ),
+            maximum=DeclaredLimits(
+                fuel=self.max_fuel,
+                memory_bytes=self.max_memory_bytes,
+                timeout_ms=self.max_timeout_ms,
+                output_bytes=self.max_output_bytes,
+                max_host_calls=self.max_host_calls,
+                log_bytes=self.max_log_bytes,
+            ),
+        )
+
+    @property
+    def executor_config(self) -> ExecutorConfig:
+        return ExecutorConfig(
+            threads=self.executor_threads,
+            long_threads=self.executor_long_threads,
+            io_threads=self.executor_io_threads,
+            queue=self.executor_queue,
+            tenant_share=self.executor_tenant_share,
+        )
+
+    @property
+    def inline_config(self) -> InlineConfig:
+        return InlineConfig(threshold_us=self.inline_threshold_us, slice_ms=self.inline_slice_ms)
+
+    @property
+    def breaker_config(self) -> BreakerConfig:
+        return BreakerConfig(
+            window_s=self.breaker_window_s,
+            min_calls=self.breaker_min_calls,
+            failure_rate=self.breaker_failure_rate,
+            cooldown_s=self.breaker_cooldown_s,
+            min_tenants=self.breaker_min_tenants,
+        )
+
+    @property
+    def rate_limit_config(self) -> RateLimitConfig:
+        return RateLimitConfig(
+            default=Rate(rate_per_s=self.rate_limit_per_s, burst=self.rate_limit_burst),
+            tiers=dict(self.rate_limit_tiers),
+            max_buckets=self.rate_limit_max_buckets,
+            count_tenants=self.metrics_tenant_label,
+            hold_s=self.rate_limit_hold_s,
+            hold_max_per_tenant=self.rate_limit_hold_max_per_tenant,
+            hold_max=self.rate_limit_hold_max,
+        )
 
     @model_validator(mode="after")
     def _no_wildcard_cors_with_auth(self) -> Settings:

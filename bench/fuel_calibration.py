@@ -56,7 +56,9 @@ def measure(engine: SandboxEngine, wasm: bytes, fuel: int, runs: int) -> tuple[l
     """Fuel per wall ms and per CPU ms of each run that exhausted ``fuel``."""
     compiled = engine.compile(wasm, "raw")
     limits = replace(
-        effective_limits(DeclaredLimits(), engine.settings, None), fuel=fuel, timeout_ms=60_000
+        effective_limits(DeclaredLimits(), Settings().limit_bounds, None),
+        fuel=fuel,
+        timeout_ms=60_000,
     )
     wall: list[float] = []
     cpu: list[float] = []
@@ -93,7 +95,7 @@ def main() -> None:
     print(
         f"default fuel {settings.default_fuel:,}, default deadline {settings.default_timeout_ms} ms"
     )
-    with SandboxEngine(settings) as engine:
+    with SandboxEngine(settings.engine_config) as engine:
         for name, wasm in _modules().items():
             measure(engine, wasm, fuel // 10, 2)  # warm up
             wall, cpu = measure(engine, wasm, fuel, args.runs)

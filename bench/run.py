@@ -104,9 +104,9 @@ def sandbox_floor(rounds: int) -> dict[str, float]:
     wasm = (EXAMPLES / definition.wasm_blob_ref.key).read_bytes()
     data = json.dumps({"data": "x" * 1010}).encode()
     context = ExecutionContext(tenant_id="bench")
-    with SandboxEngine(settings) as engine:
+    with SandboxEngine(settings.engine_config) as engine:
         compiled = engine.compile(wasm, definition.abi)
-        limits = effective_limits(DeclaredLimits(), settings, None)
+        limits = effective_limits(DeclaredLimits(), settings.limit_bounds, None)
         samples = []
         for _ in range(rounds):
             started = time.perf_counter()

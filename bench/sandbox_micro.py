@@ -82,11 +82,11 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = Settings()
-    engine = SandboxEngine(settings)
+    engine = SandboxEngine(settings.engine_config)
     engine.start()
     echo_wasm = bytes(wasmtime.wat2wasm(ECHO_WAT))
     data = bytes(range(256)) * 4  # 1 KiB
-    limits = effective_limits(DeclaredLimits(), settings, None)
+    limits = effective_limits(DeclaredLimits(), settings.limit_bounds, None)
     compiled = engine.compile(echo_wasm, Abi.RAW)
 
     version = importlib.metadata.version("wasmtime")

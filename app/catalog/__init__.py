@@ -1,7 +1,8 @@
 """Extension definitions, promoted versions and where they are read from."""
 
 from app.catalog.catalog import Catalog
-from app.catalog.definition import BlobRef, DeclaredLimits, ExtensionDefinition
+from app.catalog.definition import BlobRef, ExtensionDefinition
+from app.limits import DeclaredLimits
 
 __all__ = [
     "BlobRef",

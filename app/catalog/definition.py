@@ -23,6 +23,7 @@ from app._ids import (
     VERSION_PATTERN,
     fullmatch,
 )
+from app.limits import NO_LIMITS, DeclaredLimits
 
 MAX_CONFIG_BYTES = 64 * 1024
 
@@ -47,17 +48,6 @@ class BlobRef(_Strict):
         return key
 
 
-class DeclaredLimits(_Strict):
-    """Limits the extension asks for; ``None`` means the runtime default."""
-
-    fuel: int | None = Field(default=None, gt=0)
-    memory_bytes: int | None = Field(default=None, gt=0)
-    timeout_ms: int | None = Field(default=None, gt=0)
-    output_bytes: int | None = Field(default=None, gt=0)
-    max_host_calls: int | None = Field(default=None, ge=0)
-    log_bytes: int | None = Field(default=None, ge=0)
-
-
 class ExtensionDefinition(_Strict):
     """One promotable version of one extension."""
 
@@ -69,7 +59,8 @@ class ExtensionDefinition(_Strict):
     risk_tier: str = Field(default="pure", pattern=TIER_PATTERN)
     wasm_blob_ref: BlobRef
     sha256: str = Field(pattern=SHA256_PATTERN)
-    limits: DeclaredLimits = Field(default_factory=DeclaredLimits)
+    limits: DeclaredLimits = NO_LIMITS
+    """What it asks for; ``None`` fields get the runtime's defaults."""
     host_calls: tuple[str, ...] = Field(default=(), max_length=64)
     config: dict[str, Any] = Field(default_factory=dict)
     description: str = Field(default="", max_length=2048)

@@ -19,8 +19,7 @@ from app.controls.killswitches import (
     Target,
     parse_controls,
 )
-from app.controls.ratelimit import Rate, RateLimiter, TenantLimit
-from app.hostcalls.policy import Ceilings
+from app.controls.ratelimit import Rate, RateLimitConfig, RateLimiter, TenantLimit
 
 __all__ = [
     "GUEST_FAULTS",
@@ -28,12 +27,12 @@ __all__ = [
     "BreakerConfig",
     "BreakerState",
     "Breakers",
-    "Ceilings",
     "Controls",
     "Decision",
     "Degradation",
     "Permit",
     "Rate",
+    "RateLimitConfig",
     "RateLimiter",
     "Refusal",
     "Switch",

@@ -33,7 +33,18 @@ from typing import Literal
 
 from app.controls.killswitches import PLATFORM_OWNER
 from app.errors import ErrorKind
+from app.settings import BreakerConfig
 from app.telemetry.metrics import Family
+
+__all__ = [
+    "GUEST_FAULTS",
+    "BreakerConfig",
+    "BreakerState",
+    "Breakers",
+    "Permit",
+    "Refusal",
+    "VersionKey",
+]
 
 # Failures the extension is responsible for; caller mistakes and our own
 # capacity limits do not count against it.
@@ -64,17 +75,6 @@ class BreakerState(IntEnum):
 
 # The dashboard's encoding: 0 closed, 1 half-open, 2 open.
 _GAUGE = {BreakerState.CLOSED: 0.0, BreakerState.HALF_OPEN: 1.0, BreakerState.OPEN: 2.0}
-
-
-@dataclass(frozen=True, slots=True)
-class BreakerConfig:
-    window_s: float = 30.0
-    min_calls: int = 10
-    failure_rate: float = 0.5
-    cooldown_s: float = 15.0
-    min_tenants: int = 3
-    """Distinct failing tenants it takes to open a version for everyone."""
-    max_tenant_breakers: int = 10_000
 
 
 @dataclass(slots=True)

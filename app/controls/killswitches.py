@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app._hotfile import HotFile
 from app.controls.ratelimit import Rate, TenantLimit
-from app.hostcalls.policy import Ceilings  # one notion of limit ceilings for tiers and operators
+from app.limits import NO_LIMITS, DeclaredLimits
 
 TargetKind = Literal["version", "extension", "tenant", "tier"]
 
@@ -90,7 +90,7 @@ class Switch(Target):
 class Degradation(Target):
     """Lowered ceilings for an extension or a tier."""
 
-    ceilings: Ceilings
+    ceilings: DeclaredLimits
     reason: str = Field(default="", max_length=512)
 
 
@@ -113,7 +113,7 @@ class Decision:
     """What controls say about one invocation."""
 
     disabled_reason: str | None = None
-    ceilings: list[Ceilings] = field(default_factory=list)
+    ceilings: list[DeclaredLimits] = field(default_factory=list)
 
 
 class Controls:
@@ -142,7 +142,7 @@ class Controls:
     def degrade(self, degradation: Degradation) -> None:
         with self._lock:
             key = self._key(degradation)
-            if degradation.ceilings == Ceilings():
+            if degradation.ceilings == NO_LIMITS:
                 self._admin_degraded.pop(key, None)
             else:
                 self._admin_degraded[key] = degradation

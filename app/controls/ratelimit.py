@@ -46,10 +46,10 @@ from dataclasses import dataclass
 from pydantic import Field
 
 from app.errors import ErrorKind, InvocationFailure
-from app.settings import Rate
+from app.settings import Rate, RateLimitConfig
 from app.telemetry.metrics import Family, single
 
-__all__ = ["Rate", "RateLimiter", "TenantLimit"]
+__all__ = ["Rate", "RateLimitConfig", "RateLimiter", "TenantLimit"]
 
 
 class TenantLimit(Rate):
@@ -69,29 +69,24 @@ class RateLimiter:
 
     def __init__(
         self,
-        default: Rate,
+        config: RateLimitConfig,
         *,
-        tiers: dict[str, Rate] | None = None,
         overrides: Callable[[str], Rate | None] = lambda _: None,
-        max_buckets: int = 10_000,
-        count_tenants: bool = False,
         clock: Callable[[], float] = time.monotonic,
-        hold_s: float = 0.0,
-        hold_max_per_tenant: int = 0,
-        hold_max: int = 0,
     ) -> None:
-        self._default = default
-        self._hold_s = hold_s
-        self._hold_max_per_tenant = hold_max_per_tenant
-        self._hold_max = hold_max
+        """``overrides``: a tenant's own limit, if it has one (the controls file's)."""
+        self._default = config.default
+        self._hold_s = config.hold_s
+        self._hold_max_per_tenant = config.hold_max_per_tenant
+        self._hold_max = config.hold_max
         self._held: Counter[str] = Counter()
         self.held_total = 0
         """Refusals held before they were answered, since start (``/metrics``)."""
-        self._tiers = tiers or {}
+        self._tiers = config.tiers
         self._overrides = overrides
-        self._max = max_buckets
+        self._max = config.max_buckets
         self._clock = clock
-        self._count_tenants = count_tenants
+        self._count_tenants = config.count_tenants
         self._buckets: OrderedDict[tuple[str, str], _Bucket] = OrderedDict()
         self._lock = threading.Lock()
         self.rejections: Counter[str] = Counter()

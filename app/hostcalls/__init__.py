@@ -2,7 +2,7 @@
 
 from app.hostcalls._keys import KeySet, KeyStatus, SigningKey, parse_signing_keys
 from app.hostcalls.bridge import HostCallErrorKind, HttpBridge, InvocationBridge, OutcomeCounter
-from app.hostcalls.policy import DENY_ALL, Ceilings, Policy, PolicyStore, Tier, parse_policy
+from app.hostcalls.policy import DENY_ALL, Policy, PolicyStore, Tier, parse_policy
 from app.hostcalls.tokens import (
     JWKS_PATH,
     HostCallSigner,
@@ -16,7 +16,6 @@ from app.hostcalls.tokens import (
 __all__ = [
     "DENY_ALL",
     "JWKS_PATH",
-    "Ceilings",
     "HostCallErrorKind",
     "HostCallSigner",
     "HttpBridge",

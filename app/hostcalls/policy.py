@@ -19,19 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app._hotfile import HotFile
 from app._ids import POLICY_ALLOW_PATTERN, TIER_PATTERN, fullmatch
-
-
-class Ceilings(BaseModel):
-    """Upper bounds a tier puts on any extension's declared limits."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    fuel: int | None = Field(default=None, gt=0)
-    memory_bytes: int | None = Field(default=None, gt=0)
-    timeout_ms: int | None = Field(default=None, gt=0)
-    output_bytes: int | None = Field(default=None, gt=0)
-    log_bytes: int | None = Field(default=None, ge=0)
-    max_host_calls: int | None = Field(default=None, ge=0)
+from app.limits import NO_LIMITS, DeclaredLimits
 
 
 class Tier(BaseModel):
@@ -41,7 +29,8 @@ class Tier(BaseModel):
 
     description: str = ""
     allow: tuple[str, ...] = Field(default=(), max_length=256)
-    ceilings: Ceilings = Field(default_factory=Ceilings)
+    ceilings: DeclaredLimits = NO_LIMITS
+    """Upper bounds the tier puts on any extension's declared limits."""
     real_clock_and_random: bool = False
 
 

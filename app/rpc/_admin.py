@@ -18,9 +18,10 @@ from pydantic import ValidationError
 
 from app._ids import ID_PATTERN, TENANT_PATTERN, fullmatch
 from app.auth import PermissionDenied
-from app.controls import Ceilings, Degradation, Switch, Target
+from app.controls import Degradation, Switch, Target
 from app.gen.ameide.extensions.v1 import admin_pb
 from app.gen.ameide.extensions.v1.admin_connect import ExtensionRuntimeAdmin
+from app.limits import NO_LIMITS, DeclaredLimits
 from app.rpc._context import current_call
 from app.rpc._errors import InvalidRequest
 from app.telemetry import get_logger
@@ -76,10 +77,10 @@ def _wire_target(target: Target) -> admin_pb.ControlTarget:
     return admin_pb.ControlTarget(target=chosen, owner=target.owner or "")
 
 
-def _ceilings(wire: admin_pb.LimitCeilings | None) -> Ceilings:
+def _ceilings(wire: admin_pb.LimitCeilings | None) -> DeclaredLimits:
     if wire is None:
-        return Ceilings()
-    return Ceilings(
+        return NO_LIMITS
+    return DeclaredLimits(
         fuel=wire.fuel or None,
         memory_bytes=wire.memory_bytes or None,
         timeout_ms=wire.timeout_ms or None,
@@ -88,7 +89,7 @@ def _ceilings(wire: admin_pb.LimitCeilings | None) -> Ceilings:
     )
 
 
-def _wire_ceilings(ceilings: Ceilings) -> admin_pb.LimitCeilings:
+def _wire_ceilings(ceilings: DeclaredLimits) -> admin_pb.LimitCeilings:
     return admin_pb.LimitCeilings(
         fuel=ceilings.fuel or 0,
         memory_bytes=ceilings.memory_bytes or 0,

@@ -2,10 +2,10 @@
 
 Typical use, from the invocation pipeline::
 
-    engine = SandboxEngine(settings)            # one per process; engine.start()
-    compiled = engine.compile(wasm, Abi.RAW)    # cached by the module store
-    executor = Executor(settings)
-    limits = effective_limits(declared, settings, invocation.remaining_ms())
+    engine = SandboxEngine(settings.engine_config)   # one per process; engine.start()
+    compiled = engine.compile(wasm, Abi.RAW)         # cached by the module store
+    executor = Executor(settings.executor_config)
+    limits = effective_limits(declared, settings.limit_bounds, invocation.remaining_ms())
     outcome, queue_us = await executor.submit(
         lambda cancel: run(engine, compiled, data, limits, context=ctx,
                            deadline=invocation.deadline, include_logs=True,

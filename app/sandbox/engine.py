@@ -21,7 +21,7 @@ from app.sandbox import _abi, _ffi, _hostfuncs
 from app.sandbox._abi import Abi
 from app.sandbox._pacer import Pacer
 from app.sandbox._traps import clean_message
-from app.settings import Settings
+from app.settings import EngineConfig
 from app.telemetry.metrics import Family, single
 
 _WASM_MAGIC = b"\0asm"
@@ -66,28 +66,28 @@ class CompiledModule:
 class SandboxEngine:
     """Owns the ``wasmtime.Engine``, its pre-built linkers and the epoch ticker thread."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
         self._config_items = {
             "consume_fuel": "1",
             "epoch_interruption": "1",
-            "max_wasm_stack": str(settings.max_wasm_stack_bytes),
+            "max_wasm_stack": str(config.max_wasm_stack_bytes),
             "cranelift_opt_level": "speed",
         }
-        config = wasmtime.Config()
-        config.consume_fuel = True
-        config.epoch_interruption = True
-        config.max_wasm_stack = settings.max_wasm_stack_bytes
-        config.cranelift_opt_level = "speed"
+        wasm_config = wasmtime.Config()
+        wasm_config.consume_fuel = True
+        wasm_config.epoch_interruption = True
+        wasm_config.max_wasm_stack = config.max_wasm_stack_bytes
+        wasm_config.cranelift_opt_level = "speed"
         # Guest memories are made by the sandbox so a refused memory.grow is seen
         # (MEMORY_LIMIT); the stores then carry no memory limit of their own.
-        self.watches_memory = settings.sandbox_watch_memory and _ffi.watch_memory(
-            config, settings.max_memory_bytes
+        self.watches_memory = config.watch_memory and _ffi.watch_memory(
+            wasm_config, config.max_memory_bytes
         )
         if self.watches_memory:
             self._config_items["memory_init_cow"] = "0"
             self._config_items["host_memory"] = "1"
-        self.engine = wasmtime.Engine(config)
+        self.engine = wasmtime.Engine(wasm_config)
         self._linkers: dict[Abi, wasmtime.Linker] = {}
         for abi in Abi:
             linker = wasmtime.Linker(self.engine)
@@ -95,8 +95,8 @@ class SandboxEngine:
             self._linkers[abi] = linker
         self._real_wasi_linker = wasmtime.Linker(self.engine)
         _hostfuncs.define(self._real_wasi_linker, wasi=True, deterministic=False)
-        self.pacer = Pacer(settings.host_paced_calls_per_s)
-        self.tick_s = settings.epoch_tick_ms / 1000.0
+        self.pacer = Pacer(config.host_paced_calls_per_s)
+        self.tick_s = config.epoch_tick_ms / 1000.0
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._lock = threading.Lock()

@@ -57,7 +57,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Literal, TypeVar
 
 from app.errors import ErrorKind, InvocationFailure
-from app.settings import Settings
+from app.settings import ExecutorConfig
 from app.telemetry.metrics import Family, single
 
 T = TypeVar("T")
@@ -154,16 +154,14 @@ class Executor:
     """Runs ``fn(cancel)`` on a worker thread of a lane; at most ``threads + queue``
     jobs admitted per lane."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, config: ExecutorConfig) -> None:
         threads: dict[Lane, int] = {
-            "short": settings.executor_threads,
-            "long": settings.executor_long_threads,
-            "io": settings.executor_io_threads,
+            "short": config.threads,
+            "long": config.long_threads,
+            "io": config.io_threads,
         }
         self._lanes = {
-            name: _LanePool(
-                name, count, count + settings.executor_queue, settings.executor_tenant_share
-            )
+            name: _LanePool(name, count, count + config.queue, config.tenant_share)
             for name, count in threads.items()
         }
         self._lock = threading.Lock()

@@ -38,6 +38,7 @@ import threading
 
 from app.sandbox.engine import CompiledModule
 from app.sandbox.executor import Lane
+from app.settings import InlineConfig
 
 LONG_RUN_US = 20_000.0
 """Average wall time per run above which a module's pooled runs use the ``long`` lane."""
@@ -53,9 +54,9 @@ class FastPath:
     dropped with the module when the cache evicts it.
     """
 
-    def __init__(self, threshold_us: int, slice_ms: float) -> None:
-        self.threshold_us = threshold_us
-        self.slice_s = slice_ms / 1000.0
+    def __init__(self, config: InlineConfig) -> None:
+        self.threshold_us = config.threshold_us
+        self.slice_s = config.slice_ms / 1000.0
         self._lock = threading.Lock()
         self.inline_runs = 0
         self.overruns = 0

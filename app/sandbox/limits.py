@@ -1,17 +1,21 @@
 """The hard limits one invocation runs under.
 
 An extension's manifest *asks* for limits; the operator's settings (and, above
-them, a risk tier) cap what it may ask; the caller's deadline caps the time.
-The sandbox only ever sees the result, :class:`Limits`, so every limit has a
-single source of truth per invocation.
+them, a risk tier and any degradation) cap what it may ask; the caller's
+deadline caps the time. All of those are stated as one type,
+:class:`app.limits.DeclaredLimits`; the sandbox only ever sees the result,
+:class:`Limits`, so every limit has a single source of truth per invocation.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
-from app.settings import Settings
+from app.limits import LIMIT_FIELDS, DeclaredLimits
+from app.settings import LimitBounds
+
+__all__ = ["DeclaredLimits", "LimitBounds", "Limits", "effective_limits"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,75 +36,30 @@ class Limits:
     """``host_call`` invocations answered; later ones are denied to the guest."""
 
 
-@dataclass(frozen=True, slots=True)
-class DeclaredLimits:
-    """Limits as an extension definition (or a risk tier) states them; ``None`` = unset."""
-
-    fuel: int | None = None
-    memory_bytes: int | None = None
-    timeout_ms: int | None = None
-    output_bytes: int | None = None
-    log_bytes: int | None = None
-    max_host_calls: int | None = None
-
-    def __post_init__(self) -> None:
-        # A zero or negative limit is a publishing mistake, not "unlimited":
-        # refuse it where it is made rather than guess.
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value is None:
-                continue
-            floor = 0 if f.name in ("max_host_calls", "log_bytes") else 1
-            if value < floor:
-                raise ValueError(f"limit {f.name} must be >= {floor}, got {value}")
-
-
 def effective_limits(
     declared: DeclaredLimits,
-    settings: Settings,
+    bounds: LimitBounds,
     remaining_ms: float | None,
     *,
     ceiling: DeclaredLimits | None = None,
 ) -> Limits:
-    """min(declared or the settings default, the settings maximum, ``ceiling``, deadline).
+    """The lowest of: declared (else the default), the maximum, ``ceiling`` and the deadline.
 
-    ``ceiling`` is an optional further cap (a risk tier). ``remaining_ms`` is
-    the caller's time left; at or below zero the timeout becomes 0 and the
-    runner fails the invocation with TIMEOUT before starting the guest.
+    ``ceiling`` is an optional further cap (a risk tier's, an operator's
+    degradation, or both already combined with :meth:`DeclaredLimits.lowest`).
+    ``remaining_ms`` is the caller's time left; at or below zero the timeout
+    becomes 0 and the runner fails the invocation with TIMEOUT before starting
+    the guest.
     """
-    cap = ceiling or DeclaredLimits()
-
-    def pick(asked: int | None, default: int, maximum: int, tier: int | None) -> int:
-        value = min(default if asked is None else asked, maximum)
-        return value if tier is None else min(value, tier)
-
-    timeout_ms = pick(
-        declared.timeout_ms, settings.default_timeout_ms, settings.max_timeout_ms, cap.timeout_ms
-    )
+    cap = bounds.maximum.lowest(ceiling)  # states every field, as the maximum does
+    default = bounds.default
+    values: dict[str, int] = {}
+    for name in LIMIT_FIELDS:
+        asked = getattr(declared, name)
+        if asked is None:
+            asked = getattr(default, name)
+        bound = getattr(cap, name)
+        values[name] = asked if asked <= bound else bound
     if remaining_ms is not None:
-        timeout_ms = max(0, min(timeout_ms, math.floor(remaining_ms)))
-    return Limits(
-        fuel=pick(declared.fuel, settings.default_fuel, settings.max_fuel, cap.fuel),
-        memory_bytes=pick(
-            declared.memory_bytes,
-            settings.default_memory_bytes,
-            settings.max_memory_bytes,
-            cap.memory_bytes,
-        ),
-        timeout_ms=timeout_ms,
-        output_bytes=pick(
-            declared.output_bytes,
-            settings.default_output_bytes,
-            settings.max_output_bytes,
-            cap.output_bytes,
-        ),
-        log_bytes=pick(
-            declared.log_bytes, settings.default_log_bytes, settings.max_log_bytes, cap.log_bytes
-        ),
-        max_host_calls=pick(
-            declared.max_host_calls,
-            settings.default_max_host_calls,
-            settings.max_host_calls,
-            cap.max_host_calls,
-        ),
-    )
+        values["timeout_ms"] = max(0, min(values["timeout_ms"], math.floor(remaining_ms)))
+    return Limits(**values)

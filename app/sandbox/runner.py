@@ -116,7 +116,7 @@ def _new_store(engine: SandboxEngine, state: InvocationState, key: int) -> wasmt
         # With watched memories each memory enforces the limit itself (and
         # records refusals); a store limit would refuse first, unseen.
         memory_size=-1 if engine.watches_memory else state.limits.memory_bytes,
-        table_elements=engine.settings.max_table_elements,
+        table_elements=engine.config.max_table_elements,
         instances=1,
         tables=_MAX_TABLES,
         memories=1,

@@ -8,7 +8,6 @@ from app.controls import (
     BreakerConfig,
     Breakers,
     BreakerState,
-    Ceilings,
     Controls,
     Degradation,
     Permit,
@@ -17,6 +16,7 @@ from app.controls import (
     Target,
     VersionKey,
 )
+from app.limits import DeclaredLimits
 
 
 def test_admin_switches_cover_their_targets() -> None:
@@ -51,18 +51,18 @@ def test_file_switches_hot_reload_and_keep_last_good(tmp_path: Path) -> None:
     path.write_text("disabled: []\ndegraded:\n  - {extension_id: x, ceilings: {timeout_ms: 50}}\n")
     decision = controls.decide("x", "1", "read", "t")
     assert decision.disabled_reason is None
-    assert decision.ceilings == [Ceilings(timeout_ms=50)]
+    assert decision.ceilings == [DeclaredLimits(timeout_ms=50)]
     path.write_text("disabled: [ {broken")
-    assert controls.decide("x", "1", "read", "t").ceilings == [Ceilings(timeout_ms=50)]
+    assert controls.decide("x", "1", "read", "t").ceilings == [DeclaredLimits(timeout_ms=50)]
     assert controls.file.reload_failures == 1
     assert controls.file.last_error
 
 
 def test_admin_degradation_and_clearing() -> None:
     controls = Controls(None)
-    controls.degrade(Degradation(risk_tier="pure", ceilings=Ceilings(fuel=10)))
-    assert controls.decide("a", "1", "pure", "t").ceilings == [Ceilings(fuel=10)]
-    controls.degrade(Degradation(risk_tier="pure", ceilings=Ceilings()))
+    controls.degrade(Degradation(risk_tier="pure", ceilings=DeclaredLimits(fuel=10)))
+    assert controls.decide("a", "1", "pure", "t").ceilings == [DeclaredLimits(fuel=10)]
+    controls.degrade(Degradation(risk_tier="pure", ceilings=DeclaredLimits()))
     assert controls.decide("a", "1", "pure", "t").ceilings == []
 
 

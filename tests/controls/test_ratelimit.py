@@ -9,7 +9,7 @@ import pytest
 
 from app.controls import Controls, RateLimiter
 from app.errors import ErrorKind, InvocationFailure
-from app.settings import Rate
+from app.settings import Rate, RateLimitConfig
 
 
 class Clock:
@@ -29,7 +29,7 @@ def _refused(limiter: RateLimiter, tenant: str) -> InvocationFailure:
 
 def test_burst_then_refill_with_a_retry_hint() -> None:
     clock = Clock()
-    limiter = RateLimiter(Rate(rate_per_s=2, burst=3), clock=clock)
+    limiter = RateLimiter(RateLimitConfig(Rate(rate_per_s=2, burst=3)), clock=clock)
     for _ in range(3):
         limiter.check("a")
     failure = _refused(limiter, "a")
@@ -43,7 +43,9 @@ def test_burst_then_refill_with_a_retry_hint() -> None:
 
 
 def test_rejections_by_tenant_when_asked() -> None:
-    limiter = RateLimiter(Rate(rate_per_s=1, burst=1), clock=Clock(), count_tenants=True)
+    limiter = RateLimiter(
+        RateLimitConfig(Rate(rate_per_s=1, burst=1), count_tenants=True), clock=Clock()
+    )
     limiter.check("a")
     _refused(limiter, "a")
     _refused(limiter, "a")
@@ -51,7 +53,7 @@ def test_rejections_by_tenant_when_asked() -> None:
 
 
 def test_zero_rate_is_no_limit() -> None:
-    limiter = RateLimiter(Rate(rate_per_s=0, burst=1), clock=Clock())
+    limiter = RateLimiter(RateLimitConfig(Rate(rate_per_s=0, burst=1)), clock=Clock())
     for _ in range(1000):
         limiter.check("a")
 
@@ -61,7 +63,7 @@ def test_tenant_overrides_come_from_the_controls_file(tmp_path: Path) -> None:
     path.write_text("tenant_limits:\n  - {tenant_id: vip, rate_per_s: 100, burst: 50}\n")
     controls = Controls(path, check_interval_s=0)
     limiter = RateLimiter(
-        Rate(rate_per_s=1, burst=1), overrides=controls.tenant_limit, clock=Clock()
+        RateLimitConfig(Rate(rate_per_s=1, burst=1)), overrides=controls.tenant_limit, clock=Clock()
     )
     for _ in range(50):
         limiter.check("vip")
@@ -84,7 +86,8 @@ def test_a_bad_tenant_limit_keeps_the_last_good_file(tmp_path: Path) -> None:
 
 def test_tier_buckets_are_per_tenant_and_tier() -> None:
     limiter = RateLimiter(
-        Rate(rate_per_s=0, burst=1), tiers={"write": Rate(rate_per_s=1, burst=2)}, clock=Clock()
+        RateLimitConfig(Rate(rate_per_s=0, burst=1), tiers={"write": Rate(rate_per_s=1, burst=2)}),
+        clock=Clock(),
     )
     limiter.check_tier("a", "write")
     limiter.check_tier("a", "write")
@@ -96,7 +99,9 @@ def test_tier_buckets_are_per_tenant_and_tier() -> None:
 
 
 def test_a_flood_of_tenants_cannot_grow_the_buckets() -> None:
-    limiter = RateLimiter(Rate(rate_per_s=1, burst=1), max_buckets=100, clock=Clock())
+    limiter = RateLimiter(
+        RateLimitConfig(Rate(rate_per_s=1, burst=1), max_buckets=100), clock=Clock()
+    )
     for i in range(10_000):
         limiter.check(f"tenant-{i}")
     assert len(limiter._buckets) == 100  # the bound is the point
@@ -111,7 +116,8 @@ async def _settled(task: asyncio.Task[None]) -> bool:
 
 async def test_a_refusal_is_held_before_it_is_answered() -> None:
     limiter = RateLimiter(
-        Rate(rate_per_s=1, burst=1), clock=Clock(), hold_s=30, hold_max_per_tenant=2, hold_max=3
+        RateLimitConfig(Rate(rate_per_s=1, burst=1), hold_s=30, hold_max_per_tenant=2, hold_max=3),
+        clock=Clock(),
     )
     await limiter.admit("a")  # the token: answered at once
     held = [asyncio.create_task(limiter.admit("a")) for _ in range(2)]
@@ -138,7 +144,8 @@ async def test_a_refusal_is_held_before_it_is_answered() -> None:
 
 async def test_a_hold_never_outlasts_the_callers_deadline() -> None:
     limiter = RateLimiter(
-        Rate(rate_per_s=1, burst=1), clock=Clock(), hold_s=30, hold_max_per_tenant=8, hold_max=8
+        RateLimitConfig(Rate(rate_per_s=1, burst=1), hold_s=30, hold_max_per_tenant=8, hold_max=8),
+        clock=Clock(),
     )
     await limiter.admit("a")
     with pytest.raises(InvocationFailure) as info:
@@ -148,7 +155,7 @@ async def test_a_hold_never_outlasts_the_callers_deadline() -> None:
 
 
 async def test_no_hold_by_default() -> None:
-    limiter = RateLimiter(Rate(rate_per_s=1, burst=1), clock=Clock())
+    limiter = RateLimiter(RateLimitConfig(Rate(rate_per_s=1, burst=1)), clock=Clock())
     await limiter.admit("a")
     refused = asyncio.create_task(limiter.admit("a"))
     assert await _settled(refused)

@@ -108,13 +108,13 @@ def main(count: int, seed: int) -> None:
     settings = Settings(auth_enabled=False)
     limits = effective_limits(
         DeclaredLimits(fuel=5_000_000, memory_bytes=8 << 20, timeout_ms=200, log_bytes=4096),
-        settings,
+        settings.limit_bounds,
         None,
     )
     seeds = _seeds()
     wat = _wat_sources()
     kinds: collections.Counter[str] = collections.Counter()
-    with SandboxEngine(settings) as engine:
+    with SandboxEngine(settings.engine_config) as engine:
         for i in range(count):
             if i % 3 == 2:
                 abi, assembled = "raw", mutate_wat(rng, rng.choice(wat))

@@ -30,7 +30,7 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def engine(settings: Settings) -> Iterator[SandboxEngine]:
-    with SandboxEngine(settings) as eng:
+    with SandboxEngine(settings.engine_config) as eng:
         yield eng
 
 
@@ -38,7 +38,7 @@ def engine(settings: Settings) -> Iterator[SandboxEngine]:
 def limits(settings: Settings) -> Limits:
     """Small, fast limits for hostile modules."""
     return replace(
-        effective_limits(DeclaredLimits(), settings, None),
+        effective_limits(DeclaredLimits(), settings.limit_bounds, None),
         fuel=50_000_000,
         memory_bytes=16 * 1024 * 1024,
         timeout_ms=2_000,

@@ -17,7 +17,7 @@ def test_serialize_round_trip(engine: SandboxEngine, settings: Settings) -> None
     data = engine.serialize(compiled)
     loaded = engine.deserialize(data, "raw")
     assert loaded.abi is Abi.RAW
-    limits = effective_limits(DeclaredLimits(), settings, None)
+    limits = effective_limits(DeclaredLimits(), settings.limit_bounds, None)
     outcome = run(engine, loaded, b"hi", limits, context=CONTEXT, deadline=None, include_logs=False)
     assert outcome.output == b"hi"
 
@@ -36,15 +36,15 @@ def test_deserialize_garbage(engine: SandboxEngine) -> None:
 
 
 def test_fingerprint_tracks_engine_config() -> None:
-    a = SandboxEngine(Settings())
-    b = SandboxEngine(Settings())
-    c = SandboxEngine(Settings(max_wasm_stack_bytes=256 * 1024))
+    a = SandboxEngine(Settings().engine_config)
+    b = SandboxEngine(Settings().engine_config)
+    c = SandboxEngine(Settings(max_wasm_stack_bytes=256 * 1024).engine_config)
     assert a.fingerprint == b.fingerprint != c.fingerprint
     assert len(a.fingerprint) == 32
 
 
 def test_ticker_start_close_idempotent() -> None:
-    eng = SandboxEngine(Settings(epoch_tick_ms=1))
+    eng = SandboxEngine(Settings(epoch_tick_ms=1).engine_config)
     assert not eng.running
     eng.start()
     eng.start()
@@ -56,10 +56,10 @@ def test_ticker_start_close_idempotent() -> None:
 
 def test_run_starts_the_ticker() -> None:
     settings = Settings()
-    eng = SandboxEngine(settings)
+    eng = SandboxEngine(settings.engine_config)
     try:
         asked = DeclaredLimits(timeout_ms=100, fuel=settings.max_fuel)
-        limits = effective_limits(asked, settings, None)
+        limits = effective_limits(asked, settings.limit_bounds, None)
         compiled = eng.compile(_modules.INFINITE_LOOP, Abi.RAW)
         with pytest.raises(InvocationFailure) as info:
             run(
@@ -79,7 +79,7 @@ def test_run_starts_the_ticker() -> None:
 
 def test_effective_limits_defaults_and_caps() -> None:
     s = Settings()
-    got = effective_limits(DeclaredLimits(), s, None)
+    got = effective_limits(DeclaredLimits(), s.limit_bounds, None)
     assert (got.fuel, got.memory_bytes, got.timeout_ms) == (
         s.default_fuel,
         s.default_memory_bytes,
@@ -87,7 +87,7 @@ def test_effective_limits_defaults_and_caps() -> None:
     )
     assert got.max_host_calls == s.default_max_host_calls
     asked = DeclaredLimits(fuel=10**12, memory_bytes=1024, timeout_ms=60_000, max_host_calls=0)
-    got = effective_limits(asked, s, None)
+    got = effective_limits(asked, s.limit_bounds, None)
     assert got.fuel == s.max_fuel
     assert got.memory_bytes == 1024
     assert got.timeout_ms == s.max_timeout_ms
@@ -97,9 +97,9 @@ def test_effective_limits_defaults_and_caps() -> None:
 def test_effective_limits_deadline_and_ceiling() -> None:
     s = Settings()
     tier = DeclaredLimits(fuel=1000, output_bytes=10)
-    got = effective_limits(DeclaredLimits(timeout_ms=5000), s, 250.7, ceiling=tier)
+    got = effective_limits(DeclaredLimits(timeout_ms=5000), s.limit_bounds, 250.7, ceiling=tier)
     assert (got.timeout_ms, got.fuel, got.output_bytes) == (250, 1000, 10)
-    assert effective_limits(DeclaredLimits(), s, -5.0).timeout_ms == 0
+    assert effective_limits(DeclaredLimits(), s.limit_bounds, -5.0).timeout_ms == 0
 
 
 def test_declared_limits_refuse_nonsense() -> None:

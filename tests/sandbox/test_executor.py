@@ -23,7 +23,9 @@ from tests.sandbox.conftest import CONTEXT
 @pytest.fixture
 def executor() -> Iterator[Executor]:
     # One tenant may use the whole lane here; the tenant share has tests of its own.
-    ex = Executor(Settings(executor_threads=1, executor_queue=1, executor_tenant_share=1.0))
+    ex = Executor(
+        Settings(executor_threads=1, executor_queue=1, executor_tenant_share=1.0).executor_config
+    )
     yield ex
     ex.close()
 
@@ -130,7 +132,7 @@ async def test_cancelled_caller_stops_the_guest(
 
 
 async def test_closed_executor_is_unavailable() -> None:
-    ex = Executor(Settings(executor_threads=1, executor_queue=0))
+    ex = Executor(Settings(executor_threads=1, executor_queue=0).executor_config)
     ex.close()
     with pytest.raises(InvocationFailure) as info:
         await ex.submit(lambda cancel: None, deadline=None)
@@ -180,7 +182,7 @@ async def test_lanes_have_their_own_threads_and_bounds() -> None:
             executor_io_threads=3,
             executor_queue=0,
             executor_tenant_share=1.0,  # one tenant fills each lane here
-        )
+        ).executor_config
     )
     release = threading.Event()
     try:
@@ -215,7 +217,7 @@ async def test_lanes_have_their_own_threads_and_bounds() -> None:
 
 
 def test_long_and_io_lane_threads_run_at_lower_priority() -> None:
-    ex = Executor(Settings(executor_threads=1))
+    ex = Executor(Settings(executor_threads=1).executor_config)
     try:
         seen = {
             lane: asyncio.run(
@@ -231,7 +233,9 @@ def test_long_and_io_lane_threads_run_at_lower_priority() -> None:
 
 
 async def test_one_tenant_holds_at_most_half_the_io_lane() -> None:
-    ex = Executor(Settings(executor_threads=1, executor_io_threads=4, executor_queue=16))
+    ex = Executor(
+        Settings(executor_threads=1, executor_io_threads=4, executor_queue=16).executor_config
+    )
     release = threading.Event()
     try:
         hung = [
@@ -258,7 +262,9 @@ async def test_one_tenant_holds_at_most_half_the_io_lane() -> None:
 
 
 async def test_a_parked_job_past_its_deadline_times_out_and_frees_its_slot() -> None:
-    ex = Executor(Settings(executor_threads=1, executor_long_threads=1, executor_queue=4))
+    ex = Executor(
+        Settings(executor_threads=1, executor_long_threads=1, executor_queue=4).executor_config
+    )
     release = threading.Event()
     ran = threading.Event()
     try:
@@ -286,7 +292,9 @@ async def test_a_parked_job_past_its_deadline_times_out_and_frees_its_slot() -> 
 
 
 async def test_close_answers_parked_and_queued_callers() -> None:
-    ex = Executor(Settings(executor_threads=1, executor_long_threads=1, executor_queue=4))
+    ex = Executor(
+        Settings(executor_threads=1, executor_long_threads=1, executor_queue=4).executor_config
+    )
     release = threading.Event()
     running = threading.Event()
 
@@ -311,7 +319,9 @@ async def test_close_answers_parked_and_queued_callers() -> None:
 
 async def test_one_tenant_holds_at_most_its_share_of_threads_and_waiting_slots() -> None:
     """io lane: 4 threads + 8 waiting = 12 slots; at share 0.5 a tenant holds 6."""
-    ex = Executor(Settings(executor_io_threads=4, executor_queue=8, executor_tenant_share=0.5))
+    ex = Executor(
+        Settings(executor_io_threads=4, executor_queue=8, executor_tenant_share=0.5).executor_config
+    )
     release = threading.Event()
     try:
         flood = [
@@ -346,7 +356,9 @@ async def test_one_tenant_holds_at_most_its_share_of_threads_and_waiting_slots()
 
 
 async def test_the_share_applies_to_the_short_lane_too() -> None:
-    ex = Executor(Settings(executor_threads=1, executor_queue=3, executor_tenant_share=0.5))
+    ex = Executor(
+        Settings(executor_threads=1, executor_queue=3, executor_tenant_share=0.5).executor_config
+    )
     release = threading.Event()
     try:
         held = [

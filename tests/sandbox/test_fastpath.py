@@ -5,11 +5,12 @@ from __future__ import annotations
 from app.sandbox import Abi, SandboxEngine
 from app.sandbox.engine import CompiledModule
 from app.sandbox.fastpath import LONG_RUN_US, FastPath
+from app.settings import InlineConfig
 from tests.sandbox import _modules
 
 
 def _fastpath() -> FastPath:
-    return FastPath(threshold_us=500, slice_ms=2)
+    return FastPath(InlineConfig(threshold_us=500, slice_ms=2))
 
 
 def _compiled(engine: SandboxEngine, wasm: bytes) -> CompiledModule:

@@ -195,7 +195,7 @@ def test_default_limits_stop_a_loop_with_fuel_not_the_deadline(
     engine: SandboxEngine, compile_module: Callable[..., CompiledModule]
 ) -> None:
     """The default fuel runs out well before the default deadline (README's limits table)."""
-    limits = effective_limits(DeclaredLimits(), Settings(), None)
+    limits = effective_limits(DeclaredLimits(), Settings().limit_bounds, None)
     assert limits.timeout_ms == 1_000
     compiled = compile_module(_modules.INFINITE_LOOP)
     # The kind shows the fuel ran out first. How much sooner is a matter of the CPU

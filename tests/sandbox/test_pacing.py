@@ -45,10 +45,12 @@ def test_pacer_hands_out_slots_at_its_rate(monkeypatch: pytest.MonkeyPatch) -> N
 def test_log_floods_on_many_threads_share_one_pace() -> None:
     settings = Settings(host_paced_calls_per_s=RATE)
     limits = replace(
-        effective_limits(DeclaredLimits(), settings, None), timeout_ms=1_500, log_bytes=4096
+        effective_limits(DeclaredLimits(), settings.limit_bounds, None),
+        timeout_ms=1_500,
+        log_bytes=4096,
     )
     failures: list[InvocationFailure] = []
-    with SandboxEngine(settings) as engine:
+    with SandboxEngine(settings.engine_config) as engine:
         flood = engine.compile(_modules.log_flood(1_000_000), Abi.RAW)
 
         def flooder() -> None:
