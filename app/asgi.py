@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from typing import Any
 
 from ameide_extensions_client.gen.ameide.extensions.v1.runtime_connect import WasmExtensionRuntime
@@ -131,16 +131,13 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        if runtime is not None:
-            await runtime.start()
-        state["started"] = True
-        _log.info("runtime.started", server=settings.server, dev=settings.dev)
-        try:
-            yield
-        finally:
-            state["started"] = False
-            if runtime is not None:
-                await runtime.close()
+        async with runtime if runtime is not None else nullcontext():
+            state["started"] = True
+            _log.info("runtime.started", server=settings.server, dev=settings.dev)
+            try:
+                yield
+            finally:
+                state["started"] = False
 
     return _browsers(
         Starlette(

@@ -1,5 +1,6 @@
 """Extension definitions, promoted versions and where they are read from."""
 
+from app.catalog._follower import CatalogFollower
 from app.catalog.catalog import Catalog
 from app.catalog.definition import BlobRef, ExtensionDefinition
 from app.limits import DeclaredLimits
@@ -7,6 +8,7 @@ from app.limits import DeclaredLimits
 __all__ = [
     "BlobRef",
     "Catalog",
+    "CatalogFollower",
     "DeclaredLimits",
     "ExtensionDefinition",
 ]

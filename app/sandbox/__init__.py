@@ -1,17 +1,14 @@
-"""The WebAssembly sandbox: engine, limits, guest ABIs, host functions, executor.
+"""The WebAssembly sandbox: engine, limits, guest ABIs, host functions, scheduling.
 
 Typical use, from the invocation pipeline::
 
     engine = SandboxEngine(settings.engine_config)   # one per process; engine.start()
     compiled = engine.compile(wasm, Abi.RAW)         # cached by the module store
-    executor = Executor(settings.executor_config)
+    scheduler = Scheduler(engine, Executor(settings.executor_config),
+                          FastPath(settings.inline_config))
     limits = effective_limits(declared, settings.limit_bounds, invocation.remaining_ms())
-    outcome, queue_us = await executor.submit(
-        lambda cancel: run(engine, compiled, data, limits, context=ctx,
-                           deadline=invocation.deadline, include_logs=True,
-                           host_bridge=bridge, cancel=cancel),
-        deadline=invocation.deadline,
-    )
+    outcome = await scheduler.run(Job(compiled, data, limits, ctx, deadline,
+                                      include_logs=True, bridge=bridge, ...))
 
 Everything raises :class:`app.errors.InvocationFailure` with a precise kind.
 """
@@ -23,6 +20,7 @@ from app.sandbox.executor import Executor
 from app.sandbox.fastpath import FastPath
 from app.sandbox.limits import DeclaredLimits, Limits, effective_limits
 from app.sandbox.runner import run
+from app.sandbox.scheduler import HandOff, Job, Scheduler
 
 __all__ = [
     "Abi",
@@ -30,9 +28,12 @@ __all__ = [
     "DeclaredLimits",
     "Executor",
     "FastPath",
+    "HandOff",
     "HostBridge",
+    "Job",
     "Limits",
     "SandboxEngine",
+    "Scheduler",
     "effective_limits",
     "run",
 ]

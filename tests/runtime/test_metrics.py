@@ -46,12 +46,8 @@ def _types(text: str) -> Counter[tuple[str, str]]:
 
 
 async def test_every_part_exports_its_families_once(tmp_path: Path) -> None:
-    runtime = Runtime(Settings(extensions_dir=tmp_path, catalog_poll_interval_s=0))
-    await runtime.start()
-    try:
+    async with Runtime(Settings(extensions_dir=tmp_path, catalog_poll_interval_s=0)) as runtime:
         types = _types(exposition(runtime.registry).decode())
-    finally:
-        await runtime.close()
     for name, kind in SCRAPED.items():
         assert types[name, kind] == 1, name
     assert all(count == 1 for count in types.values())

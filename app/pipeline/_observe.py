@@ -1,0 +1,119 @@
+"""The outer layer: every call is resolved, traced, logged and counted, failures included.
+
+Resolution happens here, first, because everything observed about a call is
+labelled by what it resolved to (owner, extension, version, tier); a call
+that resolves to nothing is still counted, as ``_unknown``. The log line and
+the metrics are written in a ``finally``, so a failure is counted exactly like
+a success.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import structlog
+from opentelemetry.trace import Status, StatusCode
+
+from app.catalog import ExtensionDefinition
+from app.controls import PLATFORM_OWNER
+from app.errors import InvocationFailure
+from app.invocation import Invocation, Outcome
+from app.pipeline._guard import Guard
+from app.telemetry import get_logger
+from app.telemetry.metrics import InvocationMetrics
+from app.telemetry.tracing import tracer
+
+__all__ = ["Observe", "Resolve"]
+
+_log = get_logger("app.runtime")
+
+Resolve = Callable[[str, str, str], ExtensionDefinition]
+"""``(caller's tenant, extension_id, version) -> definition``; raises ``InvocationFailure``."""
+
+
+class Observe:
+    """Resolves the call, then hands it to the controls inside one span, log line and count."""
+
+    def __init__(
+        self,
+        resolve: Resolve,
+        guard: Guard,
+        metrics: InvocationMetrics,
+        *,
+        log_invocations: bool,
+    ) -> None:
+        self._resolve = resolve
+        self._guard = guard
+        self.metrics = metrics
+        self._log_invocations = log_invocations
+
+    async def invoke(self, invocation: Invocation) -> Outcome:
+        """Run ``invocation`` end to end (the :class:`~app.invocation.Invoker` method)."""
+        started = time.perf_counter()
+        context = invocation.context
+        labels = {"owner": "", "extension": "_unknown", "version": "", "tier": ""}
+        result = "ok"
+        outcome: Outcome | None = None
+        with tracer().start_as_current_span(
+            "extension.invoke",
+            attributes={
+                "ameide.extension": invocation.extension_id[:128],  # caller-chosen: bounded
+                "ameide.tenant": context.tenant_id,
+                "ameide.request_id": context.request_id,
+            },
+        ) as span:
+            try:
+                definition = self._resolve(
+                    context.tenant_id, invocation.extension_id, invocation.version
+                )
+                owner = definition.owner or PLATFORM_OWNER
+                labels = {
+                    "owner": owner,
+                    "extension": definition.id,
+                    "version": definition.version,
+                    "tier": definition.risk_tier,
+                }
+                span.set_attribute("ameide.version", definition.version)
+                span.set_attribute("ameide.owner", owner)
+                span.set_attribute("ameide.risk_tier", definition.risk_tier)
+                with structlog.contextvars.bound_contextvars(
+                    owner=owner,
+                    extension=definition.id,
+                    version=definition.version,
+                    tenant=context.tenant_id,
+                    organization=context.organization_id,
+                    request_id=context.request_id,
+                ):
+                    outcome = await self._guard.run(definition, invocation)
+                span.set_attribute("ameide.fuel_consumed", outcome.metrics.fuel_consumed)
+                return outcome
+            except InvocationFailure as failure:
+                result = failure.kind.value.lower()
+                failure.resolved_version = failure.resolved_version or labels["version"]
+                span.set_attribute("ameide.error_kind", failure.kind.value)
+                span.set_status(Status(StatusCode.ERROR, failure.kind.value))
+                raise
+            except BaseException:
+                result = "internal"
+                raise
+            finally:
+                metrics = outcome.metrics if outcome else None
+                if self._log_invocations:
+                    (_log.info if result == "ok" else _log.warning)(
+                        "invocation",
+                        **labels,
+                        outcome=result,
+                        tenant=context.tenant_id,
+                        organization=context.organization_id,
+                        request_id=context.request_id,
+                        duration_us=int((time.perf_counter() - started) * 1e6),
+                    )
+                self.metrics.observe(
+                    **labels,
+                    outcome=result,
+                    tenant=context.tenant_id,
+                    seconds=time.perf_counter() - started,
+                    fuel=metrics.fuel_consumed if metrics else 0,
+                    peak_memory=metrics.peak_memory_bytes if metrics else 0,
+                )
