@@ -4,11 +4,12 @@ Every knob comes from an environment variable prefixed ``EXTENSIONS_RUNTIME_``
 so the chart, ``make run`` and the tests configure the service the same way.
 Nothing else in the package reads ``os.environ``.
 
-The parts never read ``Settings`` themselves: each takes a small frozen value
-object naming only what it uses (:class:`EngineConfig`, :class:`ExecutorConfig`,
-...), and those are built here, from the settings, in one place (the
-``*_config`` properties of :class:`Settings`). So a part's dependencies are
-visible in its signature, and a test builds one without a whole environment.
+The sandbox and the controls do not read ``Settings`` themselves: each part
+takes a small frozen value object naming only what it uses
+(:class:`EngineConfig`, :class:`ExecutorConfig`, ...), and those are built
+here, from the settings, in one place (the ``*_config`` properties and
+``limit_bounds`` of :class:`Settings`). So a part's dependencies are visible
+in its signature, and a test builds one without a whole environment.
 """
 
 from __future__ import annotations
