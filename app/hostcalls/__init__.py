@@ -1,7 +1,8 @@
 """Host calls: risk-tier policy, scoped tokens and the HTTP bridge to platform services."""
 
+from app.errors import HostCallErrorKind
 from app.hostcalls._keys import KeySet, KeyStatus, SigningKey, parse_signing_keys
-from app.hostcalls.bridge import HostCallErrorKind, HttpBridge, InvocationBridge, OutcomeCounter
+from app.hostcalls.bridge import HttpBridge, InvocationBridge, OutcomeCounter
 from app.hostcalls.policy import DENY_ALL, Ceilings, Policy, PolicyStore, Tier, parse_policy
 from app.hostcalls.tokens import (
     JWKS_PATH,

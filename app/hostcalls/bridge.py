@@ -57,7 +57,6 @@ import json
 import threading
 import time
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -65,6 +64,7 @@ import httpx
 from opentelemetry import propagate, trace
 
 from app._ids import METHOD_PATTERN, REQUEST_ID_PATTERN, SERVICE_PATTERN, fullmatch
+from app.errors import HostCallErrorKind, host_call_error
 from app.hostcalls import _deadline
 from app.hostcalls.policy import Policy
 from app.hostcalls.tokens import HostCallSigner, TokenUnavailable
@@ -84,27 +84,11 @@ OTHER = "_other"
 """Metric label of a service or method the configuration does not name."""
 
 
-class HostCallErrorKind(StrEnum):
-    """``error.kind`` values the guest may see in a host-call response."""
-
-    DENIED = "denied"
-    TIMEOUT = "timeout"
-    UNAVAILABLE = "unavailable"
-    BUDGET_EXHAUSTED = "budget_exhausted"
-    TOO_LARGE = "too_large"
-    INVALID_REQUEST = "invalid_request"
-
-
 class _Refused(Exception):
     def __init__(self, kind: HostCallErrorKind, message: str) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
-
-
-def error_response(kind: HostCallErrorKind, message: str) -> bytes:
-    """The bytes a guest receives for a failed host call."""
-    return json.dumps({"error": {"kind": kind.value, "message": message}}).encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,11 +356,11 @@ class InvocationBridge:
             return answer, outcome
         except _Refused as refused:
             outcome = refused.kind.value
-            return error_response(refused.kind, refused.message), outcome
+            return host_call_error(refused.kind, refused.message), outcome
         except Exception:  # noqa: BLE001 - a bug here must not end the guest's invocation
             _log.exception("hostcall.unexpected_error", extension=self._extension_id)
             kind = HostCallErrorKind.UNAVAILABLE
-            return error_response(kind, "the host call failed inside the runtime"), outcome
+            return host_call_error(kind, "the host call failed inside the runtime"), outcome
         finally:
             self._owner.counts.add(service, method, outcome)
             log = _log.info if outcome in (OK, HostCallErrorKind.DENIED) else _log.warning

@@ -14,7 +14,6 @@ invocation and the guest is stopped through its fuel.
 from __future__ import annotations
 
 import ctypes
-import json
 import struct
 import time
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from typing import Any
 
 import wasmtime
 
-from app.errors import ErrorKind, InvocationFailure
+from app.errors import ErrorKind, HostCallErrorKind, InvocationFailure, host_call_error
 from app.invocation import LogLevel
 from app.sandbox import _ffi, _traps
 from app.sandbox._state import CLOCK_STEP_NS, InvocationState, current
@@ -140,11 +139,6 @@ def host_log(caller: wasmtime.Caller, level: int, ptr: int, length: int) -> None
         state.pace(started)
 
 
-def _error_response(kind: str, message: str) -> bytes:
-    """An error the guest can handle; kinds match the host-call bridge's lower-case ones."""
-    return json.dumps({"error": {"kind": kind, "message": message}}).encode()
-
-
 def _respond(
     caller: wasmtime.Caller, state: InvocationState, payload: bytes, what: str = "host_call"
 ) -> int:
@@ -169,10 +163,10 @@ def _answer(state: InvocationState, request: bytes) -> bytes | None:
     """The bridge's response, a denial for the guest, or ``None`` if the invocation ends."""
     state.host_calls += 1
     if state.bridge is None:
-        return _error_response("denied", "host calls are not enabled")
+        return host_call_error(HostCallErrorKind.DENIED, "host calls are not enabled")
     if state.host_calls > state.limits.max_host_calls:
-        return _error_response(
-            "budget_exhausted",
+        return host_call_error(
+            HostCallErrorKind.BUDGET_EXHAUSTED,
             f"host call budget of {state.limits.max_host_calls} calls is spent",
         )
     remaining_ms = state.remaining_s() * 1000.0
@@ -183,7 +177,7 @@ def _answer(state: InvocationState, request: bytes) -> bytes | None:
         return state.bridge.call(request, state.context, remaining_ms)
     except InvocationFailure as failure:
         if failure.kind is ErrorKind.HOST_CALL_DENIED:
-            return _error_response("denied", failure.message)
+            return host_call_error(HostCallErrorKind.DENIED, failure.message)
         state.stop(failure.kind, failure.message)
     except Exception:  # noqa: BLE001 - must not unwind into wasmtime
         _log.exception("host bridge failed", request_id=state.context.request_id)
