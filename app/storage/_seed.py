@@ -14,6 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from app._files import write_atomically
+
 __all__ = ["seed_directory"]
 
 
@@ -45,16 +47,5 @@ def seed_directory(examples: Path, target: Path) -> int:
             shutil.rmtree(staging, ignore_errors=True)
         pointer = version_dir.parent / "promoted.json"
         if pointer.is_file() and not (destination.parent / "promoted.json").exists():
-            _copy_atomically(pointer, destination.parent / "promoted.json")
+            write_atomically(destination.parent / "promoted.json", pointer.read_bytes())
     return copied
-
-
-def _copy_atomically(source: Path, destination: Path) -> None:
-    fd, temp = tempfile.mkstemp(prefix=".seed-", dir=destination.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(source.read_bytes())
-        os.replace(temp, destination)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
