@@ -19,8 +19,7 @@ from typing import Any
 from app._files import read_beneath, write_beneath
 from app.catalog import ExtensionDefinition
 from app.settings import Settings
-from app.storage import S3Source, owner_prefix
-from app.storage.source import MAX_DEFINITION_BYTES
+from app.storage import MAX_DEFINITION_BYTES, S3Source, owner_prefix
 
 __all__ = ["PublishConflict", "build_definition", "publish"]
 

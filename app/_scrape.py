@@ -19,7 +19,7 @@ _BREAKER_VALUE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerStat
 
 
 def scrape(runtime: Runtime) -> Iterable[tuple[str, str, str, list[str], Any]]:
-    """Families for :class:`app.telemetry.metrics.ScrapeCollector`."""
+    """Families for :class:`app.telemetry.ScrapeCollector`."""
     stats = runtime.modules.stats
     for name, value, doc in (
         ("module_cache_hits", stats.hits, "Compiled modules served from memory."),

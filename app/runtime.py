@@ -50,9 +50,7 @@ from app.sandbox import (
 )
 from app.settings import Settings
 from app.storage import PLATFORM, ModuleStore, ObjectSource, source_from_settings
-from app.telemetry import get_logger
-from app.telemetry.metrics import InvocationMetrics, ScrapeCollector
-from app.telemetry.tracing import tracer
+from app.telemetry import InvocationMetrics, ScrapeCollector, get_logger, tracer
 
 _log = get_logger("app.runtime")
 # Child spans cost ~10 µs a call even as no-ops: skipped when the parent is not recorded.

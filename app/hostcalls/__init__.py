@@ -3,8 +3,8 @@
 from app.errors import HostCallErrorKind
 from app.hostcalls._keys import KeySet, KeyStatus, SigningKey, parse_signing_keys
 from app.hostcalls.bridge import HttpBridge, InvocationBridge, OutcomeCounter
-from app.hostcalls.policy import DENY_ALL, Ceilings, Policy, PolicyStore, Tier, parse_policy
-from app.hostcalls.tokens import (
+from app.hostcalls._policy import DENY_ALL, Ceilings, Policy, PolicyStore, Tier, parse_policy
+from app.hostcalls._tokens import (
     JWKS_PATH,
     HostCallSigner,
     TokenUnavailable,

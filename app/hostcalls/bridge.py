@@ -12,7 +12,7 @@ version; its ``call`` runs on the worker thread that runs the guest:
    definition's requested calls, and the service must be configured, or the
    answer is ``denied`` and nothing leaves the process;
 3. mint a token scoped to the invocation with the service as audience
-   (:mod:`app.hostcalls.tokens`; no signing key configured: ``unavailable``);
+   (:mod:`app.hostcalls._tokens`; no signing key configured: ``unavailable``);
 4. POST Connect unary JSON to ``{base_url}/{service}/{method}`` within
    ``min(time left in the invocation, hostcall_timeout_ms)``, reading at most
    ``hostcall_max_response_bytes``;
@@ -66,12 +66,11 @@ from opentelemetry import propagate, trace
 from app._ids import METHOD_PATTERN, REQUEST_ID_PATTERN, SERVICE_PATTERN, fullmatch
 from app.errors import HostCallErrorKind, host_call_error
 from app.hostcalls import _deadline
-from app.hostcalls.policy import Policy
-from app.hostcalls.tokens import HostCallSigner, TokenUnavailable
+from app.hostcalls._policy import Policy
+from app.hostcalls._tokens import HostCallSigner, TokenUnavailable
 from app.invocation import ExecutionContext
 from app.settings import Settings
-from app.telemetry import get_logger
-from app.telemetry.tracing import tracer
+from app.telemetry import get_logger, tracer
 
 _log = get_logger("app.hostcalls")
 

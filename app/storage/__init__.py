@@ -2,10 +2,10 @@
 
 from app.settings import Settings
 from app.storage._local import LocalDirectorySource
+from app.storage._module_store import Compiler, ModuleStore, StoreStats
 from app.storage._s3 import S3Source
 from app.storage._seed import seed_directory
-from app.storage.module_store import Compiler, ModuleStore, StoreStats
-from app.storage.source import (
+from app.storage._source import (
     MAX_DEFINITION_BYTES,
     PLATFORM,
     TENANT_PATTERN,

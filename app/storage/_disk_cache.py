@@ -16,6 +16,8 @@ from pathlib import Path
 from app._files import write_atomically
 from app.telemetry import get_logger
 
+__all__ = ["DiskCache"]
+
 _log = get_logger("app.storage.disk")
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from app._ids import fullmatch
 from app.errors import ErrorKind, InvocationFailure
-from app.storage.source import (
+from app.storage._source import (
     ID_PATTERN,
     MAX_DEFINITION_BYTES,
     PLATFORM,
@@ -16,6 +16,8 @@ from app.storage.source import (
     VERSION_PATTERN,
     owner_prefix,
 )
+
+__all__ = ["LocalDirectorySource"]
 
 
 class LocalDirectorySource:

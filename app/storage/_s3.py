@@ -28,7 +28,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from app._ids import fullmatch
 from app.errors import ErrorKind, InvocationFailure
 from app.settings import Settings
-from app.storage.source import (
+from app.storage._source import (
     ID_PATTERN,
     MAX_DEFINITION_BYTES,
     PLATFORM,
@@ -38,6 +38,8 @@ from app.storage.source import (
     owner_prefix,
 )
 from app.telemetry import get_logger
+
+__all__ = ["S3Source"]
 
 _log = get_logger("app.storage.s3")
 _MISSING = {"NoSuchKey", "404", "NotFound"}

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from app.asgi import create_app
-from app.catalog.events import EVENT_TYPE, SIGNATURE_HEADER, sign
+from app.catalog import EVENT_TYPE, SIGNATURE_HEADER, sign
 from app.invocation import ExecutionContext, Invocation
 from app.runtime import Runtime
 from app.settings import Settings

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from app.catalog.definition import ExtensionDefinition, PromotedPointer
+from app.catalog._definition import ExtensionDefinition, PromotedPointer
 from app.errors import ErrorKind, InvocationFailure
 from app.storage import (
     MAX_DEFINITION_BYTES,
@@ -28,6 +28,8 @@ from app.storage import (
     owner_prefix,
 )
 from app.telemetry import get_logger
+
+__all__ = ["Catalog", "ExtensionKey"]
 
 _log = get_logger("app.catalog")
 

@@ -18,8 +18,10 @@ from typing import Any, Protocol
 from app._singleflight import SingleFlight
 from app.errors import ErrorKind, InvocationFailure
 from app.storage._disk_cache import DiskCache
-from app.storage.source import ObjectSource
+from app.storage._source import ObjectSource
 from app.telemetry import get_logger
+
+__all__ = ["Compiler", "ModuleStore", "StoreStats"]
 
 _log = get_logger("app.storage")
 

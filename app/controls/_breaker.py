@@ -32,6 +32,16 @@ from typing import Literal
 
 from app.errors import ErrorKind
 
+__all__ = [
+    "GUEST_FAULTS",
+    "BreakerConfig",
+    "BreakerState",
+    "Breakers",
+    "Permit",
+    "Refusal",
+    "VersionKey",
+]
+
 # Failures the extension is responsible for; caller mistakes and our own
 # capacity limits do not count against it.
 GUEST_FAULTS = frozenset(

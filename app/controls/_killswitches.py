@@ -18,8 +18,19 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app._hotfile import HotFile
-from app.controls.ratelimit import Rate, TenantLimit
-from app.hostcalls.policy import Ceilings  # one notion of limit ceilings for tiers and operators
+from app.controls._ratelimit import Rate, TenantLimit
+from app.hostcalls import Ceilings  # one notion of limit ceilings for tiers and operators
+
+__all__ = [
+    "PLATFORM_OWNER",
+    "Controls",
+    "ControlsDocument",
+    "Decision",
+    "Degradation",
+    "Switch",
+    "Target",
+    "parse_controls",
+]
 
 TargetKind = Literal["version", "extension", "tenant", "tier"]
 

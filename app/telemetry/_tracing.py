@@ -12,6 +12,8 @@ from opentelemetry import trace
 
 from app.settings import Settings
 
+__all__ = ["TRACER_NAME", "configure_tracing", "tracer"]
+
 TRACER_NAME = "extensions-runtime"
 
 

@@ -20,6 +20,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from app._hotfile import HotFile
 from app._ids import POLICY_ALLOW_PATTERN, TIER_PATTERN, fullmatch
 
+__all__ = [
+    "DENY_ALL",
+    "Ceilings",
+    "Policy",
+    "PolicyDocument",
+    "PolicyStore",
+    "Tier",
+    "parse_policy",
+]
+
 
 class Ceilings(BaseModel):
     """Upper bounds a tier puts on any extension's declared limits."""

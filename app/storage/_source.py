@@ -27,6 +27,17 @@ TENANTS_DIR = "_tenants"
 PLATFORM = ""
 """The owner of platform extensions (no tenant)."""
 
+__all__ = [
+    "ID_PATTERN",
+    "MAX_DEFINITION_BYTES",
+    "PLATFORM",
+    "TENANTS_DIR",
+    "TENANT_PATTERN",
+    "VERSION_PATTERN",
+    "ObjectSource",
+    "owner_prefix",
+]
+
 
 def owner_prefix(owner: str) -> str:
     """Where ``owner``'s extensions live, relative to the store's root or prefix."""
