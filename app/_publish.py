@@ -1,7 +1,9 @@
-"""``extensions-runtime publish``: upload a module the way Transformation does.
+"""Publishing a version the way Transformation does: module, definition, then pointer.
 
-Writes the blob, then the definition, then (with ``--promote``) the pointer, in
-that order, so a reader never sees a definition whose bytes are missing.
+``extensions-runtime publish`` and the tests write through here. The blob goes
+first, then the definition, then (with ``promote``) the pointer, so a reader
+never sees a definition whose bytes are missing. Keys come from the storage
+layout (:mod:`app.storage`), the same one the sources read.
 
 A published version is immutable: publishing different bytes under an existing
 version is refused unless ``force`` (the same bytes again succeed, so a retried
@@ -19,7 +21,14 @@ from typing import Any
 from app._files import read_beneath, write_beneath
 from app.catalog import ExtensionDefinition
 from app.settings import Settings
-from app.storage import MAX_DEFINITION_BYTES, S3Source, owner_prefix
+from app.storage import (
+    MAX_DEFINITION_BYTES,
+    S3Source,
+    definition_key,
+    module_key,
+    promoted_key,
+    version_prefix,
+)
 
 __all__ = ["PublishConflict", "build_definition", "publish"]
 
@@ -51,9 +60,7 @@ def build_definition(
         "owner": owner,
         "abi": abi,
         "risk_tier": tier,
-        "wasm_blob_ref": {
-            "key": f"{owner_prefix(owner or '')}{extension_id}/{version}/module.wasm"
-        },
+        "wasm_blob_ref": {"key": module_key(owner or "", extension_id, version)},
         "sha256": hashlib.sha256(wasm).hexdigest(),
         "limits": limits,
         "host_calls": host_calls,
@@ -75,35 +82,36 @@ async def publish(
     Raises :class:`PublishConflict` when the version exists with a different
     definition (and so different module bytes or settings) and not ``force``.
     """
+    owner, extension_id, version = definition.owner_key, definition.id, definition.version
     definition_bytes = definition.model_dump_json(indent=2).encode()
-    home = f"{owner_prefix(definition.owner_key)}{definition.id}"
-    prefix = f"{home}/{definition.version}"
-    definition_key = f"{prefix}/extension.json"
-    pointer = json.dumps({"version": definition.version}).encode()
+    definition_at = definition_key(owner, extension_id, version)
+    pointer_at = promoted_key(owner, extension_id)
+    pointer = json.dumps({"version": version}).encode()
+    where = version_prefix(owner, extension_id, version)
     if settings.s3_endpoint_url:
         source = S3Source(settings)
         try:
             if not force:
-                existing = await source.read_object(definition_key, MAX_DEFINITION_BYTES)
+                existing = await source.read_object(definition_at, MAX_DEFINITION_BYTES)
                 _refuse_replacing(definition, existing, definition_bytes)
             await source.put(definition.wasm_blob_ref.key, wasm, "application/wasm")
-            await source.put(definition_key, definition_bytes, "application/json")
+            await source.put(definition_at, definition_bytes, "application/json")
             if promote:
-                await source.put(f"{home}/promoted.json", pointer, "application/json")
+                await source.put(pointer_at, pointer, "application/json")
         finally:
             await source.close()
-        return f"s3://{settings.s3_bucket}/{settings.s3_prefix}{prefix}/"
+        return f"s3://{settings.s3_bucket}/{settings.s3_prefix}{where}"
     if settings.extensions_dir is None:
         raise ValueError("no S3 endpoint and no extensions directory configured")
     root = settings.extensions_dir
     if not force:
-        existing = read_beneath(root, definition_key, MAX_DEFINITION_BYTES)
+        existing = read_beneath(root, definition_at, MAX_DEFINITION_BYTES)
         _refuse_replacing(definition, existing, definition_bytes)
     write_beneath(root, definition.wasm_blob_ref.key, wasm)
-    write_beneath(root, definition_key, definition_bytes)
+    write_beneath(root, definition_at, definition_bytes)
     if promote:
-        write_beneath(root, f"{home}/promoted.json", pointer)
-    return str(root / prefix)
+        write_beneath(root, pointer_at, pointer)
+    return str(root / where)
 
 
 def _refuse_replacing(definition: ExtensionDefinition, existing: bytes | None, new: bytes) -> None:

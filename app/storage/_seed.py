@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from app._files import write_atomically
+from app.storage._layout import DEFINITION_FILE, PROMOTED_FILE
 
 __all__ = ["seed_directory"]
 
@@ -28,7 +29,7 @@ def seed_directory(examples: Path, target: Path) -> int:
     """
     copied = 0
     target.mkdir(parents=True, exist_ok=True)
-    for definition in sorted(examples.rglob("extension.json")):
+    for definition in sorted(examples.rglob(DEFINITION_FILE)):
         version_dir = definition.parent
         relative = version_dir.relative_to(examples)
         destination = target / relative
@@ -45,7 +46,7 @@ def seed_directory(examples: Path, target: Path) -> int:
                 raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        pointer = version_dir.parent / "promoted.json"
-        if pointer.is_file() and not (destination.parent / "promoted.json").exists():
-            write_atomically(destination.parent / "promoted.json", pointer.read_bytes())
+        pointer = version_dir.parent / PROMOTED_FILE
+        if pointer.is_file() and not (destination.parent / PROMOTED_FILE).exists():
+            write_atomically(destination.parent / PROMOTED_FILE, pointer.read_bytes())
     return copied

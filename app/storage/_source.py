@@ -1,47 +1,18 @@
-"""Where definitions and module bytes are read from.
+"""What the catalog and the module store read from: the :class:`ObjectSource` protocol.
 
-Layout, identical in a local directory and under the bucket's prefix:
-``{id}/promoted.json`` names the promoted version, ``{id}/{version}/extension.json``
-is the definition, and the module bytes live at the definition's
-``wasm_blob_ref.key`` (conventionally ``{id}/{version}/module.wasm``).
-
-Those are **platform** extensions, which every tenant may call. A tenant's own
-extensions live the same way under ``_tenants/{tenant}/``, so ids repeat
-across tenants without colliding, and a listing of one tenant's folder never
-sees another's. ``_tenants`` cannot be an extension id (ids start with a
-letter or digit), so the two trees never overlap.
+Both sources (``_local``, ``_s3``) lay objects out as ``_layout`` describes.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from app import _ids
+from app.storage._layout import PLATFORM
 
-# Storage path segments are ids: one definition of each shape, in app._ids.
-ID_PATTERN = _ids.ID_PATTERN
-VERSION_PATTERN = _ids.VERSION_PATTERN
-TENANT_PATTERN = _ids.TENANT_PATTERN
+__all__ = ["MAX_DEFINITION_BYTES", "ObjectSource"]
+
 MAX_DEFINITION_BYTES = 256 * 1024
-TENANTS_DIR = "_tenants"
-PLATFORM = ""
-"""The owner of platform extensions (no tenant)."""
-
-__all__ = [
-    "ID_PATTERN",
-    "MAX_DEFINITION_BYTES",
-    "PLATFORM",
-    "TENANTS_DIR",
-    "TENANT_PATTERN",
-    "VERSION_PATTERN",
-    "ObjectSource",
-    "owner_prefix",
-]
-
-
-def owner_prefix(owner: str) -> str:
-    """Where ``owner``'s extensions live, relative to the store's root or prefix."""
-    return f"{TENANTS_DIR}/{owner}/" if owner else ""
+"""Largest definition or promotion pointer read."""
 
 
 class ObjectSource(Protocol):
