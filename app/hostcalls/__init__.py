@@ -1,8 +1,9 @@
 """Host calls: risk-tier policy, scoped tokens and the HTTP bridge to platform services."""
 
 from app.errors import HostCallErrorKind
+from app.hostcalls._bridge import HttpBridge, InvocationBridge
+from app.hostcalls._counts import OutcomeCounter
 from app.hostcalls._keys import KeySet, KeyStatus, SigningKey, parse_signing_keys
-from app.hostcalls.bridge import HttpBridge, InvocationBridge, OutcomeCounter
 from app.hostcalls._policy import DENY_ALL, Ceilings, Policy, PolicyStore, Tier, parse_policy
 from app.hostcalls._tokens import (
     JWKS_PATH,
