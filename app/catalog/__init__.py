@@ -1,4 +1,4 @@
-"""Extension definitions, promoted versions and the promotion events that change them."""
+"""Extension definitions, promoted versions, publishing them and the events that promote them."""
 
 from app.catalog._catalog import Catalog
 from app.catalog._definition import BlobRef, DeclaredLimits, ExtensionDefinition
@@ -11,6 +11,7 @@ from app.catalog._events import (
     PromotionGate,
     sign,
 )
+from app.catalog._publish import PublishConflict, build_definition, publish
 
 __all__ = [
     "EVENT_TYPE",
@@ -23,5 +24,8 @@ __all__ = [
     "EventRejected",
     "ExtensionDefinition",
     "PromotionGate",
+    "PublishConflict",
+    "build_definition",
+    "publish",
     "sign",
 ]

@@ -19,7 +19,7 @@ import json
 from typing import Any
 
 from app._files import read_beneath, write_beneath
-from app.catalog import ExtensionDefinition
+from app.catalog._definition import ExtensionDefinition
 from app.settings import Settings
 from app.storage import (
     MAX_DEFINITION_BYTES,
