@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
+import app
 from app.cli import _invoke, _publish, _serve
 from app.telemetry import configure_logging, get_logger
 
@@ -25,6 +26,7 @@ Exit statuses follow one rule everywhere: 0 success, 1 the work failed,
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="extensions-runtime", description=_DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {app.__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     for command in (_serve, _invoke, _publish):
         command.register(commands)

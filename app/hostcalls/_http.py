@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from app import __version__
 from app._ids import SERVICE_PATTERN, fullmatch
 from app.errors import HostCallErrorKind
 from app.hostcalls import _deadline
@@ -112,7 +113,7 @@ class ServiceClient:
             cookies=http.cookiejar.CookieJar(policy=_NoCookies()),
             timeout=settings.hostcall_timeout_ms / 1000.0,
             headers={
-                "User-Agent": "extensions-runtime",
+                "User-Agent": f"extensions-runtime/{__version__}",
                 "Accept": "application/json",
                 "Accept-Encoding": "identity",
             },
