@@ -1,3 +1,6 @@
 """extensions-runtime: runs tenant-authored WebAssembly extensions for Ameide."""
 
-__version__ = "0.1.0"
+from importlib.metadata import version
+
+__version__ = version("extensions-runtime")
+"""The installed distribution's version: ``pyproject.toml`` is the one place it is written."""

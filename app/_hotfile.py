@@ -16,8 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
-from app.telemetry import get_logger
-from app.telemetry.metrics import Family
+from app.telemetry import Family, get_logger
 
 T = TypeVar("T")
 _log = get_logger("app.hotfile")

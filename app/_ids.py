@@ -22,6 +22,7 @@ __all__ = [
     "BLOB_KEY_PATTERN",
     "HOST_CALL_PATTERN",
     "ID_PATTERN",
+    "KEY_ID_PATTERN",
     "METHOD_PATTERN",
     "POLICY_ALLOW_PATTERN",
     "REQUEST_ID_PATTERN",
@@ -56,6 +57,8 @@ METHOD_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
 """A host-call method name: a URL path segment."""
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 """A caller-chosen request id: safe in a header, a log line and an error."""
+KEY_ID_PATTERN = REQUEST_ID_PATTERN
+"""A host-call signing key's ``kid``: in every token's header and the JWKS, so the same rule."""
 
 
 @lru_cache(maxsize=64)

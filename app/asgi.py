@@ -21,12 +21,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from app.auth import Authenticator
-from app.catalog.events import (
-    MAX_EVENT_BYTES,
-    SIGNATURE_HEADER,
-    EventRejected,
-    PromotionGate,
-)
+from app.catalog import MAX_EVENT_BYTES, SIGNATURE_HEADER, EventRejected, PromotionGate
 from app.debug import add_cors, console_routes
 from app.errors import InvocationFailure
 from app.gen.ameide.extensions.v1.admin_connect import ExtensionRuntimeAdmin
@@ -35,9 +30,7 @@ from app.invocation import EchoInvoker, Invoker
 from app.rpc import admin_app, runtime_app, unknown_method
 from app.runtime import Runtime
 from app.settings import Settings, get_settings
-from app.telemetry import configure_logging, get_logger
-from app.telemetry.metrics import exposition
-from app.telemetry.tracing import configure_tracing
+from app.telemetry import configure_logging, configure_tracing, exposition, get_logger
 
 _log = get_logger("app.asgi")
 

@@ -3,10 +3,16 @@
 A stage that refuses or fails an invocation raises :class:`InvocationFailure`
 with a kind; only ``app.rpc`` turns it into a wire error. Keeping the kinds in
 this leaf module lets the sandbox and storage stay ignorant of Connect.
+
+A failed host call is different: it does not end the invocation but is an
+answer the guest reads. Its kinds and its JSON are here too, because two
+stages answer them (the sandbox before a call leaves it, ``app.hostcalls``
+after), and the guest must not be able to tell which one did.
 """
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -71,3 +77,19 @@ class InvocationFailure(Exception):
 
     def __repr__(self) -> str:
         return f"InvocationFailure({self.kind.value}, {self.message!r})"
+
+
+class HostCallErrorKind(StrEnum):
+    """``error.kind`` values the guest may see in a host-call response."""
+
+    DENIED = "denied"
+    TIMEOUT = "timeout"
+    UNAVAILABLE = "unavailable"
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    TOO_LARGE = "too_large"
+    INVALID_REQUEST = "invalid_request"
+
+
+def host_call_error(kind: HostCallErrorKind, message: str) -> bytes:
+    """The bytes a guest receives for a failed host call: ``{"error": {"kind", "message"}}``."""
+    return json.dumps({"error": {"kind": kind.value, "message": message}}).encode()

@@ -58,7 +58,7 @@ OriginList = Annotated[list[str], NoDecode, BeforeValidator(_string_list)]
 
 
 class Rate(BaseModel):
-    """A token bucket's refill rate and size (app/controls/ratelimit.py); 0: no limit."""
+    """A token bucket's refill rate and size (app/controls/_ratelimit.py); 0: no limit."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -351,7 +351,7 @@ class Settings(BaseSettings):
         description="Distinct tenants with faults it takes to open a version for every tenant.",
     )
 
-    # Per-tenant request rate (token buckets, per process); see app/controls/ratelimit.py.
+    # Per-tenant request rate (token buckets, per process); see app/controls/_ratelimit.py.
     rate_limit_per_s: float = Field(
         default=2_000.0, ge=0, description="Calls a tenant may make per second; 0: no limit."
     )
@@ -377,7 +377,7 @@ class Settings(BaseSettings):
     rate_limit_hold_max: int = Field(
         default=4_096, ge=0, le=1_000_000, description="Refusals held at once, all tenants."
     )
-    # Turns per tenant (app/controls/gate.py): calls of one tenant worked on at once.
+    # Turns per tenant (app/controls/_gate.py): calls of one tenant worked on at once.
     tenant_max_active: int = Field(
         default=4, ge=0, le=10_000, description="A tenant's calls in progress at once; 0: no cap."
     )

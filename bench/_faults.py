@@ -38,7 +38,7 @@ from typing import Any
 
 import httpx
 
-from app.catalog.events import EVENT_TYPE, SIGNATURE_HEADER, sign
+from app.catalog import EVENT_TYPE, SIGNATURE_HEADER, sign
 from bench._harness import (
     METHOD,
     ROOT,

@@ -29,6 +29,7 @@ import httpx
 from jwt import PyJWK, PyJWKSet
 from jwt.exceptions import PyJWKError, PyJWKSetError
 
+from app._singleflight import SingleFlight
 from app.telemetry import get_logger
 
 __all__ = ["MAX_JWKS_BYTES", "JwksCache"]
@@ -61,7 +62,7 @@ class JwksCache:
         # Last fetch started for an unknown kid, or that failed: the cooldown runs from it.
         # (The first load is not one: a new kid right after it still gets its fetch.)
         self._missed_at: float | None = None
-        self._inflight: asyncio.Task[None] | None = None
+        self._fetching: SingleFlight[None, None] = SingleFlight()
         self.fetches = 0
 
     def key(self, kid: str | None) -> PyJWK | None:
@@ -80,23 +81,16 @@ class JwksCache:
             if self._fetched_at is not None and now - self._fetched_at >= self._refresh:
                 self._start()  # refresh ahead; this request does not wait
             return
+        fetching = self._fetching.running(None)
         recent = self._missed_at is not None and now - self._missed_at < self._cooldown
-        if self._inflight is None and recent:
+        if not fetching and recent:
             return  # an unknown kid storm: one fetch per cooldown, then refuse at once
-        if self._inflight is None and self._keys:
+        if not fetching and self._keys:
             self._missed_at = now  # a fetch for a kid the keys we have do not name
-        task = self._start()
-        # shield: a caller that goes away must not cancel the fetch the others share.
-        await asyncio.shield(task)
+        await self._fetching.wait(None, self._fetch)  # a caller leaving cancels no one's fetch
 
-    def _start(self) -> asyncio.Task[None]:
-        if self._inflight is None:
-            self._inflight = asyncio.create_task(self._fetch())
-            self._inflight.add_done_callback(self._done)
-        return self._inflight
-
-    def _done(self, _: asyncio.Task[None]) -> None:
-        self._inflight = None
+    def _start(self) -> None:
+        self._fetching.start(None, self._fetch)
 
     async def _fetch(self) -> None:
         """One bounded fetch; any failure keeps the keys already cached."""

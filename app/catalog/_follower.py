@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from app.catalog.catalog import Catalog
-from app.catalog.definition import ExtensionDefinition
+from app.catalog._catalog import Catalog
+from app.catalog._definition import ExtensionDefinition
 from app.errors import ErrorKind, InvocationFailure
 from app.storage import PLATFORM
 from app.telemetry import get_logger

@@ -1,6 +1,6 @@
 """Operator controls: kill switches, degradations, breakers, rate limits and turns."""
 
-from app.controls.breaker import (
+from app.controls._breaker import (
     GUEST_FAULTS,
     BreakerConfig,
     Breakers,
@@ -9,8 +9,8 @@ from app.controls.breaker import (
     Refusal,
     VersionKey,
 )
-from app.controls.gate import TenantGate, Turn, off_turn
-from app.controls.killswitches import (
+from app.controls._gate import TenantGate, Turn, off_turn
+from app.controls._killswitches import (
     PLATFORM_OWNER,
     Controls,
     Decision,
@@ -19,7 +19,7 @@ from app.controls.killswitches import (
     Target,
     parse_controls,
 )
-from app.controls.ratelimit import Rate, RateLimitConfig, RateLimiter, TenantLimit
+from app.controls._ratelimit import Rate, RateLimitConfig, RateLimiter, TenantLimit
 
 __all__ = [
     "GUEST_FAULTS",

@@ -1,9 +1,11 @@
 """Host calls: risk-tier policy, scoped tokens and the HTTP bridge to platform services."""
 
+from app.errors import HostCallErrorKind
+from app.hostcalls._bridge import HttpBridge, InvocationBridge
+from app.hostcalls._counts import OutcomeCounter
 from app.hostcalls._keys import KeySet, KeyStatus, SigningKey, parse_signing_keys
-from app.hostcalls.bridge import HostCallErrorKind, HttpBridge, InvocationBridge, OutcomeCounter
-from app.hostcalls.policy import DENY_ALL, Policy, PolicyStore, Tier, parse_policy
-from app.hostcalls.tokens import (
+from app.hostcalls._policy import DENY_ALL, Policy, PolicyStore, Tier, parse_policy
+from app.hostcalls._tokens import (
     JWKS_PATH,
     HostCallSigner,
     TokenUnavailable,

@@ -25,6 +25,8 @@ from typing import Any
 import httpcore
 import httpx
 
+__all__ = ["DeadlineTransport", "deadline"]
+
 _local = threading.local()
 
 

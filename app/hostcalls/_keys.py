@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -26,12 +25,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm
 
+from app._ids import KEY_ID_PATTERN, fullmatch
+
 __all__ = ["ALGORITHMS", "KeySet", "KeyStatus", "SigningKey", "parse_signing_keys", "thumbprint"]
 
 ALGORITHMS = ("EdDSA", "ES256")
 """The only algorithms host-call tokens are signed (and may be verified) with."""
 MAX_KEYS = 8
-_KID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _MAX_TEXT_CHARS = 64 * 1024
 
 PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
@@ -112,7 +112,7 @@ def _from_jwk(entry: Any, *, default_status: KeyStatus | None) -> SigningKey:
     if not isinstance(entry, dict):
         raise ValueError("is not a JSON object")
     kid = entry.get("kid")
-    if not isinstance(kid, str) or not _KID.fullmatch(kid):
+    if not fullmatch(KEY_ID_PATTERN, kid):
         raise ValueError("needs a 'kid' of 1-128 characters [A-Za-z0-9._:-]")
     status_value = entry.get("status", default_status)
     try:

@@ -20,9 +20,7 @@ from app.controls import PLATFORM_OWNER
 from app.errors import InvocationFailure
 from app.invocation import Invocation, Outcome
 from app.pipeline._guard import Guard
-from app.telemetry import get_logger
-from app.telemetry.metrics import InvocationMetrics
-from app.telemetry.tracing import tracer
+from app.telemetry import InvocationMetrics, get_logger, tracer
 
 __all__ = ["Observe", "Resolve"]
 

@@ -28,7 +28,7 @@ from app.limits import NO_LIMITS, DeclaredLimits
 from app.sandbox import CompiledModule, Job, Scheduler, effective_limits
 from app.settings import LimitBounds
 from app.storage import ModuleStore
-from app.telemetry.tracing import tracer
+from app.telemetry import tracer
 
 __all__ = ["Prepare"]
 

@@ -1,8 +1,8 @@
 """Admission: the tenant's rate limit, then one of its turns, before the call costs anything.
 
 Right after authentication, and still before the body is read, the caller's
-tenant takes a rate-limit token (app/controls/ratelimit.py) and then waits for
-one of its turns (app/controls/gate.py), so a flooding tenant's calls wait
+tenant takes a rate-limit token (app/controls/_ratelimit.py) and then waits for
+one of its turns (app/controls/_gate.py), so a flooding tenant's calls wait
 parked here, not as work queued on the event loop, and a refused request's
 body is never decoded. The turn is given back when the call ends, whatever
 the outcome. A refusal is an ``OVERLOADED`` :class:`InvocationFailure` with a

@@ -27,7 +27,7 @@ from app.runtime._listing import ExtensionView, Listing
 from app.sandbox import Executor, FastPath, SandboxEngine, Scheduler
 from app.settings import Settings
 from app.storage import PLATFORM, ModuleStore, ObjectSource, source_from_settings
-from app.telemetry.metrics import InvocationMetrics, register
+from app.telemetry import InvocationMetrics, register
 
 __all__ = ["Runtime"]
 

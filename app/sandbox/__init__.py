@@ -14,7 +14,7 @@ Everything raises :class:`app.errors.InvocationFailure` with a precise kind.
 """
 
 from app.sandbox._abi import Abi
-from app.sandbox.bridge import HostBridge
+from app.sandbox._host_bridge import HostBridge
 from app.sandbox.engine import CompiledModule, SandboxEngine
 from app.sandbox.executor import Executor
 from app.sandbox.fastpath import FastPath

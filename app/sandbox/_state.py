@@ -39,8 +39,8 @@ from app.sandbox.limits import Limits
 from app.telemetry import get_logger
 
 if TYPE_CHECKING:
+    from app.sandbox._host_bridge import HostBridge
     from app.sandbox._pacer import Pacer
-    from app.sandbox.bridge import HostBridge
 
 TRUNCATION_MARKER = "[log truncated]"
 REALTIME_START_NS = 946_684_800 * 1_000_000_000

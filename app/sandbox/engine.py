@@ -22,7 +22,7 @@ from app.sandbox._abi import Abi
 from app.sandbox._pacer import Pacer
 from app.sandbox._traps import clean_message
 from app.settings import EngineConfig
-from app.telemetry.metrics import Family, single
+from app.telemetry import Family, single
 
 _WASM_MAGIC = b"\0asm"
 FUEL_PER_CPU_S = 1e9

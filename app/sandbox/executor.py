@@ -58,7 +58,7 @@ from typing import Literal, TypeVar
 
 from app.errors import ErrorKind, InvocationFailure
 from app.settings import ExecutorConfig
-from app.telemetry.metrics import Family, single
+from app.telemetry import Family, single
 
 T = TypeVar("T")
 Lane = Literal["short", "long", "io"]

@@ -18,8 +18,8 @@ from app.errors import ErrorKind, InvocationFailure
 from app.invocation import ExecutionContext, Metrics, Outcome
 from app.sandbox import _ffi, _traps
 from app.sandbox._abi import Abi
+from app.sandbox._host_bridge import HostBridge
 from app.sandbox._state import InvocationState, activate
-from app.sandbox.bridge import HostBridge
 from app.sandbox.engine import FUEL_PER_CPU_S, CompiledModule, SandboxEngine
 from app.sandbox.limits import Limits
 

@@ -24,13 +24,13 @@ from opentelemetry import trace
 
 from app.errors import ErrorKind, InvocationFailure
 from app.invocation import ExecutionContext, Outcome
-from app.sandbox.bridge import HostBridge
+from app.sandbox._host_bridge import HostBridge
 from app.sandbox.engine import CompiledModule, SandboxEngine
 from app.sandbox.executor import Executor
 from app.sandbox.fastpath import FastPath
 from app.sandbox.limits import Limits
 from app.sandbox.runner import run
-from app.telemetry.tracing import tracer
+from app.telemetry import tracer
 
 __all__ = ["HandOff", "Job", "Scheduler"]
 

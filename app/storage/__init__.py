@@ -1,18 +1,20 @@
-"""Module storage: object sources (local directory, S3), compiled-module caches."""
+"""Module storage: the layout, object sources (local directory, S3), compiled-module caches."""
 
 from app.settings import Settings
+from app.storage._layout import (
+    PLATFORM,
+    definition_key,
+    in_owners_tree,
+    module_key,
+    owner_prefix,
+    promoted_key,
+    version_prefix,
+)
 from app.storage._local import LocalDirectorySource
+from app.storage._module_store import Compiler, ModuleStore, StoreStats
 from app.storage._s3 import S3Source
 from app.storage._seed import seed_directory
-from app.storage.module_store import Compiler, ModuleStore, StoreStats
-from app.storage.source import (
-    MAX_DEFINITION_BYTES,
-    PLATFORM,
-    TENANT_PATTERN,
-    TENANTS_DIR,
-    ObjectSource,
-    owner_prefix,
-)
+from app.storage._source import MAX_DEFINITION_BYTES, ObjectSource
 
 
 def source_from_settings(settings: Settings) -> ObjectSource:
@@ -29,15 +31,18 @@ def source_from_settings(settings: Settings) -> ObjectSource:
 __all__ = [
     "MAX_DEFINITION_BYTES",
     "PLATFORM",
-    "TENANTS_DIR",
-    "TENANT_PATTERN",
     "Compiler",
     "LocalDirectorySource",
     "ModuleStore",
     "ObjectSource",
     "S3Source",
     "StoreStats",
+    "definition_key",
+    "in_owners_tree",
+    "module_key",
     "owner_prefix",
+    "promoted_key",
     "seed_directory",
     "source_from_settings",
+    "version_prefix",
 ]

@@ -3,17 +3,20 @@
 A precompiled artifact is native code and wasmtime's ``deserialize`` does not
 detect corruption, so an artifact is only loaded from our own private
 directory and only after its digest, written beside it, matches. Files are
-written to a temp name and renamed, so a reader never sees half an artifact.
+written whole (:func:`app._files.write_atomically`), so a reader never sees
+half an artifact.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
+from app._files import write_atomically
 from app.telemetry import get_logger
+
+__all__ = ["DiskCache"]
 
 _log = get_logger("app.storage.disk")
 
@@ -49,15 +52,5 @@ class DiskCache:
     def store(self, digest: str, data: bytes) -> None:
         """Write atomically: digest file last, so a present digest means a whole artifact."""
         artifact, check = self._paths(digest)
-        for path, content in (
-            (artifact, data),
-            (check, hashlib.sha256(data).hexdigest().encode()),
-        ):
-            fd, temp = tempfile.mkstemp(dir=self._dir, prefix=".tmp-")
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(content)
-                os.replace(temp, path)
-            except BaseException:
-                Path(temp).unlink(missing_ok=True)
-                raise
+        write_atomically(artifact, data, mode=0o600)
+        write_atomically(check, hashlib.sha256(data).hexdigest().encode(), mode=0o600)

@@ -5,17 +5,19 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from app._ids import fullmatch
+from app._ids import ID_PATTERN, TENANT_PATTERN, VERSION_PATTERN, fullmatch
 from app.errors import ErrorKind, InvocationFailure
-from app.storage.source import (
-    ID_PATTERN,
-    MAX_DEFINITION_BYTES,
+from app.storage._layout import (
     PLATFORM,
-    TENANT_PATTERN,
     TENANTS_DIR,
-    VERSION_PATTERN,
+    definition_key,
+    extension_prefix,
     owner_prefix,
+    promoted_key,
 )
+from app.storage._source import MAX_DEFINITION_BYTES
+
+__all__ = ["LocalDirectorySource"]
 
 
 class LocalDirectorySource:
@@ -38,18 +40,15 @@ class LocalDirectorySource:
             if p.is_dir() and not p.is_symlink() and fullmatch(pattern, p.name)
         )
 
-    def _scope(self, owner: str) -> Path:
-        return self._root / owner_prefix(owner) if owner else self._root
-
     async def list_owners(self) -> list[str]:
         return await asyncio.to_thread(self._children, self._root / TENANTS_DIR, TENANT_PATTERN)
 
     async def list_extensions(self, owner: str = PLATFORM) -> list[str]:
-        return await asyncio.to_thread(self._children, self._scope(owner), ID_PATTERN)
+        return await asyncio.to_thread(self._children, self._root / owner_prefix(owner), ID_PATTERN)
 
     async def list_versions(self, extension_id: str, owner: str = PLATFORM) -> list[str]:
         return await asyncio.to_thread(
-            self._children, self._scope(owner) / extension_id, VERSION_PATTERN
+            self._children, self._root / extension_prefix(owner, extension_id), VERSION_PATTERN
         )
 
     def _read_small(self, path: Path) -> bytes | None:
@@ -62,13 +61,12 @@ class LocalDirectorySource:
     async def read_definition(
         self, extension_id: str, version: str, owner: str = PLATFORM
     ) -> bytes | None:
-        path = self._scope(owner) / extension_id / version / "extension.json"
+        path = self._root / definition_key(owner, extension_id, version)
         return await asyncio.to_thread(self._read_small, path)
 
     async def read_promoted(self, extension_id: str, owner: str = PLATFORM) -> bytes | None:
-        return await asyncio.to_thread(
-            self._read_small, self._scope(owner) / extension_id / "promoted.json"
-        )
+        path = self._root / promoted_key(owner, extension_id)
+        return await asyncio.to_thread(self._read_small, path)
 
     def _read_blob(self, key: str, max_bytes: int) -> bytes:
         path = (self._root / key).resolve()

@@ -25,19 +25,21 @@ import aioboto3
 from aiobotocore.config import AioConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from app._ids import fullmatch
+from app._ids import ID_PATTERN, TENANT_PATTERN, VERSION_PATTERN, fullmatch
 from app.errors import ErrorKind, InvocationFailure
 from app.settings import Settings
-from app.storage.source import (
-    ID_PATTERN,
-    MAX_DEFINITION_BYTES,
+from app.storage._layout import (
     PLATFORM,
-    TENANT_PATTERN,
     TENANTS_DIR,
-    VERSION_PATTERN,
+    definition_key,
+    extension_prefix,
     owner_prefix,
+    promoted_key,
 )
+from app.storage._source import MAX_DEFINITION_BYTES
 from app.telemetry import get_logger
+
+__all__ = ["S3Source"]
 
 _log = get_logger("app.storage.s3")
 _MISSING = {"NoSuchKey", "404", "NotFound"}
@@ -166,7 +168,7 @@ class S3Source:
 
     async def list_versions(self, extension_id: str, owner: str = PLATFORM) -> list[str]:
         return await self._list_prefixes(
-            f"{self._prefix}{owner_prefix(owner)}{extension_id}/", VERSION_PATTERN
+            self._prefix + extension_prefix(owner, extension_id), VERSION_PATTERN
         )
 
     async def _get(self, key: str, max_bytes: int, *, conditional: bool = False) -> bytes | None:
@@ -209,14 +211,14 @@ class S3Source:
         self, extension_id: str, version: str, owner: str = PLATFORM
     ) -> bytes | None:
         return await self._get(
-            f"{owner_prefix(owner)}{extension_id}/{version}/extension.json",
+            definition_key(owner, extension_id, version),
             MAX_DEFINITION_BYTES,
             conditional=True,
         )
 
     async def read_promoted(self, extension_id: str, owner: str = PLATFORM) -> bytes | None:
         return await self._get(
-            f"{owner_prefix(owner)}{extension_id}/promoted.json",
+            promoted_key(owner, extension_id),
             MAX_DEFINITION_BYTES,
             conditional=True,
         )

@@ -14,6 +14,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from app._files import write_atomically
+from app.storage._layout import DEFINITION_FILE, PROMOTED_FILE
+
 __all__ = ["seed_directory"]
 
 
@@ -26,7 +29,7 @@ def seed_directory(examples: Path, target: Path) -> int:
     """
     copied = 0
     target.mkdir(parents=True, exist_ok=True)
-    for definition in sorted(examples.rglob("extension.json")):
+    for definition in sorted(examples.rglob(DEFINITION_FILE)):
         version_dir = definition.parent
         relative = version_dir.relative_to(examples)
         destination = target / relative
@@ -43,18 +46,7 @@ def seed_directory(examples: Path, target: Path) -> int:
                 raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        pointer = version_dir.parent / "promoted.json"
-        if pointer.is_file() and not (destination.parent / "promoted.json").exists():
-            _copy_atomically(pointer, destination.parent / "promoted.json")
+        pointer = version_dir.parent / PROMOTED_FILE
+        if pointer.is_file() and not (destination.parent / PROMOTED_FILE).exists():
+            write_atomically(destination.parent / PROMOTED_FILE, pointer.read_bytes())
     return copied
-
-
-def _copy_atomically(source: Path, destination: Path) -> None:
-    fd, temp = tempfile.mkstemp(prefix=".seed-", dir=destination.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(source.read_bytes())
-        os.replace(temp, destination)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise

@@ -1,5 +1,27 @@
 """Logging, metrics and tracing setup: leaves that any stage may import."""
 
-from app.telemetry.logging import configure_logging, get_logger
+from app.telemetry._logging import configure_logging, get_logger
+from app.telemetry._metrics import (
+    Family,
+    InvocationMetrics,
+    MetricSource,
+    ScrapeCollector,
+    exposition,
+    register,
+    single,
+)
+from app.telemetry._tracing import configure_tracing, tracer
 
-__all__ = ["configure_logging", "get_logger"]
+__all__ = [
+    "Family",
+    "InvocationMetrics",
+    "MetricSource",
+    "ScrapeCollector",
+    "configure_logging",
+    "configure_tracing",
+    "exposition",
+    "get_logger",
+    "register",
+    "single",
+    "tracer",
+]

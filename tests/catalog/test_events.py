@@ -18,7 +18,7 @@ import pytest
 from pydantic import SecretStr
 
 from app.asgi import create_app
-from app.catalog.events import EVENT_TYPE, SIGNATURE_HEADER, EventMemory, sign
+from app.catalog import EVENT_TYPE, SIGNATURE_HEADER, EventMemory, sign
 from app.errors import ErrorKind, InvocationFailure
 from app.runtime import Runtime
 from app.settings import Settings

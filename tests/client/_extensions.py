@@ -1,6 +1,6 @@
 """A temporary extensions directory: the examples plus modules that fail on purpose.
 
-Everything is published the way Transformation does it (``app._publish``:
+Everything is published the way Transformation does it (``app.catalog.publish``:
 blob, definition, promoted pointer), so the running service reads them exactly
 as it reads real extensions. Each error kind gets an extension of its own, so
 no test's failures count against another's circuit breaker.
@@ -15,7 +15,7 @@ from typing import Any
 
 import wasmtime
 
-from app._publish import build_definition, publish
+from app.catalog import build_definition, publish
 from app.settings import Settings
 from tests._servers import ROOT
 

@@ -926,7 +926,7 @@ def test_settings_are_accepted_by_the_service(
 
 
 def test_risk_tiers_parse_with_the_service_policy(docs: list[dict[str, Any]]) -> None:
-    from app.hostcalls.policy import parse_policy
+    from app.hostcalls import parse_policy
 
     files = only(docs, "ConfigMap", f"{RELEASE}-config")["data"]
     policy = parse_policy(files["risk-tiers.yaml"])
@@ -1101,7 +1101,7 @@ async def test_every_metric_the_chart_uses_is_exported() -> None:
     from app.invocation import ExecutionContext, Invocation
     from app.runtime import Runtime
     from app.settings import Settings
-    from app.telemetry.metrics import exposition
+    from app.telemetry import exposition
 
     runtime = Runtime(Settings(auth_enabled=False, extensions_dir=ROOT / "examples/extensions"))
     await runtime.start()

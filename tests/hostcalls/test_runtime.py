@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from app._publish import build_definition, publish
+from app.catalog import build_definition, publish
 from app.errors import ErrorKind, InvocationFailure
 from app.hostcalls import PolicyStore
 from app.invocation import ExecutionContext, Invocation

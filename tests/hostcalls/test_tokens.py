@@ -28,7 +28,7 @@ from app.hostcalls import (
     verify_dev_token,
     verify_token,
 )
-from app.hostcalls import tokens as tokens_module
+from app.hostcalls import _tokens as tokens_module
 from app.invocation import ExecutionContext
 from app.settings import Settings
 from tests._hostcall_keys import new_key, private_jwk, write_keys

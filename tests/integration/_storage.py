@@ -9,7 +9,7 @@ from typing import Any
 import aioboto3
 from pydantic import SecretStr
 
-from app._publish import build_definition, publish
+from app.catalog import build_definition, publish
 from app.settings import Settings
 from tests._s3 import ACCESS_KEY, SECRET_KEY, SeaweedS3
 from tests._servers import ROOT

@@ -134,7 +134,7 @@ async def test_80_slow_host_calls_of_one_tenant_leave_another_tenants_enrich_ser
         assert response.json()["outputJson"]["enriched"]["status"] == 200
     codes = [r.json()["code"] if r.status_code != 200 else "ok" for r in noisy_answers]
     overloaded = [r for r in noisy_answers if r.status_code == 429]
-    # At most the tenant's 4 turns and 64 waiting calls (app/controls/gate.py), and of
+    # At most the tenant's 4 turns and 64 waiting calls (app/controls/_gate.py), and of
     # those at most its share of the io lane: the rest are refused at once, typed, with
     # a hint. (Admitted calls still waiting when their 3 s deadline passes time out.)
     assert len(overloaded) >= 80 - (4 + 64), codes

@@ -20,7 +20,7 @@ import wasmtime
 from ameide_extensions_client.gen.ameide.extensions.v1 import runtime_pb
 from google.rpc import status_pb2
 
-from app._publish import build_definition, publish
+from app.catalog import build_definition, publish
 from app.settings import Settings
 from tests._clients import buf_curl, connect_json, grpc_invoke
 from tests._servers import BIN, ROOT, cli_server

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from app.asgi import create_app
-from app.catalog.events import EVENT_TYPE, SIGNATURE_HEADER, sign
+from app.catalog import EVENT_TYPE, SIGNATURE_HEADER, sign
 from app.invocation import ExecutionContext, Invocation
 from app.runtime import Runtime
 from app.settings import Settings
@@ -385,7 +385,7 @@ def test_readyz_explains_unusable_storage(
 
 
 async def test_s3_publish_never_silently_replaces_a_version(s3: S3Bucket) -> None:
-    from app._publish import PublishConflict, build_definition, publish
+    from app.catalog import PublishConflict, build_definition, publish
 
     def definition(wasm: bytes) -> Any:
         return build_definition(

@@ -21,7 +21,7 @@ from ameide_extensions_client.gen.ameide.extensions.v1 import runtime_pb
 from prometheus_client.parser import text_string_to_metric_families
 from protobuf import Oneof
 
-from app._publish import build_definition, publish
+from app.catalog import build_definition, publish
 from app.settings import Settings
 from tests._clients import connect_json, grpc_invoke
 from tests._servers import ROOT, cli_server

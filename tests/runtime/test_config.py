@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app._publish import build_definition, publish
+from app.catalog import build_definition, publish
 from app.invocation import ExecutionContext, Invocation
 from app.runtime import Runtime
 from app.settings import Settings

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from app._publish import build_definition, publish
+from app.catalog import build_definition, publish
 from app.runtime import Runtime
 from app.settings import Settings
 from tests._servers import ROOT

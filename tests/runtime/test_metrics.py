@@ -7,7 +7,7 @@ from pathlib import Path
 
 from app.runtime import Runtime
 from app.settings import Settings
-from app.telemetry.metrics import exposition
+from app.telemetry import exposition
 
 # Every family read at scrape time, by the part that owns it.
 SCRAPED = {

@@ -19,17 +19,12 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from app.catalog.definition import ExtensionDefinition, PromotedPointer
+from app.catalog._definition import ExtensionDefinition, PromotedPointer
 from app.errors import ErrorKind, InvocationFailure
-from app.storage import (
-    MAX_DEFINITION_BYTES,
-    PLATFORM,
-    TENANTS_DIR,
-    ObjectSource,
-    owner_prefix,
-)
-from app.telemetry import get_logger
-from app.telemetry.metrics import Family, single
+from app.storage import MAX_DEFINITION_BYTES, PLATFORM, ObjectSource, in_owners_tree
+from app.telemetry import Family, get_logger, single
+
+__all__ = ["Catalog", "ExtensionKey"]
 
 _log = get_logger("app.catalog")
 
@@ -184,9 +179,8 @@ def _misplaced(definition: ExtensionDefinition, owner: str, extension_id: str, v
         return "id/version do not match the definition's location"
     if definition.owner_key != owner:
         return "owner does not match the definition's location"
-    key = definition.wasm_blob_ref.key
-    if owner and not key.startswith(owner_prefix(owner)):
+    if in_owners_tree(definition.wasm_blob_ref.key, owner):
+        return ""
+    if owner:
         return "a tenant's module must live under its own folder"
-    if not owner and key.startswith(f"{TENANTS_DIR}/"):
-        return "a platform module may not live under a tenant's folder"
-    return ""
+    return "a platform module may not live under a tenant's folder"

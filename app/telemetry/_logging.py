@@ -12,6 +12,8 @@ from typing import Any
 
 import structlog
 
+__all__ = ["configure_logging", "get_logger"]
+
 
 class _PyvoyRecvFutureNoise(logging.Filter):
     """Drops the one harmless error pyvoy 1.3.0 logs for every gRPC request.

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from app.errors import ErrorKind, InvocationFailure
-from app.telemetry.metrics import Family, single
+from app.telemetry import Family, single
 
 __all__ = ["TenantGate", "Turn", "off_turn"]
 

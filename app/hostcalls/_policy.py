@@ -21,6 +21,15 @@ from app._hotfile import HotFile
 from app._ids import POLICY_ALLOW_PATTERN, TIER_PATTERN, fullmatch
 from app.limits import NO_LIMITS, DeclaredLimits
 
+__all__ = [
+    "DENY_ALL",
+    "Policy",
+    "PolicyDocument",
+    "PolicyStore",
+    "Tier",
+    "parse_policy",
+]
+
 
 class Tier(BaseModel):
     """One risk tier."""

@@ -25,6 +25,17 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+__all__ = [
+    "PREFIX",
+    "Family",
+    "InvocationMetrics",
+    "MetricSource",
+    "ScrapeCollector",
+    "exposition",
+    "register",
+    "single",
+]
+
 PREFIX = "extensions_runtime"
 # Sub-millisecond resolution: a warm pure call is ~100 µs.
 DURATION_BUCKETS = (

@@ -19,9 +19,9 @@ from collections.abc import Awaitable, Callable
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
+from app._ids import ID_PATTERN, TENANT_PATTERN, VERSION_PATTERN
 from app.catalog._replay import EventMemory
 from app.settings import Settings
-from app.storage.source import ID_PATTERN, TENANT_PATTERN, VERSION_PATTERN
 
 __all__ = [
     "EVENT_TYPE",

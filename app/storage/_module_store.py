@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from app._singleflight import SingleFlight
 from app.errors import ErrorKind, InvocationFailure
 from app.storage._disk_cache import DiskCache
-from app.storage.source import ObjectSource
-from app.telemetry import get_logger
-from app.telemetry.metrics import Family, single
+from app.storage._source import ObjectSource
+from app.telemetry import Family, get_logger, single
+
+__all__ = ["Compiler", "ModuleStore", "StoreStats"]
 
 _log = get_logger("app.storage")
 
@@ -69,7 +71,7 @@ class ModuleStore:
         self._max_entries = max_entries
         self._max_module_bytes = max_module_bytes
         self._cache: OrderedDict[str, object] = OrderedDict()
-        self._inflight: dict[str, asyncio.Task[object]] = {}
+        self._loads: SingleFlight[str, object] = SingleFlight()
         self.stats = StoreStats()
         self._disk = DiskCache(disk_dir, compiler.fingerprint) if disk_dir else None
 
@@ -98,19 +100,7 @@ class ModuleStore:
             self.stats.hits += 1
             return module
         self.stats.misses += 1
-        task = self._inflight.get(digest)
-        if task is None:
-            # The load runs as its own task so a caller that goes away does not
-            # cancel it for the others waiting on the same digest.
-            task = asyncio.ensure_future(self._load_and_remember(digest, key, abi))
-            self._inflight[digest] = task
-            task.add_done_callback(lambda done: self._settled(digest, done))
-        return await asyncio.shield(task)
-
-    def _settled(self, digest: str, task: asyncio.Task[object]) -> None:
-        self._inflight.pop(digest, None)
-        if not task.cancelled():
-            task.exception()  # retrieved here, so an unawaited failure is not reported twice
+        return await self._loads.wait(digest, lambda: self._load_and_remember(digest, key, abi))
 
     async def _load_and_remember(self, digest: str, key: str, abi: str) -> object:
         module = await self._load(digest, key, abi)

@@ -1,20 +1,72 @@
-"""Runs the ASGI app under the chosen server on one port.
+"""``extensions-runtime serve``: the ASGI app under the chosen server, on one port.
 
 pyvoy (Envoy) is the production default: it alone answers Connect, gRPC and
 gRPC-web on one plaintext port. uvicorn has no HTTP/2, so gRPC clients are
 refused; hypercorn speaks h2c but closes a connection after
 ``keep_alive_max_requests`` requests, which is raised here.
+
+Settings are checked here, before any server starts: unusable auth or
+host-call settings are one log line and exit status 2, never a traceback
+inside a server worker.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import signal
 
-from app.settings import Settings, settings_env
-from app.telemetry import get_logger
+from app.settings import DEV_EXTENSIONS_DIR, EXAMPLES_DIR, Settings, settings_env
+from app.telemetry import configure_logging, get_logger
+
+__all__ = ["register", "run", "serve"]
 
 _log = get_logger("app.serve")
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = commands.add_parser("serve", help="serve the RPC on one port")
+    serve.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port to bind (default 8080)")
+    serve.add_argument(
+        "--server",
+        choices=["pyvoy", "uvicorn", "hypercorn"],
+        default=None,
+        help="ASGI server; pyvoy is the only one answering all four protocols",
+    )
+    serve.add_argument("--workers", type=int, default=None, help="processes (pyvoy only)")
+    serve.add_argument(
+        "--dev",
+        action="store_true",
+        help="embedded default: examples/extensions, relaxed auth, debug page",
+    )
+    serve.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Settle the settings, refuse unusable ones, then serve."""
+    overrides: dict[str, object] = {}
+    for name in ("host", "port", "server", "workers"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    if args.dev:
+        overrides["dev"] = True  # Settings applies the dev defaults (DEV_DEFAULTS)
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    if settings.extensions_dir == DEV_EXTENSIONS_DIR and not settings.s3_endpoint_url:
+        from app.storage import seed_directory
+
+        seed_directory(EXAMPLES_DIR, DEV_EXTENSIONS_DIR)
+    configure_logging(settings.log_level, settings.log_format)
+    from app import auth, hostcalls
+
+    try:
+        # Refused here with one clear line, not as a traceback in a server worker.
+        auth.check_settings(settings)
+        hostcalls.check_settings(settings)
+    except ValueError as exc:
+        get_logger("app.cli").error("cli.refused_settings", error=str(exc))
+        return 2
+    return serve(settings)
 
 
 def serve(settings: Settings) -> int:
@@ -65,9 +117,9 @@ async def _serve_pyvoy(settings: Settings) -> int:
     Each worker is a separate Python interpreter with its own event loop and
     sandbox pool (small wasm calls are GIL-bound, so processes, not threads,
     scale them); the precompiled-module directory is shared on disk. Envoy's
-    admin interface is unreachable (see ``app._envoy``).
+    admin interface is unreachable (see ``app.cli._envoy``).
     """
-    from app._envoy import EnvoyServer, StartupError
+    from app.cli._envoy import EnvoyServer, StartupError
 
     if settings.workers > 1 and settings.port == 0:
         _log.error("serve.workers_need_a_port", workers=settings.workers)

@@ -6,18 +6,94 @@ extension's declared limits, capped by the same ceilings), same host functions.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.errors import InvocationFailure
 from app.invocation import ExecutionContext, Metrics, Outcome
-from app.sandbox import DeclaredLimits, SandboxEngine, effective_limits, run
 from app.settings import Settings
+from app.telemetry import configure_logging
+
+if TYPE_CHECKING:
+    from app.sandbox import DeclaredLimits
+
+__all__ = ["UsageError", "invoke_module", "register", "run", "usage_report"]
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    invoke = commands.add_parser("invoke", help="run a module locally as the service would")
+    invoke.add_argument("module", type=Path, help="path to a .wasm module")
+    invoke.add_argument(
+        "--abi",
+        choices=["raw", "wasi-stdio"],
+        default="wasi-stdio",
+        help="how the module takes input and gives output (default: wasi-stdio)",
+    )
+    source = invoke.add_mutually_exclusive_group()
+    source.add_argument("--input", help="input as a JSON document (or any text)")
+    source.add_argument("--input-file", type=Path, help="read the input bytes from a file")
+    invoke.add_argument(
+        "--config",
+        default="{}",
+        help="the definition's config as a JSON object, as the guest reads it "
+        "(host_config, or AMEIDE_CONFIG for wasi-stdio)",
+    )
+    invoke.add_argument("--fuel", type=int)
+    invoke.add_argument("--memory-bytes", type=int)
+    invoke.add_argument("--timeout-ms", type=int)
+    invoke.add_argument("--output-bytes", type=int)
+    invoke.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON report on stdout, on every path (errors included)",
+    )
+    invoke.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Read the input and limits from the command line, then :func:`invoke_module`."""
+    from app import sandbox
+
+    configure_logging("warning", "console")
+    try:
+        if args.input_file is not None:
+            data = args.input_file.read_bytes()
+        else:
+            data = (args.input or "").encode()
+        declared = sandbox.DeclaredLimits(
+            fuel=args.fuel,
+            memory_bytes=args.memory_bytes,
+            timeout_ms=args.timeout_ms,
+            output_bytes=args.output_bytes,
+        )
+        return invoke_module(
+            Settings(),
+            args.module,
+            abi=args.abi,
+            input_data=data,
+            declared=declared,
+            as_json=args.json,
+            config=_config_object(args.config),
+        )
+    except (UsageError, OSError, ValueError) as exc:
+        sys.stderr.write(f"extensions-runtime invoke: {exc}\n")
+        if args.json:
+            usage = exc if isinstance(exc, UsageError) else UsageError(str(exc))
+            sys.stdout.write(usage_report(usage) + "\n")
+        return 2
+
+
+def _config_object(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError("--config must be a JSON object")
+    return value
 
 
 class UsageError(Exception):
@@ -65,21 +141,23 @@ def invoke_module(
     config: dict[str, Any] | None = None,
 ) -> int:
     """Run ``module`` once; prints the result and returns the exit status."""
+    from app import sandbox  # wasmtime: imported by this command only
+
     try:
         wasm = module.read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read {module}: {exc.strerror}") from None
     outcome: Outcome | None = None
     failure: InvocationFailure | None = None
-    with SandboxEngine(settings.engine_config) as engine:
+    with sandbox.SandboxEngine(settings.engine_config) as engine:
         try:
             compiled = engine.compile(wasm, abi)
         except InvocationFailure as exc:
             raise UsageError(f"{module}: {exc.kind.value}: {exc.message}", exc.kind.value) from None
-        limits = effective_limits(declared, settings.limit_bounds, None)
+        limits = sandbox.effective_limits(declared, settings.limit_bounds, None)
         started = time.perf_counter()
         try:
-            outcome = run(
+            outcome = sandbox.run(
                 engine,
                 compiled,
                 input_data,

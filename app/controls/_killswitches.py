@@ -18,8 +18,19 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app._hotfile import HotFile
-from app.controls.ratelimit import Rate, TenantLimit
+from app.controls._ratelimit import Rate, TenantLimit
 from app.limits import NO_LIMITS, DeclaredLimits
+
+__all__ = [
+    "PLATFORM_OWNER",
+    "Controls",
+    "ControlsDocument",
+    "Decision",
+    "Degradation",
+    "Switch",
+    "Target",
+    "parse_controls",
+]
 
 TargetKind = Literal["version", "extension", "tenant", "tier"]
 

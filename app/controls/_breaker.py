@@ -31,10 +31,20 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Literal
 
-from app.controls.killswitches import PLATFORM_OWNER
+from app.controls._killswitches import PLATFORM_OWNER
 from app.errors import ErrorKind
 from app.settings import BreakerConfig
-from app.telemetry.metrics import Family
+from app.telemetry import Family
+
+__all__ = [
+    "GUEST_FAULTS",
+    "BreakerConfig",
+    "BreakerState",
+    "Breakers",
+    "Permit",
+    "Refusal",
+    "VersionKey",
+]
 
 __all__ = [
     "GUEST_FAULTS",

@@ -25,6 +25,15 @@ from app._ids import (
 )
 from app.limits import NO_LIMITS, DeclaredLimits
 
+__all__ = [
+    "MAX_CONFIG_BYTES",
+    "Abi",
+    "BlobRef",
+    "DeclaredLimits",
+    "ExtensionDefinition",
+    "PromotedPointer",
+]
+
 MAX_CONFIG_BYTES = 64 * 1024
 
 Abi = Literal["raw", "wasi-stdio"]

@@ -47,7 +47,7 @@ from pydantic import Field
 
 from app.errors import ErrorKind, InvocationFailure
 from app.settings import Rate, RateLimitConfig
-from app.telemetry.metrics import Family, single
+from app.telemetry import Family, single
 
 __all__ = ["Rate", "RateLimitConfig", "RateLimiter", "TenantLimit"]
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from opentelemetry import trace
 
+from app import __version__
 from app.settings import Settings
+
+__all__ = ["TRACER_NAME", "configure_tracing", "tracer"]
 
 TRACER_NAME = "extensions-runtime"
 
@@ -24,7 +27,10 @@ def configure_tracing(settings: Settings) -> None:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    provider = TracerProvider(resource=Resource.create({"service.name": "extensions-runtime"}))
+    resource = Resource.create(
+        {"service.name": "extensions-runtime", "service.version": __version__}
+    )
+    provider = TracerProvider(resource=resource)
     provider.add_span_processor(
         BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.otlp_endpoint), max_queue_size=2048)
     )

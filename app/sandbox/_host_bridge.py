@@ -12,16 +12,18 @@ from typing import Protocol
 
 from app.invocation import ExecutionContext
 
+__all__ = ["HostBridge"]
+
 
 class HostBridge(Protocol):
     """Answers one guest host call; called on the worker thread running the guest.
 
     Return the response bytes the guest should see, including error responses
-    it is expected to handle. Raise ``InvocationFailure`` to end the invocation
-    instead, with one exception: ``HOST_CALL_DENIED`` is turned into a
-    ``{"error": {"kind": "HOST_CALL_DENIED", ...}}`` response for the guest,
-    exactly as when no bridge is configured or the call budget is spent, so a
-    denial is always something the guest can handle.
+    it is expected to handle (:func:`app.errors.host_call_error`). Raise
+    ``InvocationFailure`` to end the invocation instead, with one exception:
+    ``HOST_CALL_DENIED`` is turned into a ``{"error": {"kind": "denied", ...}}``
+    response for the guest, exactly as when no bridge is configured or the call
+    budget is spent, so a denial is always something the guest can handle.
     """
 
     def call(self, request: bytes, context: ExecutionContext, remaining_ms: float) -> bytes:

@@ -1,0 +1,123 @@
+"""Publishing a version the way Transformation does: module, definition, then pointer.
+
+``extensions-runtime publish`` and the tests write through here. The blob goes
+first, then the definition, then (with ``promote``) the pointer, so a reader
+never sees a definition whose bytes are missing. Keys come from the storage
+layout (:mod:`app.storage`), the same one the sources read.
+
+A published version is immutable: publishing different bytes under an existing
+version is refused unless ``force`` (the same bytes again succeed, so a retried
+publish is harmless). Into a local directory every file is written whole and
+without following any symlink under the root (:func:`app._files.write_beneath`):
+a planted link can neither redirect the write nor become the module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from app._files import read_beneath, write_beneath
+from app.catalog._definition import ExtensionDefinition
+from app.settings import Settings
+from app.storage import (
+    MAX_DEFINITION_BYTES,
+    S3Source,
+    definition_key,
+    module_key,
+    promoted_key,
+    version_prefix,
+)
+
+__all__ = ["PublishConflict", "build_definition", "publish"]
+
+
+class PublishConflict(ValueError):
+    """The version already exists with other bytes; versions are immutable without --force."""
+
+
+def build_definition(
+    wasm: bytes,
+    *,
+    extension_id: str,
+    version: str,
+    abi: str,
+    tier: str,
+    limits: dict[str, Any],
+    host_calls: list[str],
+    config: dict[str, Any],
+    owner: str | None = None,
+) -> ExtensionDefinition:
+    """A validated definition for ``wasm`` at the conventional key.
+
+    ``owner``: the tenant that owns it (under ``_tenants/{owner}/``); ``None``
+    publishes a platform extension every tenant may call.
+    """
+    body = {
+        "id": extension_id,
+        "version": version,
+        "owner": owner,
+        "abi": abi,
+        "risk_tier": tier,
+        "wasm_blob_ref": {"key": module_key(owner or "", extension_id, version)},
+        "sha256": hashlib.sha256(wasm).hexdigest(),
+        "limits": limits,
+        "host_calls": host_calls,
+        "config": config,
+    }
+    return ExtensionDefinition.from_json(json.dumps(body).encode())
+
+
+async def publish(
+    settings: Settings,
+    definition: ExtensionDefinition,
+    wasm: bytes,
+    *,
+    promote: bool,
+    force: bool = False,
+) -> str:
+    """Upload to S3 when an endpoint is set, else into the local extensions directory.
+
+    Raises :class:`PublishConflict` when the version exists with a different
+    definition (and so different module bytes or settings) and not ``force``.
+    """
+    owner, extension_id, version = definition.owner_key, definition.id, definition.version
+    definition_bytes = definition.model_dump_json(indent=2).encode()
+    definition_at = definition_key(owner, extension_id, version)
+    pointer_at = promoted_key(owner, extension_id)
+    pointer = json.dumps({"version": version}).encode()
+    where = version_prefix(owner, extension_id, version)
+    if settings.s3_endpoint_url:
+        source = S3Source(settings)
+        try:
+            if not force:
+                existing = await source.read_object(definition_at, MAX_DEFINITION_BYTES)
+                _refuse_replacing(definition, existing, definition_bytes)
+            await source.put(definition.wasm_blob_ref.key, wasm, "application/wasm")
+            await source.put(definition_at, definition_bytes, "application/json")
+            if promote:
+                await source.put(pointer_at, pointer, "application/json")
+        finally:
+            await source.close()
+        return f"s3://{settings.s3_bucket}/{settings.s3_prefix}{where}"
+    if settings.extensions_dir is None:
+        raise ValueError("no S3 endpoint and no extensions directory configured")
+    root = settings.extensions_dir
+    if not force:
+        existing = read_beneath(root, definition_at, MAX_DEFINITION_BYTES)
+        _refuse_replacing(definition, existing, definition_bytes)
+    write_beneath(root, definition.wasm_blob_ref.key, wasm)
+    write_beneath(root, definition_at, definition_bytes)
+    if promote:
+        write_beneath(root, pointer_at, pointer)
+    return str(root / where)
+
+
+def _refuse_replacing(definition: ExtensionDefinition, existing: bytes | None, new: bytes) -> None:
+    """A version exists once its definition does; the definition pins the module's sha256."""
+    if existing is not None and existing != new:
+        raise PublishConflict(
+            f"{definition.id} {definition.version} is already published with different "
+            "bytes; publish a new version, or pass --force to replace it"
+        )
