@@ -9,6 +9,7 @@ a success.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -91,6 +92,10 @@ class Observe:
                 failure.resolved_version = failure.resolved_version or labels["version"]
                 span.set_attribute("ameide.error_kind", failure.kind.value)
                 span.set_status(Status(StatusCode.ERROR, failure.kind.value))
+                raise
+            except asyncio.CancelledError:
+                # The caller left or its deadline passed: not a runtime fault.
+                result = "cancelled"
                 raise
             except BaseException:
                 result = "internal"

@@ -71,7 +71,7 @@ class InvocationMetrics:
         self.invocations = Counter(
             f"{PREFIX}_invocations",
             "Invocations by owner (a tenant, or _platform), extension, version, tier and "
-            "outcome (ok or an error kind).",
+            "outcome (ok, an error kind, or cancelled when the caller left first).",
             labels,
             registry=registry,
         )
