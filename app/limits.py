@@ -5,7 +5,7 @@ every call: a definition *asks* for limits, a risk tier and an operator's
 degradation put *ceilings* on them, and the settings hold the defaults and
 maxima. Whatever states them, the same six fields mean the same thing, and
 the answer is always the lowest of what applies (:meth:`DeclaredLimits.lowest`);
-``app.sandbox.limits`` turns that into the complete limits a guest runs under.
+``app.sandbox._limits`` turns that into the complete limits a guest runs under.
 
 A leaf, like ``app.errors``: the catalog, the tier policy, the controls and the
 sandbox all speak it without importing each other.

@@ -68,7 +68,7 @@ class Rate(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
-    """The wasmtime engine and what every store is made with (app/sandbox/engine.py)."""
+    """The wasmtime engine and what every store is made with (app/sandbox/_engine.py)."""
 
     max_wasm_stack_bytes: int
     watch_memory: bool
@@ -81,7 +81,7 @@ class EngineConfig:
 
 @dataclass(frozen=True, slots=True)
 class LimitBounds:
-    """The operator's limits around every extension's own (app/sandbox/limits.py).
+    """The operator's limits around every extension's own (app/sandbox/_limits.py).
 
     Both state every field: ``default`` for what a definition leaves unstated,
     ``maximum`` for what any definition may ask.
@@ -93,7 +93,7 @@ class LimitBounds:
 
 @dataclass(frozen=True, slots=True)
 class ExecutorConfig:
-    """Threads and admission of the sandbox lanes (app/sandbox/executor.py)."""
+    """Threads and admission of the sandbox lanes (app/sandbox/_executor.py)."""
 
     threads: int
     long_threads: int
@@ -105,7 +105,7 @@ class ExecutorConfig:
 
 @dataclass(frozen=True, slots=True)
 class InlineConfig:
-    """The fast path's threshold and CPU slice (app/sandbox/fastpath.py); 0 us: never inline."""
+    """The fast path's threshold and CPU slice (app/sandbox/_fastpath.py); 0 us: never inline."""
 
     threshold_us: int
     slice_ms: float

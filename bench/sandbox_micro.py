@@ -20,7 +20,8 @@ from dataclasses import replace
 import wasmtime
 
 from app.invocation import ExecutionContext
-from app.sandbox import Abi, DeclaredLimits, SandboxEngine, _ffi, effective_limits, run, runner
+from app.sandbox import Abi, DeclaredLimits, SandboxEngine, _ffi, effective_limits, run
+from app.sandbox import _runner as runner
 from app.sandbox._state import InvocationState, activate
 from app.settings import Settings
 

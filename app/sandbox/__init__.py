@@ -14,13 +14,13 @@ Everything raises :class:`app.errors.InvocationFailure` with a precise kind.
 """
 
 from app.sandbox._abi import Abi
+from app.sandbox._engine import CompiledModule, SandboxEngine
+from app.sandbox._executor import Executor
+from app.sandbox._fastpath import FastPath
 from app.sandbox._host_bridge import HostBridge
-from app.sandbox.engine import CompiledModule, SandboxEngine
-from app.sandbox.executor import Executor
-from app.sandbox.fastpath import FastPath
-from app.sandbox.limits import DeclaredLimits, Limits, effective_limits
-from app.sandbox.runner import run
-from app.sandbox.scheduler import HandOff, Job, Scheduler
+from app.sandbox._limits import DeclaredLimits, Limits, effective_limits
+from app.sandbox._runner import run
+from app.sandbox._scheduler import HandOff, Job, Scheduler
 
 __all__ = [
     "Abi",

@@ -12,6 +12,15 @@ import wasmtime
 
 from app.errors import ErrorKind, InvocationFailure
 
+__all__ = [
+    "WASI_MODULE",
+    "Abi",
+    "check_exports",
+    "check_imports",
+    "imports_clock_or_random",
+    "min_memory_bytes",
+]
+
 WASI_MODULE = "wasi_snapshot_preview1"
 _HOST_IMPORTS = {("ameide", "host_log"), ("ameide", "host_call"), ("ameide", "host_config")}
 _CLOCK_AND_RANDOM = {"clock_time_get", "clock_res_get", "random_get"}

@@ -50,6 +50,21 @@ import wasmtime
 from wasmtime import _ffi as _c
 from wasmtime._extern import wrap_extern
 
+__all__ = [
+    "CallbackTarget",
+    "call",
+    "export",
+    "live_memories",
+    "owning_memories",
+    "read",
+    "register",
+    "set_stdio",
+    "unregister",
+    "watch_epochs",
+    "watch_memory",
+    "write",
+]
+
 
 class CallbackTarget(Protocol):
     """What an invocation answers to the C callbacks."""

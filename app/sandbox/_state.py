@@ -35,8 +35,21 @@ import wasmtime
 
 from app.errors import ErrorKind, InvocationFailure
 from app.invocation import ExecutionContext, LogLevel, LogLine
-from app.sandbox.limits import Limits
+from app.sandbox._limits import Limits
 from app.telemetry import get_logger
+
+__all__ = [
+    "CLOCK_REALTIME",
+    "CLOCK_STEP_NS",
+    "HOST_PACE_FACTOR",
+    "HOST_PACE_MIN_S",
+    "HOST_TIME_UNPACED_S",
+    "REALTIME_START_NS",
+    "TRUNCATION_MARKER",
+    "InvocationState",
+    "activate",
+    "current",
+]
 
 if TYPE_CHECKING:
     from app.sandbox._host_bridge import HostBridge

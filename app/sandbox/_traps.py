@@ -13,6 +13,13 @@ import wasmtime
 from app.errors import ErrorKind, InvocationFailure
 from app.sandbox._state import InvocationState
 
+__all__ = [
+    "classify",
+    "clean_message",
+    "explain_refusal",
+    "refusal_message",
+]
+
 _MAX_MESSAGE = 240
 
 _BY_CODE = {

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from app.sandbox import Abi, SandboxEngine
-from app.sandbox.engine import CompiledModule
-from app.sandbox.fastpath import LONG_RUN_US, FastPath
+from app.sandbox._engine import CompiledModule
+from app.sandbox._fastpath import LONG_RUN_US, FastPath
 from app.settings import InlineConfig
 from tests.sandbox import _modules
 

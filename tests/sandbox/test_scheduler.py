@@ -7,7 +7,7 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 from app.sandbox import Abi, CompiledModule, Executor, FastPath, Job, Limits, SandboxEngine
-from app.sandbox.scheduler import Scheduler
+from app.sandbox._scheduler import Scheduler
 from app.settings import Settings
 from tests.sandbox import _modules
 from tests.sandbox.conftest import CONTEXT

@@ -1,11 +1,11 @@
 """Where one prepared invocation runs: inline on the event loop, or on a lane's thread.
 
 The choice is made in one place, from what the module's runs cost before
-(:class:`~app.sandbox.fastpath.FastPath`): a short pure guest runs inline under
+(:class:`~app.sandbox._fastpath.FastPath`): a short pure guest runs inline under
 a CPU slice, because a thread hop costs more than it does; if it overruns the
 slice it is re-run on the pool with its full budget (safe: it has no side
 effects outside its fresh Store). Everything else goes to an executor lane
-(:class:`~app.sandbox.executor.Executor`), which may refuse it at once as
+(:class:`~app.sandbox._executor.Executor`), which may refuse it at once as
 ``OVERLOADED``. Every run, inline or pooled, failed or not, feeds the history
 that makes the next choice.
 """
@@ -24,12 +24,12 @@ from opentelemetry import trace
 
 from app.errors import ErrorKind, InvocationFailure
 from app.invocation import ExecutionContext, Outcome
+from app.sandbox._engine import CompiledModule, SandboxEngine
+from app.sandbox._executor import Executor
+from app.sandbox._fastpath import FastPath
 from app.sandbox._host_bridge import HostBridge
-from app.sandbox.engine import CompiledModule, SandboxEngine
-from app.sandbox.executor import Executor
-from app.sandbox.fastpath import FastPath
-from app.sandbox.limits import Limits
-from app.sandbox.runner import run
+from app.sandbox._limits import Limits
+from app.sandbox._runner import run
 from app.telemetry import tracer
 
 __all__ = ["HandOff", "Job", "Scheduler"]
@@ -51,7 +51,7 @@ def _as_is(waiting: Awaitable[T]) -> Awaitable[T]:
 
 @dataclass(slots=True)
 class Job:
-    """One invocation, ready to run: everything :func:`~app.sandbox.runner.run` needs."""
+    """One invocation, ready to run: everything :func:`~app.sandbox._runner.run` needs."""
 
     compiled: CompiledModule
     input: bytes

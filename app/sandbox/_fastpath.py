@@ -11,7 +11,7 @@ module is then treated as slow; every run, inline or pooled, feeds the
 moving average that decides, so a long guest rarely costs the loop a slice.
 
 The same bookkeeping picks the executor lane of pooled runs (see
-``app.sandbox.executor``). A module that imports a function that can block (a
+``app.sandbox._executor``). A module that imports a function that can block (a
 host call, a sleep) goes to the ``io`` lane from its first run: how long it
 waits is up to another service, and `make reliability` showed a hanging
 upstream filling the short lane with such calls before the first of them had
@@ -36,9 +36,14 @@ from __future__ import annotations
 
 import threading
 
-from app.sandbox.engine import CompiledModule
-from app.sandbox.executor import Lane
+from app.sandbox._engine import CompiledModule
+from app.sandbox._executor import Lane
 from app.settings import InlineConfig
+
+__all__ = [
+    "LONG_RUN_US",
+    "FastPath",
+]
 
 LONG_RUN_US = 20_000.0
 """Average wall time per run above which a module's pooled runs use the ``long`` lane."""

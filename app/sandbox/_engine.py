@@ -24,6 +24,13 @@ from app.sandbox._traps import clean_message
 from app.settings import EngineConfig
 from app.telemetry import Family, single
 
+__all__ = [
+    "FUEL_PER_CPU_S",
+    "CompiledModule",
+    "RunStats",
+    "SandboxEngine",
+]
+
 _WASM_MAGIC = b"\0asm"
 FUEL_PER_CPU_S = 1e9
 """Fuel per CPU second of the tightest loop (one ``br`` a round) here, measured by

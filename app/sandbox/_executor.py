@@ -13,7 +13,7 @@ whole deadline) fill the threads and the queue, and a ~100 µs call then waits
 seconds behind them or is refused (measured by ``make reliability``: good
 traffic's p95 went from ~4 ms to seconds). So guests run in three lanes, each
 with its own threads and admission bound, chosen by
-:class:`~app.sandbox.fastpath.FastPath`:
+:class:`~app.sandbox._fastpath.FastPath`:
 
 * ``short``: pure guests known to be quick (``executor_threads``);
 * ``long``: guests that compute long (``executor_long_threads``, default 1).
@@ -59,6 +59,13 @@ from typing import Literal, TypeVar
 from app.errors import ErrorKind, InvocationFailure
 from app.settings import ExecutorConfig
 from app.telemetry import Family, single
+
+__all__ = [
+    "LONG_LANE_NICE",
+    "OVERLOADED_RETRY_AFTER_MS",
+    "Executor",
+    "Lane",
+]
 
 T = TypeVar("T")
 Lane = Literal["short", "long", "io"]

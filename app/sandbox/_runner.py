@@ -1,7 +1,7 @@
 """Running one invocation: a fresh store and instance, limits, ABI, metrics.
 
 :func:`run` is synchronous and meant for a worker thread (see
-``app.sandbox.executor``). Every call gets its own ``wasmtime.Store`` and
+``app.sandbox._executor``). Every call gets its own ``wasmtime.Store`` and
 instance; nothing a guest touched survives the call, and a store is never
 shared between threads (wasmtime aborts the process if an instance is used
 with another store).
@@ -18,10 +18,12 @@ from app.errors import ErrorKind, InvocationFailure
 from app.invocation import ExecutionContext, Metrics, Outcome
 from app.sandbox import _ffi, _traps
 from app.sandbox._abi import Abi
+from app.sandbox._engine import FUEL_PER_CPU_S, CompiledModule, SandboxEngine
 from app.sandbox._host_bridge import HostBridge
+from app.sandbox._limits import Limits
 from app.sandbox._state import InvocationState, activate
-from app.sandbox.engine import FUEL_PER_CPU_S, CompiledModule, SandboxEngine
-from app.sandbox.limits import Limits
+
+__all__ = ["run"]
 
 _MASK64 = (1 << 64) - 1
 _MAX_TABLES = 16
