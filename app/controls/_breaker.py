@@ -46,16 +46,6 @@ __all__ = [
     "VersionKey",
 ]
 
-__all__ = [
-    "GUEST_FAULTS",
-    "BreakerConfig",
-    "BreakerState",
-    "Breakers",
-    "Permit",
-    "Refusal",
-    "VersionKey",
-]
-
 # Failures the extension is responsible for; caller mistakes and our own
 # capacity limits do not count against it.
 GUEST_FAULTS = frozenset(
