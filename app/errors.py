@@ -13,6 +13,7 @@ after), and the guest must not be able to tell which one did.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -40,6 +41,7 @@ class ErrorKind(StrEnum):
     UNAVAILABLE = "UNAVAILABLE"
     HOST_CALL_FAILED = "HOST_CALL_FAILED"
     INTERNAL = "INTERNAL"
+    GUEST_ERROR = "GUEST_ERROR"
 
 
 class InvocationFailure(Exception):
@@ -88,6 +90,18 @@ class HostCallErrorKind(StrEnum):
     BUDGET_EXHAUSTED = "budget_exhausted"
     TOO_LARGE = "too_large"
     INVALID_REQUEST = "invalid_request"
+
+
+@dataclass(frozen=True, slots=True)
+class HostCallRefusal:
+    """A failed host call the guest may handle: a typed ``host-error`` for components,
+    the ``{"error": ...}`` JSON (:func:`host_call_error`) for the other ABIs."""
+
+    kind: HostCallErrorKind
+    message: str
+
+    def to_json(self) -> bytes:
+        return host_call_error(self.kind, self.message)
 
 
 def host_call_error(kind: HostCallErrorKind, message: str) -> bytes:

@@ -36,7 +36,7 @@ __all__ = [
 
 MAX_CONFIG_BYTES = 64 * 1024
 
-Abi = Literal["raw", "wasi-stdio"]
+Abi = Literal["raw", "wasi-stdio", "component"]
 
 
 class _Strict(BaseModel):

@@ -31,9 +31,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     invoke.add_argument("module", type=Path, help="path to a .wasm module")
     invoke.add_argument(
         "--abi",
-        choices=["raw", "wasi-stdio"],
-        default="wasi-stdio",
-        help="how the module takes input and gives output (default: wasi-stdio)",
+        choices=["raw", "wasi-stdio", "component"],
+        help="how the module takes input and gives output"
+        " (default: component for a component, else wasi-stdio)",
     )
     source = invoke.add_mutually_exclusive_group()
     source.add_argument("--input", help="input as a JSON document (or any text)")
@@ -134,7 +134,7 @@ def invoke_module(
     settings: Settings,
     module: Path,
     *,
-    abi: str,
+    abi: str | None,
     input_data: bytes,
     declared: DeclaredLimits,
     as_json: bool,
@@ -151,7 +151,7 @@ def invoke_module(
     failure: InvocationFailure | None = None
     with sandbox.SandboxEngine(settings.engine_config) as engine:
         try:
-            compiled = engine.compile(wasm, abi)
+            compiled = engine.compile(wasm, abi or sandbox.default_abi(wasm))
         except InvocationFailure as exc:
             raise UsageError(f"{module}: {exc.kind.value}: {exc.message}", exc.kind.value) from None
         limits = sandbox.effective_limits(declared, settings.limit_bounds, None)

@@ -37,7 +37,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     publish.add_argument("--id", required=True, dest="extension_id")
     publish.add_argument("--version", required=True)
     publish.add_argument(
-        "--abi", choices=["raw", "wasi-stdio"], default="wasi-stdio", help="(default: wasi-stdio)"
+        "--abi",
+        choices=["raw", "wasi-stdio", "component"],
+        help="(default: component for a component, else wasi-stdio)",
     )
     publish.add_argument("--tier", default="pure")
     publish.add_argument("--limits", default="{}", help="declared limits as JSON")
@@ -60,6 +62,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def run(args: argparse.Namespace) -> int:
     """Build the definition, pick the destination, publish, say where."""
     from app.catalog import build_definition, publish
+    from app.sandbox import default_abi
     from app.storage import seed_directory
 
     configure_logging("warning", "console")
@@ -69,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
             wasm,
             extension_id=args.extension_id,
             version=args.version,
-            abi=args.abi,
+            abi=args.abi or default_abi(wasm),
             tier=args.tier,
             limits=json.loads(args.limits),
             host_calls=args.host_calls,

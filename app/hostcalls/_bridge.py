@@ -35,7 +35,7 @@ import httpx
 from opentelemetry import propagate, trace
 
 from app._ids import REQUEST_ID_PATTERN, fullmatch
-from app.errors import HostCallErrorKind, host_call_error
+from app.errors import HostCallErrorKind, HostCallRefusal
 from app.hostcalls._counts import INTERNAL, OK, OTHER, OutcomeCounter
 from app.hostcalls._errors import TRANSPORT_ERRORS, Refused, transport_refusal
 from app.hostcalls._http import ServiceClient
@@ -105,8 +105,10 @@ class InvocationBridge:
         self._extension_id = extension_id
         self._version = version
 
-    def call(self, request: bytes, context: ExecutionContext, remaining_ms: float) -> bytes:
-        """Perform one guest host call; always answers bytes for the guest."""
+    def call(
+        self, request: bytes, context: ExecutionContext, remaining_ms: float
+    ) -> bytes | HostCallRefusal:
+        """Perform one guest host call: the answer's bytes, or a refusal the guest reads."""
         with tracer().start_as_current_span("host_call") as span:
             answer, outcome = self._call(request, context, remaining_ms)
             span.set_attribute("ameide.host_call.outcome", str(outcome))
@@ -114,7 +116,7 @@ class InvocationBridge:
 
     def _call(
         self, request: bytes, context: ExecutionContext, remaining_ms: float
-    ) -> tuple[bytes, str]:
+    ) -> tuple[bytes | HostCallRefusal, str]:
         started = time.monotonic()
         service, method, outcome = "-", "-", INTERNAL
         parsed: GuestRequest | None = None
@@ -127,11 +129,11 @@ class InvocationBridge:
             return answer, outcome
         except Refused as refused:
             outcome = refused.kind.value
-            return host_call_error(refused.kind, refused.message), outcome
+            return HostCallRefusal(refused.kind, refused.message), outcome
         except Exception:  # noqa: BLE001 - a bug here must not end the guest's invocation
             _log.exception("hostcall.unexpected_error", extension=self._extension_id)
             kind = HostCallErrorKind.UNAVAILABLE
-            return host_call_error(kind, "the host call failed inside the runtime"), outcome
+            return HostCallRefusal(kind, "the host call failed inside the runtime"), outcome
         finally:
             self._owner.counts.add(service, method, outcome)
             log = _log.info if outcome in (OK, HostCallErrorKind.DENIED) else _log.warning

@@ -57,6 +57,7 @@ _CODES: dict[ErrorKind, Code] = {
     ErrorKind.UNAVAILABLE: Code.UNAVAILABLE,
     ErrorKind.HOST_CALL_FAILED: Code.UNAVAILABLE,
     ErrorKind.INTERNAL: Code.INTERNAL,
+    ErrorKind.GUEST_ERROR: Code.FAILED_PRECONDITION,
 }
 
 

@@ -13,7 +13,7 @@ Typical use, from the invocation pipeline::
 Everything raises :class:`app.errors.InvocationFailure` with a precise kind.
 """
 
-from app.sandbox._abi import Abi
+from app.sandbox._abi import Abi, default_abi
 from app.sandbox._engine import CompiledModule, SandboxEngine
 from app.sandbox._executor import Executor
 from app.sandbox._fastpath import FastPath
@@ -34,6 +34,7 @@ __all__ = [
     "Limits",
     "SandboxEngine",
     "Scheduler",
+    "default_abi",
     "effective_limits",
     "run",
 ]

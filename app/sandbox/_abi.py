@@ -9,19 +9,27 @@ from __future__ import annotations
 from enum import StrEnum
 
 import wasmtime
+import wasmtime.component
 
 from app.errors import ErrorKind, InvocationFailure
 
 __all__ = [
+    "COMPONENT_LAYER",
+    "HOST_INTERFACE",
     "WASI_MODULE",
+    "WASI_P2_VERSIONS",
     "Abi",
+    "check_component",
     "check_exports",
     "check_imports",
+    "default_abi",
     "imports_clock_or_random",
     "min_memory_bytes",
 ]
 
 WASI_MODULE = "wasi_snapshot_preview1"
+COMPONENT_LAYER = b"\x0d\x00\x01\x00"
+"""Version and layer bytes after ``\\0asm`` in a component (a core module has ``01 00 00 00``)."""
 _HOST_IMPORTS = {("ameide", "host_log"), ("ameide", "host_call"), ("ameide", "host_config")}
 _CLOCK_AND_RANDOM = {"clock_time_get", "clock_res_get", "random_get"}
 _PAGE = 64 * 1024
@@ -34,6 +42,15 @@ class Abi(StrEnum):
     """Exports ``memory``, ``alloc(len) -> ptr`` and ``handle(ptr, len) -> i64``."""
     WASI_STDIO = "wasi-stdio"
     """A WASI preview1 command: stdin in, stdout out, stderr as logs."""
+    COMPONENT = "component"
+    """A component of the ``ameide:extension`` world (``wit/extension``): a typed
+    ``handle``, the ``host`` interface and locked-down WASI preview 2."""
+
+
+def default_abi(wasm: bytes) -> Abi:
+    """The ABI to assume when none is given: ``component`` for a component binary,
+    else ``wasi-stdio`` (the bytes after the magic tell a component from a module)."""
+    return Abi.COMPONENT if bytes(wasm[4:8]) == COMPONENT_LAYER else Abi.WASI_STDIO
 
 
 def _invalid(message: str) -> InvocationFailure:
@@ -94,3 +111,44 @@ def min_memory_bytes(module: wasmtime.Module) -> int:
         if isinstance(exp.type, wasmtime.MemoryType):
             total = max(total, exp.type.limits.min * _PAGE)
     return total
+
+
+# -- components -------------------------------------------------------------------
+
+HOST_INTERFACE = "ameide:extension/host@0.1.0"
+_OWN_IMPORTS = frozenset({HOST_INTERFACE, "ameide:extension/types@0.1.0"})
+WASI_P2_VERSIONS = tuple(f"0.2.{minor}" for minor in range(10))
+"""The WASI 0.2 releases a component may import (wasmtime-py 50 provides up to 0.2.9)."""
+_WASI_P2_INTERFACES = frozenset({
+    "cli/environment", "cli/exit", "cli/stdin", "cli/stdout", "cli/stderr",
+    "cli/terminal-input", "cli/terminal-output", "cli/terminal-stdin",
+    "cli/terminal-stdout", "cli/terminal-stderr",
+    "clocks/monotonic-clock", "clocks/wall-clock",
+    "filesystem/types", "filesystem/preopens",
+    "io/error", "io/poll", "io/streams",
+    "random/random", "random/insecure", "random/insecure-seed",
+    "sockets/network", "sockets/instance-network", "sockets/tcp",
+    "sockets/tcp-create-socket", "sockets/udp", "sockets/udp-create-socket",
+    "sockets/ip-name-lookup",
+})  # fmt: skip
+"""What a component may import from WASI. Toolchains import sockets and the
+filesystem whatever the guest does; the context grants neither (no preopens,
+every address and name lookup denied), so importing them is harmless."""
+
+
+def _allowed_component_import(name: str) -> bool:
+    if name in _OWN_IMPORTS:
+        return True
+    package, _, version = name.partition("@")
+    namespace, _, interface = package.partition(":")
+    return namespace == "wasi" and interface in _WASI_P2_INTERFACES and version in WASI_P2_VERSIONS
+
+
+def check_component(component: wasmtime.component.Component, engine: wasmtime.Engine) -> None:
+    """Imports only from the world and allowed WASI; exports ``handle``. Before any run."""
+    kind = component.type
+    for name in kind.imports(engine):
+        if not _allowed_component_import(name):
+            raise _invalid(f"import {name} is not provided by the runtime (abi component)")
+    if "handle" not in kind.exports(engine):
+        raise _invalid("abi component requires an exported function 'handle' (world extension)")

@@ -70,8 +70,11 @@ class FastPath:
     def _is_pure(compiled: CompiledModule) -> bool:
         stats = compiled.runs
         if stats.pure is None:
-            stats.pure = not any(
-                (imp.module, imp.name) in _BLOCKING_IMPORTS for imp in compiled.module.imports
+            # A component always imports the whole host interface, host calls
+            # included, so it never counts as pure.
+            module = compiled.module
+            stats.pure = module is not None and not any(
+                (imp.module, imp.name) in _BLOCKING_IMPORTS for imp in module.imports
             )
         return stats.pure
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from app.errors import HostCallRefusal
 from app.invocation import ExecutionContext
 
 __all__ = ["HostBridge"]
@@ -18,14 +19,17 @@ __all__ = ["HostBridge"]
 class HostBridge(Protocol):
     """Answers one guest host call; called on the worker thread running the guest.
 
-    Return the response bytes the guest should see, including error responses
-    it is expected to handle (:func:`app.errors.host_call_error`). Raise
+    Return the response bytes the guest should see, or a refusal it is expected
+    to handle (:class:`app.errors.HostCallRefusal`; the JSON ABIs read it as
+    ``{"error": ...}``, a component as its typed ``host-error``). Raise
     ``InvocationFailure`` to end the invocation instead, with one exception:
     ``HOST_CALL_DENIED`` is turned into a ``{"error": {"kind": "denied", ...}}``
     response for the guest, exactly as when no bridge is configured or the call
     budget is spent, so a denial is always something the guest can handle.
     """
 
-    def call(self, request: bytes, context: ExecutionContext, remaining_ms: float) -> bytes:
+    def call(
+        self, request: bytes, context: ExecutionContext, remaining_ms: float
+    ) -> bytes | HostCallRefusal:
         """Perform ``request`` for ``context`` within ``remaining_ms``."""
         ...

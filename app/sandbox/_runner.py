@@ -16,7 +16,7 @@ import wasmtime
 
 from app.errors import ErrorKind, InvocationFailure
 from app.invocation import ExecutionContext, Metrics, Outcome
-from app.sandbox import _ffi, _traps
+from app.sandbox import _components, _ffi, _traps
 from app.sandbox._abi import Abi
 from app.sandbox._engine import FUEL_PER_CPU_S, CompiledModule, SandboxEngine
 from app.sandbox._host_bridge import HostBridge
@@ -50,9 +50,10 @@ def run(
     the earlier of it and ``limits.timeout_ms``, or as soon as ``cancel`` is
     set. ``Outcome.resolved_version`` is left empty for the caller.
 
-    A wasi-stdio guest sees virtual clocks (realtime from 2000-01-01) and a
-    constant-seeded random source unless ``real_clock_and_random`` (a risk-tier
-    grant) gives it wasmtime's real ones. Raw guests have neither.
+    A wasi-stdio guest or a component sees virtual clocks (realtime from
+    2000-01-01) and a constant-seeded random source unless
+    ``real_clock_and_random`` (a risk-tier grant) gives it real ones. Raw
+    guests have neither.
 
     ``cpu_slice_s`` is for a run on the event-loop thread: the guest is also
     stopped (TIMEOUT) once this thread has spent that much CPU time on it
@@ -70,7 +71,7 @@ def run(
         context=context,
         include_logs=include_logs,
         bridge=host_bridge,
-        deterministic=compiled.abi is Abi.WASI_STDIO and not real_clock_and_random,
+        deterministic=compiled.abi is not Abi.RAW and not real_clock_and_random,
         cpu_slice_s=cpu_slice_s,
         pacer=engine.pacer,
         config_json=config_json,
@@ -130,6 +131,8 @@ def _new_store(engine: SandboxEngine, state: InvocationState, key: int) -> wasmt
 def _run_in_store(
     engine: SandboxEngine, compiled: CompiledModule, data: bytes, state: InvocationState, key: int
 ) -> bytes:
+    if compiled.component is not None:
+        return _components.run(engine, compiled.component, data, state, key)
     store = _new_store(engine, state, key)
     state.store = store
     if compiled.abi is Abi.WASI_STDIO:
@@ -142,6 +145,7 @@ def _run_in_store(
         state.wasi_epoch_ns = time.monotonic_ns()
         store.set_wasi(config)
     pre = compiled.pre if state.deterministic else compiled.pre_real
+    assert pre is not None  # a core module
     instance = _instantiate(compiled, pre, store, state)
     memory = _ffi.export(store, instance, "memory")
     memory = memory if isinstance(memory, wasmtime.Memory) else None

@@ -116,6 +116,8 @@ class InvocationState:
     host_calls: int = 0
     peak_memory: int = 0
     stdout: bytearray = field(default_factory=bytearray)
+    stdout_is_log: bool = False
+    """Stdout is log lines too (a component answers through ``handle``, not stdout)."""
     stderr_pending: bytearray = field(default_factory=bytearray)
     wasi_epoch_ns: int = 0
     """``time.monotonic_ns()`` when the WASI context was made (its monotonic zero)."""
@@ -290,6 +292,8 @@ class InvocationState:
 
     def on_stdout(self, data: bytes) -> int:
         """Keep stdout up to the output cap; past it, fail the write and the invocation."""
+        if self.stdout_is_log:
+            return self.on_stderr(data)
         started = time.perf_counter()
         try:
             if len(self.stdout) + len(data) > self.limits.output_bytes:

@@ -1,9 +1,13 @@
 """Turning what wasmtime raised into an :class:`InvocationFailure`.
 
 Classification uses ``Trap.trap_code`` and the invocation's own recorded
-failure, never message text. Text is only cleaned up for the caller: wasmtime
-messages carry a wasm backtrace and ``Caused by`` chains that are noise (and
-could grow with debug info) on the wire.
+failure. A component's trap reaches Python as a plain ``WasmtimeError``
+(wasmtime-py's component calls keep no trap code), so for those the root cause
+of the error chain is matched against wasmtime's own trap messages; it is the
+last ``Caused by`` line, which wasmtime writes and a guest cannot. Text is
+otherwise only cleaned up for the caller: wasmtime messages carry a wasm
+backtrace and ``Caused by`` chains that are noise (and could grow with debug
+info) on the wire.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ __all__ = [
     "classify",
     "clean_message",
     "explain_refusal",
+    "is_trap",
     "refusal_message",
 ]
 
@@ -27,6 +32,24 @@ _BY_CODE = {
     wasmtime.TrapCode.INTERRUPT: ErrorKind.TIMEOUT,
     wasmtime.TrapCode.STACK_OVERFLOW: ErrorKind.STACK_OVERFLOW,
 }
+
+
+_BY_ROOT_CAUSE = {
+    "wasm trap: all fuel consumed by WebAssembly": ErrorKind.FUEL_EXHAUSTED,
+    "wasm trap: interrupt": ErrorKind.TIMEOUT,
+    "wasm trap: call stack exhausted": ErrorKind.STACK_OVERFLOW,
+}
+
+
+def _root_cause(text: str) -> str:
+    _, found, tail = text.rpartition("Caused by:")
+    lines = [line.strip() for line in tail.splitlines() if line.strip()] if found else []
+    return lines[-1] if lines else ""
+
+
+def is_trap(error: Exception) -> bool:
+    """Whether ``error`` is the guest trapping (not a link or limit error)."""
+    return isinstance(error, wasmtime.Trap) or _root_cause(str(error)).startswith("wasm trap:")
 
 
 def clean_message(text: str) -> str:
@@ -51,7 +74,7 @@ def classify(error: Exception, state: InvocationState) -> InvocationFailure:
     if isinstance(error, wasmtime.ExitTrap):
         return InvocationFailure(ErrorKind.TRAP, f"guest exited with exit status {error.code}")
     code = error.trap_code if isinstance(error, wasmtime.Trap) else None
-    kind = _BY_CODE.get(code) if code is not None else None
+    kind = _BY_CODE.get(code) if code is not None else _BY_ROOT_CAUSE.get(_root_cause(str(error)))
     if kind is not None:
         return InvocationFailure(kind, _limit_message(kind, state))
     return InvocationFailure(ErrorKind.TRAP, clean_message(str(error)))

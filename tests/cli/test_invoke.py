@@ -89,7 +89,8 @@ def test_json_report_on_every_path(tmp_path: Path) -> None:
 
 
 def test_help_names_the_default_abi() -> None:
-    assert "default: wasi-stdio" in " ".join(_cli("invoke", "--help").stdout.split())
+    text = " ".join(_cli("invoke", "--help").stdout.split())
+    assert "default: component for a component, else wasi-stdio" in text
 
 
 def test_invoke_hands_the_guest_its_config(tmp_path: Path) -> None:

@@ -93,7 +93,8 @@ def _call(
 ) -> Any:
     target = _for(bridge) if isinstance(bridge, HttpBridge) else bridge
     raw = request if isinstance(request, bytes) else json.dumps(request).encode()
-    return json.loads(target.call(raw, context, remaining_ms))
+    answer = target.call(raw, context, remaining_ms)
+    return json.loads(answer if isinstance(answer, bytes) else answer.to_json())
 
 
 def _error(answer: Any) -> str:

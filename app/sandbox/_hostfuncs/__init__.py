@@ -1,5 +1,6 @@
 """Host functions: ``ameide.host_log``, ``ameide.host_call``, ``ameide.host_config``
-and the WASI replacements.
+and the WASI replacements; for components, the ``ameide:extension/host`` interface
+and the WASI preview 2 replacements (``_component``).
 
 For wasi-stdio, ``poll_oneoff`` is always replaced by one bounded by the
 deadline (``_poll``); in deterministic mode (the default) ``clock_time_get``,
@@ -14,6 +15,7 @@ cross between host and guest memory in one place (``_marshal``).
 """
 
 from app.sandbox._hostfuncs._clocks import RANDOM_BUDGET, RANDOM_MAX_CALL
+from app.sandbox._hostfuncs._component import define_component
 from app.sandbox._hostfuncs._linker import define
 
-__all__ = ["RANDOM_BUDGET", "RANDOM_MAX_CALL", "define"]
+__all__ = ["RANDOM_BUDGET", "RANDOM_MAX_CALL", "define", "define_component"]

@@ -3,7 +3,7 @@ the answer back into guest memory.
 
 The sandbox only moves bytes and keeps the budget; what a call may do is the
 bridge's business. Whatever the guest may handle comes back as an answer
-(:func:`app.errors.host_call_error`, the same JSON the bridge gives): calls
+(:class:`app.errors.HostCallRefusal`, the same the bridge gives): calls
 not enabled, the call budget spent, a denial. Only a failure that must end
 the invocation stops the guest.
 """
@@ -14,23 +14,23 @@ import time
 
 import wasmtime
 
-from app.errors import ErrorKind, HostCallErrorKind, InvocationFailure, host_call_error
+from app.errors import ErrorKind, HostCallErrorKind, HostCallRefusal, InvocationFailure
 from app.sandbox._hostfuncs._marshal import NO_RESPONSE, read, respond
 from app.sandbox._state import InvocationState, current
 from app.telemetry import get_logger
 
-__all__ = ["host_call"]
+__all__ = ["answer", "host_call"]
 
 _log = get_logger("app.sandbox")
 
 
-def _answer(state: InvocationState, request: bytes) -> bytes | None:
-    """The bridge's response, a denial for the guest, or ``None`` if the invocation ends."""
+def answer(state: InvocationState, request: bytes) -> bytes | HostCallRefusal | None:
+    """The bridge's response, a refusal for the guest, or ``None`` if the invocation ends."""
     state.host_calls += 1
     if state.bridge is None:
-        return host_call_error(HostCallErrorKind.DENIED, "host calls are not enabled")
+        return HostCallRefusal(HostCallErrorKind.DENIED, "host calls are not enabled")
     if state.host_calls > state.limits.max_host_calls:
-        return host_call_error(
+        return HostCallRefusal(
             HostCallErrorKind.BUDGET_EXHAUSTED,
             f"host call budget of {state.limits.max_host_calls} calls is spent",
         )
@@ -42,7 +42,7 @@ def _answer(state: InvocationState, request: bytes) -> bytes | None:
         return state.bridge.call(request, state.context, remaining_ms)
     except InvocationFailure as failure:
         if failure.kind is ErrorKind.HOST_CALL_DENIED:
-            return host_call_error(HostCallErrorKind.DENIED, failure.message)
+            return HostCallRefusal(HostCallErrorKind.DENIED, failure.message)
         state.stop(failure.kind, failure.message)
     except Exception:  # noqa: BLE001 - must not unwind into wasmtime
         _log.exception("host bridge failed", request_id=state.context.request_id)
@@ -61,8 +61,11 @@ def host_call(caller: wasmtime.Caller, req_ptr: int, req_len: int) -> int:
         if request is None:
             state.stop(ErrorKind.TRAP, "host_call: request is outside guest memory")
             return NO_RESPONSE
-        response = _answer(state, request)
-        return NO_RESPONSE if response is None else respond(caller, state, response)
+        response = answer(state, request)
+        if response is None:
+            return NO_RESPONSE
+        as_json = response.to_json() if isinstance(response, HostCallRefusal) else response
+        return respond(caller, state, as_json)
     except Exception:  # noqa: BLE001 - must not unwind into wasmtime
         _log.exception("host_call failed")
         state.stop(ErrorKind.INTERNAL, "host_call failed")

@@ -226,6 +226,14 @@ class InternalError(ExtensionError):
     kind = ErrorKind.INTERNAL
 
 
+class GuestError(ExtensionError):
+    """GUEST_ERROR: the extension answered with its own error (a component's
+    ``guest-error``); the message is ``"code: message"``. Retrying the same
+    input gives the same answer."""
+
+    kind = ErrorKind.GUEST_ERROR
+
+
 class Unauthenticated(ExtensionError):
     """No caller token, or one the runtime does not accept (``unauthenticated``)."""
 
@@ -254,6 +262,7 @@ _BY_KIND: dict[ErrorKind, type[ExtensionError]] = {
         InvalidOutput,
         Unavailable,
         InternalError,
+        GuestError,
     )
 }
 

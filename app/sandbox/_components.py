@@ -1,0 +1,111 @@
+"""Running one invocation of a component (``abi: component``) in its fresh store.
+
+The same limits as the core ABIs, mapped to the same kinds: fuel and the epoch
+deadline on the store, memory through the store's limit (a component's core
+modules together may not exceed it, nor declare more initially), the output
+cap on what ``handle`` returns, logs and host calls through the invocation
+state. The runner (``app.sandbox._runner``) owns the state and the metrics.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import wasmtime
+from wasmtime import component
+
+from app.errors import ErrorKind, InvocationFailure
+from app.sandbox import _ffi, _traps
+from app.sandbox._engine import ComponentParts, SandboxEngine
+from app.sandbox._state import InvocationState
+
+__all__ = ["run"]
+
+_MAX_INSTANCES = 64
+"""Core instances per component: a componentize-py guest has 14 (libc, libpython...)."""
+_MAX_TABLES = 64
+_MAX_MEMORIES = 8
+
+
+def _new_store(engine: SandboxEngine, state: InvocationState, key: int) -> wasmtime.Store:
+    store = wasmtime.Store(engine.component_engine)
+    store.set_fuel(state.limits.fuel)
+    store.set_limits(
+        memory_size=state.limits.memory_bytes,
+        table_elements=engine.config.max_table_elements,
+        instances=_MAX_INSTANCES,
+        tables=_MAX_TABLES,
+        memories=_MAX_MEMORIES,
+    )
+    _ffi.watch_epochs(store, key)
+    config = wasmtime.WasiConfig()  # no preopens, no environment, no arguments, no network
+    _ffi.set_stdio(config, b"", key)
+    state.stdout_is_log = True
+    state.wasi_epoch_ns = time.monotonic_ns()
+    store.set_wasi(config)
+    return store
+
+
+def run(
+    engine: SandboxEngine, parts: ComponentParts, data: bytes, state: InvocationState, key: int
+) -> bytes:
+    """Instantiate ``parts`` in a fresh store and call ``handle(data)``; its output."""
+    store = _new_store(engine, state, key)
+    state.store = store
+    linker = parts.linker if state.deterministic else parts.linker_real
+    instance = _instantiate(linker, parts.component, store, state)
+    handle = instance.get_func(store, "handle")
+    if handle is None:  # checked at compile time
+        raise InvocationFailure(ErrorKind.INVALID_MODULE, "component exports no 'handle'")
+    try:
+        result: Any = handle(store, data)
+        handle.post_return(store)
+    except (wasmtime.Trap, wasmtime.WasmtimeError) as err:
+        raise _traps.classify(err, state) from None
+    finally:
+        state.flush_stderr()
+    if state.failure is not None:
+        raise state.failure
+    if not isinstance(result, bytes):
+        raise _guest_error(result)
+    if len(result) > state.limits.output_bytes:
+        raise InvocationFailure(
+            ErrorKind.OUTPUT_TOO_LARGE,
+            f"output of {len(result)} bytes exceeds the limit of {state.limits.output_bytes} bytes",
+        )
+    return result
+
+
+def _instantiate(
+    linker: component.Linker,
+    built: component.Component,
+    store: wasmtime.Store,
+    state: InvocationState,
+) -> component.Instance:
+    try:
+        return linker.instantiate(store, built)
+    except (wasmtime.Trap, wasmtime.WasmtimeError) as err:
+        if state.failure is not None or _traps.is_trap(err):
+            raise _traps.classify(err, state) from None
+        text = str(err)
+        if "memory" in text and "limit" in text:
+            raise InvocationFailure(
+                ErrorKind.MEMORY_LIMIT,
+                "component needs more memory than allowed"
+                f" ({state.limits.memory_bytes} bytes): {_traps.clean_message(text)}",
+            ) from None
+        raise InvocationFailure(
+            ErrorKind.INVALID_MODULE,
+            f"component cannot be instantiated: {_traps.clean_message(text)}",
+        ) from None
+
+
+_MAX_GUEST_TEXT = 200
+
+
+def _guest_error(value: Any) -> InvocationFailure:
+    """The guest's own ``guest-error``: its code and message, for the caller."""
+    code = str(getattr(value, "code", ""))[:_MAX_GUEST_TEXT]
+    message = str(getattr(value, "message", ""))[:_MAX_GUEST_TEXT]
+    return InvocationFailure(ErrorKind.GUEST_ERROR, f"{code}: {message}", caller_side=True)
