@@ -14,7 +14,7 @@ service.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from pydantic import ValidationError
@@ -33,6 +33,10 @@ ExtensionKey = tuple[str, str]
 """``(owner, extension_id)``; the owner is a tenant id or ``""`` for the platform."""
 
 
+Warm = Callable[[ExtensionDefinition], Awaitable[None]]
+"""Makes a definition's module ready to run (downloaded and compiled); never raises."""
+
+
 @dataclass(slots=True)
 class _Entry:
     versions: dict[str, ExtensionDefinition] = field(default_factory=dict)
@@ -42,8 +46,9 @@ class _Entry:
 class Catalog:
     """Definitions by extension and version, with the promoted version of each."""
 
-    def __init__(self, source: ObjectSource) -> None:
+    def __init__(self, source: ObjectSource, *, warm: Warm | None = None) -> None:
         self._source = source
+        self._warm = warm
         self._entries: dict[ExtensionKey, _Entry] = {}
         self._lock = asyncio.Lock()
 
@@ -68,18 +73,25 @@ class Catalog:
             self.definitions,
         )
 
-    async def refresh(self) -> int:
-        """Reload every extension; returns how many definitions are loaded."""
+    async def refresh(self, *, warm: bool = True) -> int:
+        """Reload every extension; returns how many definitions are loaded.
+
+        ``warm``: compile a newly promoted module before following it (off for
+        the first load at start, which must not wait for every compile: those
+        happen on first use, or come from the disk cache).
+        """
         keys = [(PLATFORM, i) for i in await self._source.list_extensions()]
         for owner in await self._source.list_owners():
             keys.extend((owner, i) for i in await self._source.list_extensions(owner))
         for owner, extension_id in keys:
-            await self.refresh_extension(extension_id, owner)
+            await self.refresh_extension(extension_id, owner, warm=warm)
         for gone in set(self._entries) - set(keys):
             self._entries.pop(gone, None)
         return sum(len(e.versions) for e in self._entries.values())
 
-    async def refresh_extension(self, extension_id: str, owner: str = PLATFORM) -> None:
+    async def refresh_extension(
+        self, extension_id: str, owner: str = PLATFORM, *, warm: bool = True
+    ) -> None:
         """Reload one extension's versions and promoted pointer."""
         entry = _Entry()
         for version in await self._source.list_versions(extension_id, owner):
@@ -87,6 +99,14 @@ class Catalog:
             if definition is not None:
                 entry.versions[version] = definition
         entry.promoted = await self._load_promoted(owner, extension_id, entry)
+        if warm and self._warm is not None and entry.promoted is not None:
+            promoted = entry.versions[entry.promoted]
+            current = self._entries.get((owner, extension_id))
+            followed = current.versions.get(current.promoted or "") if current else None
+            if followed is None or followed.sha256 != promoted.sha256:
+                # Before the new pointer is followed: callers keep the old version
+                # meanwhile instead of waiting for the new one to compile.
+                await self._warm(promoted)
         async with self._lock:
             if entry.versions:
                 self._entries[owner, extension_id] = entry

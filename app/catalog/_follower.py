@@ -37,7 +37,7 @@ class CatalogFollower:
 
     async def start(self) -> None:
         """Load every definition, then poll (unless the interval is 0)."""
-        await self.refresh_all()
+        await self.refresh_all(warm=False)
         if self._poll_interval_s > 0:
             self._poller = asyncio.create_task(self._poll())
 
@@ -48,12 +48,12 @@ class CatalogFollower:
                 await self._poller
             self._poller = None
 
-    async def refresh_all(self) -> None:
+    async def refresh_all(self, *, warm: bool = True) -> None:
         """Reload every definition; records why storage is unusable, if it is."""
         problem = await self.catalog.source.check()
         if problem is None:
             try:
-                count = await self.catalog.refresh()
+                count = await self.catalog.refresh(warm=warm)
             except InvocationFailure as failure:
                 problem = failure.message
             else:

@@ -1,10 +1,11 @@
 """The prepare layer: the compiled module, the limits, the deadline and the host bridge.
 
 Everything a run needs is decided here, on the event loop, before the
-scheduler picks where it runs: the module (cached, else downloaded and
-compiled, off the caller's turn), the effective limits (the definition's, the
+scheduler picks where it runs: the effective limits (the definition's, the
 lowest of the risk tier's and any degradation's ceilings, the settings'
-defaults and maxima: :func:`~app.sandbox.effective_limits`), and the caller's
+defaults and maxima: :func:`~app.sandbox.effective_limits`), the module
+(cached, else downloaded and compiled, off the caller's turn, waited for no
+longer than the call may take: ``UNAVAILABLE`` past that), and the caller's
 deadline. When that deadline is shorter than the guest's own limit it bounds
 the run, and a TIMEOUT is then the caller's choice, not held against the
 guest.
@@ -62,14 +63,23 @@ class Prepare:
         """``degraded``: the ceilings of operator degradations that cover this call."""
         started = time.perf_counter()
         recording = trace.get_current_span().is_recording()
-        with tracer().start_as_current_span("module.load") if recording else _NO_SPAN:
-            compiled: CompiledModule = await off_turn(  # storage and compiling: not the loop's
-                self._modules.get(definition.sha256, definition.wasm_blob_ref.key, definition.abi)
-            )
         policy = self._policy.current()
         tier = policy.tier(definition.risk_tier)
         ceiling = (tier.ceilings if tier is not None else NO_LIMITS).lowest(*degraded)
         limits = effective_limits(definition.limits, self._bounds, None, ceiling=ceiling)
+        # A version not ready yet (promoted elsewhere, evicted) is waited for at
+        # most as long as the call may take, never for a whole compile.
+        remaining_ms = invocation.remaining_ms()
+        wait_s = (limits.timeout_ms if remaining_ms is None else remaining_ms) / 1000.0
+        with tracer().start_as_current_span("module.load") if recording else _NO_SPAN:
+            compiled: CompiledModule = await off_turn(  # storage and compiling: not the loop's
+                self._modules.get(
+                    definition.sha256,
+                    definition.wasm_blob_ref.key,
+                    definition.abi,
+                    within_s=wait_s,
+                )
+            )
         remaining_ms = invocation.remaining_ms()
         caller_bound = remaining_ms is not None and remaining_ms < limits.timeout_ms
         if caller_bound:

@@ -41,10 +41,6 @@ class Runtime:
     def __init__(self, settings: Settings, source: ObjectSource | None = None) -> None:
         self.settings = settings
         self.source = source or source_from_settings(settings)
-        self.catalog = Catalog(self.source)
-        self.follower = CatalogFollower(
-            self.catalog, poll_interval_s=settings.catalog_poll_interval_s
-        )
         # Controls: switches (hot-reloaded file + admin RPC), breakers, rate limits
         # (per tenant by the RPC layer right after authentication, per (tenant,
         # tier) by the pipeline once the tier is known) and tenant turns.
@@ -62,6 +58,12 @@ class Runtime:
             max_entries=settings.module_cache_entries,
             max_module_bytes=settings.max_module_bytes,
             disk_dir=settings.module_cache_dir,
+        )
+        # A promoted version is compiled before its pointer is followed, so no
+        # caller waits for a compile (a Python component takes seconds).
+        self.catalog = Catalog(self.source, warm=self.modules.warm)
+        self.follower = CatalogFollower(
+            self.catalog, poll_interval_s=settings.catalog_poll_interval_s
         )
         self.executor = Executor(settings.executor_config)
         self.fastpath = FastPath(settings.inline_config)

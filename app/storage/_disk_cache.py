@@ -9,8 +9,11 @@ half an artifact.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from app._files import write_atomically
@@ -33,6 +36,17 @@ class DiskCache:
     def _paths(self, digest: str) -> tuple[Path, Path]:
         base = self._dir / f"{digest}-{self._tag}"
         return base.with_suffix(".cwasm"), base.with_suffix(".sha256")
+
+    @contextmanager
+    def exclusive(self, digest: str) -> Iterator[None]:
+        """Hold ``digest``'s lock across processes (blocking): one of them compiles."""
+        lock = self._dir / f"{digest}-{self._tag}.lock"
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def load(self, digest: str) -> bytes | None:
         """The artifact for ``digest`` if present and intact; corrupt ones are removed."""

@@ -22,7 +22,7 @@ from app.storage._disk_cache import DiskCache
 from app.storage._source import ObjectSource
 from app.telemetry import Family, get_logger, single
 
-__all__ = ["Compiler", "ModuleStore", "StoreStats"]
+__all__ = ["Compiler", "ModuleStore", "Preparable", "StoreStats"]
 
 _log = get_logger("app.storage")
 
@@ -52,6 +52,26 @@ class StoreStats:
     compiles: int = 0
     disk_hits: int = 0
     integrity_failures: int = 0
+    waits_cut: int = 0
+    """Callers whose deadline came before their version was ready."""
+
+
+class _BlobRef(Protocol):
+    @property
+    def key(self) -> str: ...
+
+
+class Preparable(Protocol):
+    """What :meth:`ModuleStore.warm` needs of a definition."""
+
+    @property
+    def sha256(self) -> str: ...
+
+    @property
+    def abi(self) -> str: ...
+
+    @property
+    def wasm_blob_ref(self) -> _BlobRef: ...
 
 
 class ModuleStore:
@@ -89,18 +109,52 @@ class ModuleStore:
             ("module_cache_compiles", stats.compiles, "Modules compiled."),
             ("module_downloads", stats.downloads, "Module blobs read from storage."),
             ("integrity_failures", stats.integrity_failures, "Blobs that failed their digest."),
+            (
+                "module_waits_cut",
+                stats.waits_cut,
+                "Calls answered UNAVAILABLE because their version was still being prepared.",
+            ),
         ):
             yield single("counter", name, doc, value)
 
-    async def get(self, digest: str, key: str, abi: str) -> Any:
-        """The compiled module whose bytes hash to ``digest``, read from ``key``."""
+    async def get(self, digest: str, key: str, abi: str, *, within_s: float | None = None) -> Any:
+        """The compiled module whose bytes hash to ``digest``, read from ``key``.
+
+        ``within_s`` bounds the wait (the caller's deadline): past it the caller
+        gets ``UNAVAILABLE`` while the load goes on for everyone else.
+        """
         module = self._cache.get(digest)
         if module is not None:
             self._cache.move_to_end(digest)
             self.stats.hits += 1
             return module
         self.stats.misses += 1
-        return await self._loads.wait(digest, lambda: self._load_and_remember(digest, key, abi))
+        loading = self._loads.wait(digest, lambda: self._load_and_remember(digest, key, abi))
+        if within_s is None:
+            return await loading
+        try:
+            return await asyncio.wait_for(loading, max(0.0, within_s))
+        except TimeoutError:
+            self.stats.waits_cut += 1
+            raise InvocationFailure(
+                ErrorKind.UNAVAILABLE,
+                "this version is still being prepared (downloaded and compiled); retry shortly",
+                caller_side=True,
+            ) from None
+
+    async def warm(self, definition: Preparable) -> None:
+        """Load and compile ``definition``'s module now (a promotion); never raises."""
+        try:
+            await self.get(definition.sha256, definition.wasm_blob_ref.key, definition.abi)
+        except InvocationFailure as failure:
+            _log.warning(
+                "storage.warm_failed",
+                digest=definition.sha256,
+                kind=failure.kind.value,
+                message=failure.message,
+            )
+        except Exception:  # noqa: BLE001 - a promotion must not fail on a bad module
+            _log.exception("storage.warm_failed", digest=definition.sha256)
 
     async def _load_and_remember(self, digest: str, key: str, abi: str) -> object:
         module = await self._load(digest, key, abi)
@@ -143,13 +197,21 @@ class ModuleStore:
             return None
 
     def _compile(self, digest: str, data: bytes, abi: str) -> object:
-        module = self._compiler.compile(data, abi)
-        if self._disk is not None:
+        if self._disk is None:
+            return self._compiler.compile(data, abi)
+        # One compile across the worker processes sharing the directory: the
+        # others wait for it here and then load its artifact.
+        with self._disk.exclusive(digest):
+            module = self._from_disk(digest, abi)
+            if module is not None:
+                self.stats.disk_hits += 1
+                return module
+            module = self._compiler.compile(data, abi)
             try:
                 self._disk.store(digest, self._compiler.serialize(module))
             except OSError as exc:
                 _log.warning("storage.disk_cache_write_failed", digest=digest, error=str(exc))
-        return module
+            return module
 
     def _remember(self, digest: str, module: object) -> None:
         self._cache[digest] = module

@@ -137,3 +137,94 @@ async def test_corrupt_disk_artifact_is_recompiled(tmp_path: Path) -> None:
     store = ModuleStore(source, compiler, disk_dir=tmp_path / "cache")
     await _get(store, definition)
     assert (compiler.calls, store.stats.disk_hits) == (1, 0)
+
+
+class _GatedCompiler(_CountingCompiler):
+    """Compiles only once ``release`` is set: a compile that takes as long as a test wants."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def compile(self, wasm: bytes, abi: str) -> object:
+        assert self.release.wait(30)
+        return super().compile(wasm, abi)
+
+
+async def test_a_caller_waits_for_a_compile_no_longer_than_its_deadline(tmp_path: Path) -> None:
+    _publish(tmp_path, "a", "1", b"module-a")
+    source = LocalDirectorySource(tmp_path)
+    catalog = Catalog(source)
+    await catalog.refresh()
+    compiler = _GatedCompiler()
+    store = ModuleStore(source, compiler)
+    definition = catalog.resolve("t", "a", "1")
+    key = definition.wasm_blob_ref.key
+    with pytest.raises(InvocationFailure) as cut:
+        await store.get(definition.sha256, key, "raw", within_s=0.05)
+    assert cut.value.kind is ErrorKind.UNAVAILABLE and cut.value.caller_side
+    assert "still being prepared" in cut.value.message
+    assert store.stats.waits_cut == 1
+    compiler.release.set()  # the compile went on for everyone else
+    module = await store.get(definition.sha256, key, "raw", within_s=30)
+    assert module == ("compiled", definition.sha256, "raw")
+    assert compiler.calls == 1
+
+
+async def test_a_promotion_is_compiled_before_its_pointer_is_followed(tmp_path: Path) -> None:
+    _publish(tmp_path, "a", "1", b"module-1")
+    (tmp_path / "a" / "promoted.json").write_text('{"version": "1"}')
+    source = LocalDirectorySource(tmp_path)
+    compiler = _GatedCompiler()
+    store = ModuleStore(source, compiler)
+    catalog = Catalog(source, warm=store.warm)
+    await catalog.refresh(warm=False)  # start: nothing compiled, nothing waited for
+    assert compiler.calls == 0
+    _publish(tmp_path, "a", "2", b"module-2")
+    (tmp_path / "a" / "promoted.json").write_text('{"version": "2"}')
+    promotion = asyncio.create_task(catalog.refresh_extension("a"))
+    await asyncio.sleep(0.2)
+    assert not promotion.done()
+    assert catalog.resolve("t", "a", "").version == "1"  # callers keep the old version
+    compiler.release.set()
+    await promotion
+    assert catalog.resolve("t", "a", "").version == "2"
+    assert store.cached() == [hashlib.sha256(b"module-2").hexdigest()]
+    await catalog.refresh_extension("a")  # the same promotion again: no second compile
+    assert compiler.calls == 1
+
+
+@pytest.mark.integration
+def test_processes_sharing_a_cache_directory_compile_once(tmp_path: Path) -> None:
+    """Two processes' stores race for one digest: one compiles, the other loads its artifact."""
+    import subprocess
+    import sys
+
+    _publish(tmp_path / "ext", "a", "1", b"module-a")
+    script = f"""
+import asyncio, hashlib, json, sys, time
+from pathlib import Path
+from app.storage import LocalDirectorySource, ModuleStore
+
+class Slow:
+    fingerprint = "test-engine-1"
+    def serialize(self, c): return json.dumps(c).encode()
+    def deserialize(self, d, abi): return tuple(json.loads(d))
+    def compile(self, wasm, abi):
+        time.sleep(1.0)
+        print("compiled", flush=True)
+        return ["compiled", abi]
+
+store = ModuleStore(LocalDirectorySource(Path({str(tmp_path / "ext")!r})), Slow(),
+                    disk_dir=Path({str(tmp_path / "cache")!r}))
+digest = hashlib.sha256(b"module-a").hexdigest()
+print(asyncio.run(store.get(digest, "a/1/module.wasm", "raw")), flush=True)
+"""
+    runs = [
+        subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [run.communicate(timeout=60)[0] for run in runs]
+    assert all(run.returncode == 0 for run in runs)
+    assert sum(out.count("compiled\n") for out in outputs) == 1
+    assert all("('compiled', 'raw')" in out or "['compiled', 'raw']" in out for out in outputs)
