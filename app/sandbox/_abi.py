@@ -117,8 +117,9 @@ def min_memory_bytes(module: wasmtime.Module) -> int:
 
 HOST_INTERFACE = "ameide:extension/host@0.1.0"
 _OWN_IMPORTS = frozenset({HOST_INTERFACE, "ameide:extension/types@0.1.0"})
-WASI_P2_VERSIONS = tuple(f"0.2.{minor}" for minor in range(10))
-"""The WASI 0.2 releases a component may import (wasmtime-py 50 provides up to 0.2.9)."""
+WASI_P2_VERSIONS = tuple(f"0.2.{minor}" for minor in range(16))
+"""The WASI 0.2 releases a component may import: wasmtime links any 0.2.x to its own
+implementation, and the runtime shadows the clocks and random of each (see ``_hostfuncs``)."""
 _WASI_P2_INTERFACES = frozenset({
     "cli/environment", "cli/exit", "cli/stdin", "cli/stdout", "cli/stderr",
     "cli/terminal-input", "cli/terminal-output", "cli/terminal-stdin",
