@@ -18,7 +18,7 @@ import wasmtime
 import wasmtime.component
 
 from app.errors import ErrorKind, InvocationFailure
-from app.sandbox import _abi, _ffi, _hostfuncs
+from app.sandbox import _abi, _byte_lists, _ffi, _hostfuncs
 from app.sandbox._abi import Abi
 from app.sandbox._pacer import Pacer
 from app.sandbox._traps import clean_message
@@ -32,6 +32,8 @@ __all__ = [
     "RunStats",
     "SandboxEngine",
 ]
+
+_byte_lists.install()  # components exchange list<u8>: one copy, not a Python loop
 
 _WASM_MAGIC = b"\0asm"
 FUEL_PER_CPU_S = 1e9
