@@ -7,7 +7,7 @@ UV     := $(BIN)/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run test test-unit lint fmt gen docs clean bench reliability h2load
+.PHONY: install run test test-unit lint fmt gen docs clean bench bench-components reliability h2load
 
 include mk/guest-toolchain.mk
 
@@ -33,9 +33,15 @@ test-unit: install
 	$(BIN)/pytest -m "not integration" -q
 
 ## Benchmark the service against its same-run baselines (protocol floor, in-process
-## sandbox); prints a table and writes bench/results/latest.json (bench/README.md).
+## sandbox); prints a table and writes bench/results/latest.json (bench/README.md), then
+## the components (hello-py, hello-js): bench/results/components.{json,md}.
 bench: install
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/components.py
+
+## Only the components' rows (hello-py, hello-js): bench/results/components.{json,md}.
+bench-components: install
+	$(BIN)/python bench/components.py
 
 ## Noisy neighbour, soak and injected faults against the real service (~10 min);
 ## writes bench/results/reliability.json (docs/reliability.md). QUICK=1: ~3 min.

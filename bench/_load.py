@@ -37,11 +37,15 @@ INPUTS: dict[str, Any] = {
     "echo": {"data": "x" * 1010},  # 1 KiB of JSON: {"data": "xxx..."}
     "hello": {"name": "Ada"},
     "spin": {"iterations": 1000000},  # ~2 ms of guest compute
+    "hello-py": {"name": "Ada"},
+    "hello-js": {"name": "Ada"},
 }
 EXPECTED: dict[str, Callable[[Any], bool]] = {
     "echo": lambda out: out == INPUTS["echo"],
     "hello": lambda out: out == {"greeting": "Hello, Ada!"},
     "spin": lambda out: isinstance(out, dict) and "result" in out,
+    "hello-py": lambda out: out == {"greeting": "Hello, Ada!"},
+    "hello-js": lambda out: out == {"greeting": "Hello, Ada!"},
 }
 
 Call = Callable[[], Awaitable[Any]]

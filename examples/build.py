@@ -9,7 +9,11 @@ Run from anywhere with the project's venv (``make examples`` does this)::
 In-place builds write ``examples/extensions/{id}/{version}/module.wasm`` and
 rewrite the ``sha256`` of the ``extension.json`` next to it. C is compiled with
 Debian's clang 14 for ``wasm32-wasi`` (``make guest-toolchain`` installs it);
-WAT is assembled with ``wasmtime.wat2wasm`` from the venv.
+WAT is assembled with ``wasmtime.wat2wasm`` from the venv. Components (Python,
+JavaScript, C) are built by ``extensions-runtime build`` (``app.authoring``),
+the command authors run; their ``examples/src/{id}/built.json`` records the
+digest of the sources and of the module built from them, because Python and
+JavaScript builds are not byte-for-byte reproducible (the snapshot differs).
 """
 
 from __future__ import annotations
@@ -26,6 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import wasmtime
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app.authoring builds components
+from app.authoring import BuildError, Language
+from app.authoring import build as build_component
 
 EXAMPLES = Path(__file__).resolve().parent
 SRC = EXAMPLES / "src"
@@ -75,7 +83,9 @@ class Example:
     source: str
     """File under ``examples/src/{id}/``."""
     clang_flags: tuple[str, ...] = ()
-    """Empty for WAT sources."""
+    """Empty for WAT sources and components."""
+    component: str | None = None
+    """The language of a component (``python``, ``js``, ``c``); built from its directory."""
 
     @property
     def source_path(self) -> Path:
@@ -93,10 +103,16 @@ class Example:
     def is_c(self) -> bool:
         return bool(self.clang_flags)
 
+    @property
+    def record_path(self) -> Path:
+        return self.source_path.parent / "built.json"
+
     def command_line(self) -> str:
         """The exact build command, run from the repository root (as in the READMEs)."""
         src = self.source_path.relative_to(ROOT)
         out = self.module_path.relative_to(ROOT)
+        if self.component:
+            return f"extensions-runtime build {src.parent} -o {out}"
         if self.is_c:
             return f"clang {' '.join(self.clang_flags)} -o {out} {src}"
         return f"{WAT2WASM} {src} > {out}"
@@ -108,7 +124,28 @@ ALL = (
     Example("wordcount", "1.0.0", "wordcount.c", tuple(C_RAW)),
     Example("spin", "1.0.0", "spin.wat"),
     Example("enrich", "1.0.0", "enrich.wat"),
+    Example("hello-py", "1.0.0", "app.py", component="python"),
+    Example("hello-js", "1.0.0", "hello.js", component="js"),
+    Example("hello-c", "1.0.0", "hello.c", component="c"),
+    Example("enrich-py", "1.0.0", "app.py", component="python"),
 )
+
+
+def source_digest(example: Example) -> str:
+    """sha256 over a component's inputs: its directory, the headers it shares, the world."""
+    from app.authoring._build import C_INCLUDE, WIT
+
+    files = sorted(
+        p for p in example.source_path.parent.iterdir() if p.is_file() and p.name != "built.json"
+    )
+    files += sorted(WIT.glob("*.wit"))
+    if example.component == "c":
+        files += [C_INCLUDE / "extension.h", SRC / "hello" / "json_name.h"]
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 class ToolchainMissing(RuntimeError):
@@ -152,7 +189,9 @@ def check_toolchain() -> str:
 def build(example: Example, out: Path, compiler: str | None = None) -> bytes:
     """Build ``example`` into ``out`` and return the module bytes."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    if example.is_c:
+    if example.component:
+        build_component(example.source_path.parent, out, language=Language(example.component))
+    elif example.is_c:
         command = [compiler or clang(), *example.clang_flags, "-o", str(out)]
         subprocess.run([*command, str(example.source_path)], check=True)
         out.chmod(0o644)  # wasm-ld marks its output executable; a module is data
@@ -194,10 +233,22 @@ def main(argv: list[str] | None = None) -> int:
 
     for example in chosen:
         out = args.out_dir / f"{example.id}.wasm" if args.out_dir else example.module_path
-        wasm = build(example, out, compiler)
+        sys.stdout.write(f"{example.id} {example.version}: building\n")
+        sys.stdout.flush()
+        try:
+            wasm = build(example, out, compiler)
+        except (BuildError, subprocess.CalledProcessError) as exc:
+            sys.stderr.write(f"examples/build.py: {example.id}: {exc}\n")
+            return 1
         note = ""
         if args.out_dir is None:
             note = " (manifest sha256 updated)" if update_manifest(example, wasm) else ""
+            if example.component:
+                record = {
+                    "sources_sha256": source_digest(example),
+                    "module_sha256": hashlib.sha256(wasm).hexdigest(),
+                }
+                example.record_path.write_text(json.dumps(record, indent=2) + "\n")
         digest = hashlib.sha256(wasm).hexdigest()
         sys.stdout.write(
             f"{example.id} {example.version}: {len(wasm)} bytes sha256 {digest}{note}\n"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import json
 import sys
 import time
@@ -21,14 +22,19 @@ from app.settings import Settings
 from app.telemetry import configure_logging
 
 if TYPE_CHECKING:
-    from app.sandbox import DeclaredLimits
+    from app.sandbox import DeclaredLimits, SandboxEngine
 
 __all__ = ["UsageError", "invoke_module", "register", "run", "usage_report"]
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     invoke = commands.add_parser("invoke", help="run a module locally as the service would")
-    invoke.add_argument("module", type=Path, help="path to a .wasm module")
+    invoke.add_argument(
+        "module",
+        type=Path,
+        help="a .wasm module, or an extension directory (`new`, `build`): its module.wasm"
+        " with the abi, limits and config of its extension.json, and input.json as the input",
+    )
     invoke.add_argument(
         "--abi",
         choices=["raw", "wasi-stdio", "component"],
@@ -49,6 +55,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     invoke.add_argument("--timeout-ms", type=int)
     invoke.add_argument("--output-bytes", type=int)
     invoke.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="compile every time; by default the compiled module is kept in the module cache"
+        " (EXTENSIONS_RUNTIME_MODULE_CACHE_DIR, else var/module-cache), so a Python or JS"
+        " component compiles once, not on every run",
+    )
+    invoke.add_argument(
         "--json",
         action="store_true",
         help="print one JSON report on stdout, on every path (errors included)",
@@ -59,27 +72,43 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def run(args: argparse.Namespace) -> int:
     """Read the input and limits from the command line, then :func:`invoke_module`."""
     from app import sandbox
+    from app.authoring import Project
 
     configure_logging("warning", "console")
     try:
+        module, abi, config = args.module, args.abi, _config_object(args.config)
+        declared_by: dict[str, Any] = {}
+        sample: bytes | None = None
+        if module.is_dir():  # an extension directory: what it will be published with
+            project = Project.load(module)
+            module, sample = project.module, project.sample_input
+            abi = abi or project.get("abi", "component")
+            declared_by = project.get("limits", {})
+            if args.config == "{}":
+                config = project.get("config", {})
         if args.input_file is not None:
             data = args.input_file.read_bytes()
+        elif args.input is not None:
+            data = args.input.encode()
         else:
-            data = (args.input or "").encode()
-        declared = sandbox.DeclaredLimits(
-            fuel=args.fuel,
-            memory_bytes=args.memory_bytes,
-            timeout_ms=args.timeout_ms,
-            output_bytes=args.output_bytes,
-        )
+            data = sample or b""
+        flags = {
+            "fuel": args.fuel,
+            "memory_bytes": args.memory_bytes,
+            "timeout_ms": args.timeout_ms,
+            "output_bytes": args.output_bytes,
+        }
+        stated = {key: value for key, value in flags.items() if value is not None}
+        declared = sandbox.DeclaredLimits.model_validate({**declared_by, **stated})
         return invoke_module(
             Settings(),
-            args.module,
-            abi=args.abi,
+            module,
+            abi=abi,
             input_data=data,
             declared=declared,
             as_json=args.json,
-            config=_config_object(args.config),
+            config=config,
+            cache_dir=None if args.no_cache else _cache_dir(),
         )
     except (UsageError, OSError, ValueError) as exc:
         sys.stderr.write(f"extensions-runtime invoke: {exc}\n")
@@ -87,6 +116,15 @@ def run(args: argparse.Namespace) -> int:
             usage = exc if isinstance(exc, UsageError) else UsageError(str(exc))
             sys.stdout.write(usage_report(usage) + "\n")
         return 2
+
+
+def _cache_dir() -> Path:
+    from app.settings import DEV_DEFAULTS
+
+    configured = Settings().module_cache_dir
+    default = DEV_DEFAULTS["module_cache_dir"]
+    assert isinstance(default, Path)
+    return configured or default
 
 
 def _config_object(text: str) -> dict[str, Any]:
@@ -106,6 +144,23 @@ class UsageError(Exception):
     def __init__(self, message: str, kind: str = "USAGE") -> None:
         super().__init__(message)
         self.kind = kind
+
+
+def _compile(engine: SandboxEngine, wasm: bytes, abi: str, cache_dir: Path | None) -> Any:
+    """Compile, or load what an earlier run (or the service) compiled from the same bytes."""
+    from app.storage import DiskCache
+
+    if cache_dir is None:
+        return engine.compile(wasm, abi)
+    cache = DiskCache(cache_dir, engine.fingerprint)
+    digest = hashlib.sha256(wasm).hexdigest()
+    with cache.exclusive(digest):
+        artifact = cache.load(digest)
+        if artifact is not None:
+            return engine.deserialize(artifact, abi)
+        compiled = engine.compile(wasm, abi)
+        cache.store(digest, engine.serialize(compiled))
+        return compiled
 
 
 def usage_report(error: UsageError) -> str:
@@ -139,8 +194,13 @@ def invoke_module(
     declared: DeclaredLimits,
     as_json: bool,
     config: dict[str, Any] | None = None,
+    cache_dir: Path | None = None,
 ) -> int:
-    """Run ``module`` once; prints the result and returns the exit status."""
+    """Run ``module`` once; prints the result and returns the exit status.
+
+    ``cache_dir``: the service's on-disk cache of compiled modules (same
+    format and engine fingerprint), so a big component compiles once.
+    """
     from app import sandbox  # wasmtime: imported by this command only
 
     try:
@@ -151,7 +211,7 @@ def invoke_module(
     failure: InvocationFailure | None = None
     with sandbox.SandboxEngine(settings.engine_config) as engine:
         try:
-            compiled = engine.compile(wasm, abi or sandbox.default_abi(wasm))
+            compiled = _compile(engine, wasm, abi or sandbox.default_abi(wasm), cache_dir)
         except InvocationFailure as exc:
             raise UsageError(f"{module}: {exc.kind.value}: {exc.message}", exc.kind.value) from None
         limits = sandbox.effective_limits(declared, settings.limit_bounds, None)
@@ -190,9 +250,10 @@ def invoke_module(
             sys.stdout.buffer.write(outcome.output)
             sys.stdout.flush()
             if metrics:
+                memory = metrics.peak_memory_bytes
+                peak = f", peak memory {memory} B" if memory else ""  # not measured for components
                 sys.stderr.write(
-                    f"\n-- fuel {metrics.fuel_consumed}, peak memory {metrics.peak_memory_bytes}"
-                    f" B, {metrics.duration_us} us\n"
+                    f"\n-- fuel {metrics.fuel_consumed}{peak}, {metrics.duration_us} us\n"
                 )
         if failure is not None:
             for line in failure.logs:

@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 import app
-from app.cli import _invoke, _publish, _serve
+from app.cli import _build, _invoke, _new, _publish, _serve
 from app.telemetry import configure_logging, get_logger
 
 __all__ = ["main"]
 
-_DESCRIPTION = """Command line: ``extensions-runtime serve|invoke|publish``.
+_DESCRIPTION = """Command line: ``extensions-runtime serve|new|build|invoke|publish``.
 
 Exit statuses follow one rule everywhere: 0 success, 1 the work failed,
 2 the command line or its inputs were unusable."""
@@ -28,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="extensions-runtime", description=_DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"%(prog)s {app.__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    for command in (_serve, _invoke, _publish):
+    for command in (_serve, _new, _build, _invoke, _publish):
         command.register(commands)
     return parser
 

@@ -25,7 +25,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "publish",
         help="upload a module and its definition (S3, or a local directory: see --dir)",
     )
-    publish.add_argument("module", type=Path)
+    publish.add_argument(
+        "module",
+        type=Path,
+        help="a .wasm module, or an extension directory (`new`, `build`) whose extension.json"
+        " gives the id, version, abi, tier, limits, host calls and config (flags override)",
+    )
     publish.add_argument(
         "--dir",
         type=Path,
@@ -34,17 +39,17 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "EXTENSIONS_RUNTIME_S3_ENDPOINT_URL is set, else EXTENSIONS_RUNTIME_EXTENSIONS_DIR, "
         "else var/extensions, which serve --dev reads)",
     )
-    publish.add_argument("--id", required=True, dest="extension_id")
-    publish.add_argument("--version", required=True)
+    publish.add_argument("--id", dest="extension_id", help="(required for a .wasm module)")
+    publish.add_argument("--version", help="(required for a .wasm module)")
     publish.add_argument(
         "--abi",
         choices=["raw", "wasi-stdio", "component"],
         help="(default: component for a component, else wasi-stdio)",
     )
-    publish.add_argument("--tier", default="pure")
-    publish.add_argument("--limits", default="{}", help="declared limits as JSON")
-    publish.add_argument("--host-call", action="append", default=[], dest="host_calls")
-    publish.add_argument("--config", default="{}", help="static config as JSON")
+    publish.add_argument("--tier", help="(default: pure)")
+    publish.add_argument("--limits", help="declared limits as JSON (default: {})")
+    publish.add_argument("--host-call", action="append", dest="host_calls")
+    publish.add_argument("--config", help="static config as JSON (default: {})")
     publish.add_argument("--promote", action="store_true", help="make it the promoted version")
     publish.add_argument(
         "--tenant",
@@ -61,22 +66,29 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def run(args: argparse.Namespace) -> int:
     """Build the definition, pick the destination, publish, say where."""
+    from app.authoring import Project
     from app.catalog import build_definition, publish
     from app.sandbox import default_abi
     from app.storage import seed_directory
 
     configure_logging("warning", "console")
     try:
-        wasm = args.module.read_bytes()
+        project = Project.load(args.module) if args.module.is_dir() else None
+        stated = project.definition if project else {}
+        wasm = (project.module if project else args.module).read_bytes()
+        extension_id = args.extension_id or stated.get("id")
+        version = args.version or stated.get("version")
+        if not extension_id or not version:
+            raise ValueError("--id and --version are required (or an extension.json with both)")
         definition = build_definition(
             wasm,
-            extension_id=args.extension_id,
-            version=args.version,
-            abi=args.abi or default_abi(wasm),
-            tier=args.tier,
-            limits=json.loads(args.limits),
-            host_calls=args.host_calls,
-            config=json.loads(args.config),
+            extension_id=extension_id,
+            version=version,
+            abi=args.abi or stated.get("abi") or default_abi(wasm),
+            tier=args.tier or stated.get("risk_tier", "pure"),
+            limits=json.loads(args.limits) if args.limits else stated.get("limits", {}),
+            host_calls=args.host_calls or stated.get("host_calls", []),
+            config=json.loads(args.config) if args.config else stated.get("config", {}),
             owner=args.tenant,
         )
         settings = Settings()

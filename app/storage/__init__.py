@@ -1,6 +1,7 @@
 """Module storage: the layout, object sources (local directory, S3), compiled-module caches."""
 
 from app.settings import Settings
+from app.storage._disk_cache import DiskCache
 from app.storage._layout import (
     PLATFORM,
     definition_key,
@@ -32,6 +33,7 @@ __all__ = [
     "MAX_DEFINITION_BYTES",
     "PLATFORM",
     "Compiler",
+    "DiskCache",
     "LocalDirectorySource",
     "ModuleStore",
     "ObjectSource",

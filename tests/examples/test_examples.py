@@ -44,7 +44,10 @@ MANIFEST_FIELDS = {
 }
 LIMIT_FIELDS = {"fuel", "memory_bytes", "timeout_ms", "output_bytes", "max_host_calls", "log_bytes"}
 ZERO_ALLOWED = {"max_host_calls"}  # the sandbox refuses log_bytes 0
-HOST_CALLS = {"enrich": ["graph/GetNode"]}  # every other example makes no host calls
+HOST_CALLS = {
+    "enrich": ["graph/GetNode"],
+    "enrich-py": ["graph/GetNode"],
+}  # every other example makes no host calls
 DENIED = json.dumps({"error": {"kind": "HOST_CALL_DENIED", "message": "test"}}).encode()
 
 
@@ -58,6 +61,9 @@ def _load_build() -> ModuleType:
 
 
 build = _load_build()
+CORE = [e for e in build.ALL if not e.component]
+"""Modules these tests run in wasmtime directly; components run through the
+sandbox and the service (tests/examples/test_components.py, tests/integration)."""
 
 
 def _definitions() -> list[Path]:
@@ -248,7 +254,7 @@ def test_manifest_is_a_valid_definition(path: Path) -> None:
     manifest = json.loads(path.read_text())
     assert set(manifest) == MANIFEST_FIELDS
     assert (manifest["id"], manifest["version"]) == (extension_id, version)
-    assert manifest["abi"] in {"raw", "wasi-stdio"}
+    assert manifest["abi"] in {"raw", "wasi-stdio", "component"}
     assert manifest["wasm_blob_ref"] == {"key": f"{extension_id}/{version}/module.wasm"}
     assert set(manifest["limits"]) <= LIMIT_FIELDS
     for name, value in manifest["limits"].items():
@@ -282,7 +288,7 @@ def test_promoted_points_at_an_existing_version(extension_id: str) -> None:
     assert (EXTENSIONS / extension_id / promoted["version"] / "module.wasm").is_file()
 
 
-@pytest.mark.parametrize("example", build.ALL, ids=lambda e: e.id)
+@pytest.mark.parametrize("example", CORE, ids=lambda e: e.id)
 def test_module_matches_its_abi(engine: wasmtime.Engine, example: Any) -> None:
     module = wasmtime.Module(engine, example.module_path.read_bytes())
     abi = _manifest(example.id)["abi"]
@@ -310,7 +316,7 @@ def test_readme_carries_the_exact_build_command(example: Any) -> None:
     assert example.command_line() in readme
 
 
-@pytest.mark.parametrize("example", [e for e in build.ALL if not e.is_c], ids=lambda e: e.id)
+@pytest.mark.parametrize("example", [e for e in CORE if not e.is_c], ids=lambda e: e.id)
 def test_wat_modules_are_fresh(example: Any) -> None:
     """wat2wasm is deterministic, so a committed WAT module must equal a fresh build."""
     fresh = bytes(wasmtime.wat2wasm(example.source_path.read_text()))
@@ -529,7 +535,7 @@ CASES: dict[str, list[bytes]] = {
 
 
 def test_cases_cover_every_example() -> None:
-    assert set(CASES) == {e.id for e in build.ALL}
+    assert set(CASES) == {e.id for e in CORE}
 
 
 def test_rebuilt_modules_behave_like_the_committed_ones(
@@ -540,7 +546,8 @@ def test_rebuilt_modules_behave_like_the_committed_ones(
     except build.ToolchainMissing as missing:
         pytest.fail(str(missing))
     result = subprocess.run(
-        [sys.executable, str(EXAMPLES / "build.py"), "--out-dir", str(tmp_path)],
+        [sys.executable, str(EXAMPLES / "build.py"), "--out-dir", str(tmp_path)]
+        + [e.id for e in CORE],
         capture_output=True,
         text=True,
         check=False,
@@ -548,7 +555,7 @@ def test_rebuilt_modules_behave_like_the_committed_ones(
     if result.returncode != 0:
         pytest.fail(f"examples/build.py failed ({result.returncode}):\n{result.stderr}")
     mismatches: list[str] = []
-    for example in build.ALL:
+    for example in CORE:
         rebuilt = (tmp_path / f"{example.id}.wasm").read_bytes()
         committed = example.module_path.read_bytes()
         for data in CASES[example.id]:

@@ -314,3 +314,31 @@ def test_a_bad_key_file_edit_keeps_the_keys_and_is_counted(served: Served) -> No
     finally:
         served.keys_file.write_text(original)
         time.sleep(1.2)
+
+
+def test_the_python_enrich_component_calls_the_upstream_with_a_scoped_token(
+    served: Served, upstream: Upstream
+) -> None:
+    """``enrich-py`` (componentize-py, the typed ``host.call``) through the service."""
+    body = {"extensionId": "enrich-py", "inputJson": {"id": "n7"}, "context": CONTEXT}
+    authorization = f"Bearer {caller_token('t1', 'o1', 'u1')}"
+    give_up = time.monotonic() + 180
+    while True:  # the first call compiles the component; UNAVAILABLE meanwhile
+        response = connect_json(served.url, body, authorization=authorization)
+        if response.status_code != 503 or time.monotonic() > give_up:
+            break
+        time.sleep(0.5)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["metrics"]["hostCalls"] == 1
+    assert answer["outputJson"] == {
+        "input": {"id": "n7"},
+        "enriched": {"status": 200, "body": {"id": "n7", "name": "Node One"}},
+    }
+    seen = upstream.seen[-1]
+    assert seen["body"] == {"id": "n7"}
+    claims = _verify(served, _last_token(upstream))
+    assert (claims["tenant_id"], claims["sub"]) == ("t1", "u1")
+    assert claims["extension_id"] == "enrich-py"
+    assert claims["aud"] == "graph"
+    assert _last_token(upstream) not in response.text

@@ -261,6 +261,24 @@ def test_a_host_call_reaches_the_bridge_and_a_refusal_comes_back_typed(attack: A
 
 
 @pytestmark_integration
+def test_a_memory_bomb_is_refused_growth_at_the_limit(attack: Attack) -> None:
+    """The store refuses growth past ``memory_bytes``: the guest sees MemoryError.
+
+    A guest that handles it goes on (and got less than the limit); one that does
+    not ends as TRAP with CPython's report in its logs. It is not MEMORY_LIMIT:
+    the copy-on-write engine components run on gives no way to see a refused
+    growth (docs/sandbox-notes.md, "Components").
+    """
+    answer = json.loads(attack({"do": "bomb-caught"}).output)
+    assert answer["refused"] == "MemoryError"
+    assert 0 < answer["mib"] < PYTHON_MEMORY >> 20
+    with pytest.raises(InvocationFailure) as caught:
+        attack({"do": "bomb"})
+    assert caught.value.kind is ErrorKind.TRAP, caught.value.message
+    assert any("MemoryError" in line.message for line in caught.value.logs)
+
+
+@pytestmark_integration
 def test_concurrent_calls_share_no_state(attack: Attack) -> None:
     counts: list[int] = []
 

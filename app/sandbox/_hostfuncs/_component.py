@@ -166,7 +166,7 @@ def _random_bytes(_store: object, length: int) -> bytes:
             return b""
         return state.random_bytes(length)
 
-    return bytes(_guarded("random", b"", body))
+    return bytes(_guarded("random", bytes(min(length, RANDOM_MAX_CALL)), body))
 
 
 def _random_u64(_store: object) -> int:

@@ -67,6 +67,15 @@ class WitWorld(wit_world.WitWorld):
             hoard = []
             while True:
                 hoard.append(bytearray(1 << 20))
+        if do == "bomb-caught":
+            hoard = []
+            try:
+                while True:
+                    hoard.append(bytearray(1 << 20))
+            except MemoryError:
+                got = len(hoard)
+                hoard.clear()
+                return json.dumps({"refused": "MemoryError", "mib": got}).encode()
         if do == "recurse":
             sys.setrecursionlimit(10**8)
             return str(_recurse(0)).encode()
