@@ -15,6 +15,7 @@ pins that), while ``\\Z`` is a syntax error there.
 
 from __future__ import annotations
 
+import os
 import re
 from functools import lru_cache
 
@@ -33,6 +34,7 @@ __all__ = [
     "TIER_PATTERN",
     "VERSION_PATTERN",
     "fullmatch",
+    "new_request_id",
 ]
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
@@ -69,3 +71,9 @@ def _compiled(pattern: str) -> re.Pattern[str]:
 def fullmatch(pattern: str, value: object) -> bool:
     """Whether ``value`` is a ``str`` and the whole of it matches ``pattern``."""
     return isinstance(value, str) and _compiled(pattern).fullmatch(value) is not None
+
+
+def new_request_id() -> str:
+    """A fresh request id: 32 hex digits from the OS's randomness, like ``uuid4().hex``
+    (which matches ``REQUEST_ID_PATTERN`` too) at a quarter of its cost per call."""
+    return os.urandom(16).hex()

@@ -15,7 +15,6 @@ run in the request's own task.
 from __future__ import annotations
 
 import contextlib
-import uuid
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 from ameide_extensions_client.gen.ameide.extensions.v1 import runtime_pb
 from connectrpc.request import RequestContext
 
-from app._ids import REQUEST_ID_PATTERN, fullmatch
+from app._ids import REQUEST_ID_PATTERN, fullmatch, new_request_id
 from app.auth import Principal
 
 __all__ = ["Call", "close_call", "current_call", "open_call"]
@@ -46,7 +45,7 @@ class Call:
     def start(cls, ctx: RequestContext[Any, Any]) -> Call:
         """The record of a call whose body is not read yet: the header's request id, if any."""
         header = ctx.request_headers.get("x-request-id", "")
-        request_id = header if fullmatch(REQUEST_ID_PATTERN, header) else uuid.uuid4().hex
+        request_id = header if fullmatch(REQUEST_ID_PATTERN, header) else new_request_id()
         return cls(method=ctx.method.name, request_id=request_id)
 
     def learn(self, request: object) -> None:

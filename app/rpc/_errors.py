@@ -12,12 +12,12 @@ detail in the log only, so no host path or secret reaches a client.
 from __future__ import annotations
 
 import math
-import uuid
 
 from ameide_extensions_client.gen.ameide.extensions.v1 import runtime_pb
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 
+from app._ids import new_request_id
 from app.auth import AuthError, PermissionDenied, Unauthenticated
 from app.errors import ErrorKind, InvocationFailure
 from app.invocation import LogLine
@@ -133,7 +133,7 @@ def failure_headers(error: Exception) -> dict[str, str]:
 
 def _internal_error(error: Exception, call: Call | None) -> ConnectError:
     """``internal``, naming only the request id; what happened goes to the log."""
-    request_id = call.request_id if call is not None else uuid.uuid4().hex
+    request_id = call.request_id if call is not None else new_request_id()
     _log.error(
         "rpc.unhandled_error",
         method=call.method if call is not None else "",
