@@ -101,6 +101,10 @@ class ExecutorConfig:
     queue: int
     """Waiting slots per lane, on top of its threads."""
     tenant_share: float
+    slot_us: float = 5_000.0
+    """In the ``short`` lane, the estimated CPU one admission slot stands for."""
+    short_max: int = 1024
+    """In the ``short`` lane, the most calls admitted at once however cheap they are."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -503,6 +507,21 @@ class Settings(BaseSettings):
     executor_queue: int = Field(
         default=64, ge=0, le=10_000, description="Calls waiting for a thread, per lane."
     )
+    executor_slot_us: int = Field(
+        default=5_000,
+        ge=100,
+        le=1_000_000,
+        description="Estimated CPU one admission slot of the short lane stands for: cheap "
+        "calls share a slot (a 100 us echo is a fiftieth of one), so a burst of them waits "
+        "briefly instead of being refused; a call of unknown cost takes a whole slot.",
+    )
+    executor_short_max: int = Field(
+        default=1024,
+        ge=1,
+        le=100_000,
+        description="Most calls the short lane admits at once (running plus waiting), "
+        "however cheap: the bound on its queue's length.",
+    )
     executor_tenant_share: float = Field(
         default=0.5,
         gt=0,
@@ -555,6 +574,8 @@ class Settings(BaseSettings):
             io_threads=self.executor_io_threads,
             queue=self.executor_queue,
             tenant_share=self.executor_tenant_share,
+            slot_us=float(self.executor_slot_us),
+            short_max=self.executor_short_max,
         )
 
     @property

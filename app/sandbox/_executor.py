@@ -33,6 +33,19 @@ earlier ones finish. So a tenant whose upstream hangs holds at most half the
 io threads, and another tenant's call is never queued behind all of that
 tenant's waiting calls. The ``short`` lane's jobs are quick and have no cap.
 
+**Admission by work in the short lane.** Counting calls refused cheap work:
+128 echo calls in flight (~100 µs each) overflowed the 64 waiting slots and 65
+were answered OVERLOADED while the whole queue held ~13 ms of CPU. So the
+short lane counts *estimated CPU*: a call takes ``cost / slot_us`` of a slot
+(its module's average CPU per run, from the fast path's statistics; at least
+a hundredth of a slot), a call of unknown cost a whole one, and the lane is
+full when its threads + queue slots are. A burst of cheap calls then waits
+briefly; calls costing a slot or more are admitted exactly as before; and
+``short_max`` bounds how many calls the lane holds however cheap they are.
+The ``long`` and ``io`` lanes hold guests that compute or wait for long: each
+of their calls takes a whole slot, so they are still refused at once when
+their lane is full.
+
 **Fair admission.** Capping threads alone left the waiting slots to whoever
 came first: 76 slow host-calling requests from one tenant filled the io lane's
 threads *and* its 64 waiting slots, and another tenant's call was refused.
@@ -82,29 +95,55 @@ def _lower_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LONG_LANE_NICE)
 
 
+_UNIT = 1000
+"""One admission slot, in the integer units lanes count load in."""
+_MIN_UNITS = 10
+"""The least a call weighs in the short lane: a hundredth of a slot."""
+
+
 class _Job:
-    """A submitted job: its future, how to run it, and whether its pool has it yet."""
+    """A submitted job: its future, how to run it, its weight, whether its pool has it yet."""
 
-    __slots__ = ("future", "handed", "run", "tenant")
+    __slots__ = ("future", "handed", "run", "tenant", "units")
 
-    def __init__(self, future: Future[object], run: Callable[[], None], tenant: str) -> None:
+    def __init__(
+        self, future: Future[object], run: Callable[[], None], tenant: str, units: int
+    ) -> None:
         self.future = future
         self.run = run
         self.tenant = tenant
+        self.units = units
         self.handed = False
 
 
 class _LanePool:
     """One lane: a thread pool, its admission count and its per-tenant hand-off."""
 
-    def __init__(self, name: Lane, threads: int, capacity: int, tenant_share: float) -> None:
+    def __init__(
+        self,
+        name: Lane,
+        threads: int,
+        capacity: int,
+        tenant_share: float,
+        *,
+        slot_us: float | None = None,
+        max_admitted: int | None = None,
+    ) -> None:
         self.name = name
         self.threads = threads
         self.capacity = capacity
         self.admitted = 0
+        """Calls admitted (running plus waiting)."""
+        self.load = 0
+        """Their weight, in ``_UNIT`` per slot; full at ``capacity`` slots."""
+        self.slot_us = slot_us
+        """Weigh calls by estimated CPU (the short lane); ``None``: a slot each."""
+        self.max_admitted = max_admitted or capacity
         # Admission slots (threads + waiting) one tenant may hold in this lane.
         self.tenant_admit_cap = max(1, int(capacity * tenant_share))
-        self.admitted_by: Counter[str] = Counter()
+        self.tenant_count_cap = max(1, int(self.max_admitted * tenant_share))
+        self.load_by: Counter[str] = Counter()
+        self.count_by: Counter[str] = Counter()
         # Jobs one tenant may have in the pool (running or in its FIFO); None: no cap.
         self.tenant_cap = None if name == "short" else max(1, threads // 2)
         self.handed: Counter[str] = Counter()
@@ -122,12 +161,20 @@ class _LanePool:
         else:
             self.parked.setdefault(job.tenant, deque()).append(job)
 
-    def release(self, tenant: str) -> None:
-        """One admission slot of ``tenant`` is free again (lock held)."""
+    def units(self, cost_us: float | None) -> int:
+        """What one call weighs here: a slot, or in the short lane its share of one."""
+        if self.slot_us is None or cost_us is None:
+            return _UNIT
+        return max(_MIN_UNITS, min(_UNIT, int(cost_us / self.slot_us * _UNIT)))
+
+    def release(self, tenant: str, units: int) -> None:
+        """A call of ``tenant`` weighing ``units`` left the lane (lock held)."""
         self.admitted -= 1
-        self.admitted_by[tenant] -= 1
-        if self.admitted_by[tenant] <= 0:
-            del self.admitted_by[tenant]
+        self.load -= units
+        self.load_by[tenant] -= units
+        self.count_by[tenant] -= 1
+        if self.count_by[tenant] <= 0:
+            del self.count_by[tenant], self.load_by[tenant]
 
     def hand(self, job: _Job) -> None:
         job.handed = True
@@ -136,7 +183,7 @@ class _LanePool:
 
     def finished(self, job: _Job) -> None:
         """``job`` is done (ran, failed or was cancelled): free its slots (lock held)."""
-        self.release(job.tenant)
+        self.release(job.tenant, job.units)
         queue = self.parked.get(job.tenant)
         if not job.handed:
             if queue is not None:  # cancelled while parked: nothing to hand on
@@ -168,7 +215,16 @@ class Executor:
             "io": config.io_threads,
         }
         self._lanes = {
-            name: _LanePool(name, count, count + config.queue, config.tenant_share)
+            name: _LanePool(
+                name,
+                count,
+                count + config.queue,
+                config.tenant_share,
+                slot_us=config.slot_us if name == "short" else None,
+                max_admitted=max(config.short_max, count + config.queue)
+                if name == "short"
+                else None,
+            )
             for name, count in threads.items()
         }
         self._lock = threading.Lock()
@@ -193,11 +249,11 @@ class Executor:
             self.in_flight,
         )
 
-    def _admit(self, lane: _LanePool, tenant: str) -> None:
+    def _admit(self, lane: _LanePool, tenant: str, units: int) -> None:
         with self._lock:
             if self._closed:
                 raise InvocationFailure(ErrorKind.UNAVAILABLE, "the runtime is shutting down")
-            if lane.admitted >= lane.capacity:
+            if lane.load + units > lane.capacity * _UNIT or lane.admitted >= lane.max_admitted:
                 self.rejections += 1
                 raise InvocationFailure(
                     ErrorKind.OVERLOADED,
@@ -205,16 +261,21 @@ class Executor:
                     " and their queue is full",
                     retry_after_ms=OVERLOADED_RETRY_AFTER_MS,
                 )
-            if lane.admitted_by[tenant] >= lane.tenant_admit_cap:
+            if (
+                lane.load_by[tenant] + units > lane.tenant_admit_cap * _UNIT
+                or lane.count_by[tenant] >= lane.tenant_count_cap
+            ):
                 self.rejections += 1
                 raise InvocationFailure(
                     ErrorKind.OVERLOADED,
-                    f"this tenant already has {lane.tenant_admit_cap} calls running or"
-                    f" waiting for {lane.name} guests, its share; retry later",
+                    f"this tenant already holds its share of the {lane.name} guests' slots"
+                    f" ({lane.count_by[tenant]} calls running or waiting); retry later",
                     retry_after_ms=OVERLOADED_RETRY_AFTER_MS,
                 )
             lane.admitted += 1
-            lane.admitted_by[tenant] += 1
+            lane.load += units
+            lane.load_by[tenant] += units
+            lane.count_by[tenant] += 1
 
     async def submit(
         self,
@@ -223,16 +284,20 @@ class Executor:
         deadline: float | None,
         lane: Lane = "short",
         tenant: str = "",
+        cost_us: float | None = None,
     ) -> tuple[T, int]:
         """Run ``fn(cancel)`` on a worker of ``lane``; returns its result and the µs it waited.
 
         Raises OVERLOADED at once when the lane has no slot free, and TIMEOUT if
         ``deadline`` (``time.monotonic()``) passes before a thread picks it up.
         If the awaiting task is cancelled, ``cancel`` is set for ``fn`` to stop.
-        ``tenant`` is whose job it is (see **Tenants** above).
+        ``tenant`` is whose job it is (see **Tenants** above); ``cost_us`` its
+        estimated CPU, which is what it weighs in the short lane (see
+        **Admission by work**; ``None``: unknown, a whole slot).
         """
         pool = self._lanes[lane]
-        self._admit(pool, tenant)
+        units = pool.units(cost_us)
+        self._admit(pool, tenant, units)
         cancel = threading.Event()
         queued_at = time.monotonic()
         waited_us = 0
@@ -264,7 +329,7 @@ class Executor:
             else:
                 future.set_result(result)
 
-        entry = _Job(future, run, tenant)  # type: ignore[arg-type]
+        entry = _Job(future, run, tenant, units)  # type: ignore[arg-type]
 
         def done(_: object) -> None:
             with self._lock:
@@ -273,7 +338,7 @@ class Executor:
 
         with self._lock:
             if self._closed:
-                pool.release(tenant)
+                pool.release(tenant, units)
                 raise InvocationFailure(ErrorKind.UNAVAILABLE, "the runtime is shutting down")
             self._pending.add(entry)
             pool.place(entry)

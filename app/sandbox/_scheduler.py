@@ -95,6 +95,7 @@ class Scheduler:
                         deadline=job.deadline,
                         lane=self.fastpath.lane(job.compiled),
                         tenant=job.context.tenant_id,
+                        cost_us=job.compiled.runs.cpu_us,
                     )
                 )
             span.set_attribute("ameide.inline", inlined is not None)

@@ -378,3 +378,126 @@ async def test_the_share_applies_to_the_short_lane_too() -> None:
     finally:
         release.set()
         ex.close()
+
+
+# -- admission by work in the short lane -------------------------------------------
+
+
+def _work_executor(**settings: object) -> Executor:
+    base = {"executor_threads": 1, "executor_queue": 2, "executor_tenant_share": 1.0}
+    return Executor(Settings(**{**base, **settings}).executor_config)  # type: ignore[arg-type]
+
+
+async def test_a_burst_of_cheap_calls_waits_instead_of_being_refused() -> None:
+    """128 calls of a ~100 us module fit where three slots would refuse 125 of them."""
+    ex = _work_executor()
+    release = threading.Event()
+    try:
+        calls = [
+            asyncio.ensure_future(ex.submit(blocker(release), deadline=None, cost_us=100.0))
+            for _ in range(128)
+        ]
+        await asyncio.sleep(0.05)
+        assert ex.in_flight == 128
+        assert ex.rejections == 0
+        release.set()
+        assert {r for r, _ in await asyncio.gather(*calls)} == {"done"}
+    finally:
+        release.set()
+        ex.close()
+
+
+async def test_costly_and_unknown_calls_still_take_a_whole_slot_each() -> None:
+    ex = _work_executor()
+    release = threading.Event()
+    try:
+        held = [
+            asyncio.ensure_future(ex.submit(blocker(release), deadline=None, cost_us=cost))
+            for cost in (50_000.0, None, 6_000.0)  # a slot or more each: 1 thread + 2 waiting
+        ]
+        await asyncio.sleep(0.05)
+        for cost in (50_000.0, None, 100.0):
+            refused = ex.submit(lambda cancel: None, deadline=None, cost_us=cost)
+            with pytest.raises(InvocationFailure) as info:
+                refused.send(None)
+            assert info.value.kind is ErrorKind.OVERLOADED
+        assert ex.rejections == 3
+        release.set()
+        await asyncio.gather(*held)
+    finally:
+        release.set()
+        ex.close()
+
+
+async def test_the_short_lane_holds_at_most_short_max_calls_however_cheap() -> None:
+    ex = _work_executor(executor_short_max=10)
+    release = threading.Event()
+    try:
+        held = [
+            asyncio.ensure_future(ex.submit(blocker(release), deadline=None, cost_us=1.0))
+            for _ in range(10)
+        ]
+        await asyncio.sleep(0.05)
+        refused = ex.submit(lambda cancel: None, deadline=None, cost_us=1.0)
+        with pytest.raises(InvocationFailure) as info:
+            refused.send(None)
+        assert info.value.kind is ErrorKind.OVERLOADED
+        release.set()
+        await asyncio.gather(*held)
+        assert ex.in_flight == 0
+    finally:
+        release.set()
+        ex.close()
+
+
+async def test_one_tenants_cheap_flood_leaves_room_for_another() -> None:
+    """By count too: a tenant's share of ``short_max``, so its flood cannot fill the lane."""
+    ex = _work_executor(executor_short_max=20, executor_tenant_share=0.5)
+    release = threading.Event()
+    try:
+        flood = []
+        for _ in range(30):
+            call = ex.submit(blocker(release), deadline=None, tenant="noisy", cost_us=1.0)
+            flood.append(asyncio.ensure_future(call))
+        await asyncio.sleep(0.05)
+        refused = [f for f in flood if f.done() and f.exception() is not None]
+        assert len(refused) == 20  # 10 admitted: half of short_max
+        assert {f.exception().kind for f in refused} == {ErrorKind.OVERLOADED}  # type: ignore[union-attr]
+        other = asyncio.ensure_future(
+            ex.submit(blocker(release), deadline=None, tenant="quiet", cost_us=1.0)
+        )
+        await asyncio.sleep(0.05)
+        assert not other.done()  # admitted, waiting for the thread
+        release.set()
+        assert (await other)[0] == "done"
+        await asyncio.gather(*flood, return_exceptions=True)
+    finally:
+        release.set()
+        ex.close()
+
+
+async def test_the_load_returns_to_zero_after_failures_and_cancellations() -> None:
+    ex = _work_executor()
+    release = threading.Event()
+    try:
+
+        def boom(cancel: threading.Event) -> None:
+            raise ValueError("guest fault")
+
+        with pytest.raises(ValueError):
+            await ex.submit(boom, deadline=None, cost_us=300.0)
+        waiting = [
+            asyncio.ensure_future(ex.submit(blocker(release), deadline=None, cost_us=300.0))
+            for _ in range(5)
+        ]
+        await asyncio.sleep(0.05)
+        for call in waiting[1:]:
+            call.cancel()
+        release.set()
+        await asyncio.gather(*waiting, return_exceptions=True)
+        await asyncio.sleep(0.05)
+        lane = ex._lanes["short"]
+        assert (lane.admitted, lane.load, dict(lane.load_by), dict(lane.count_by)) == (0, 0, {}, {})
+    finally:
+        release.set()
+        ex.close()
