@@ -10,10 +10,12 @@ a success.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 
 import structlog
+from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
 from app.catalog import ExtensionDefinition
@@ -26,6 +28,8 @@ from app.telemetry import InvocationMetrics, get_logger, tracer
 __all__ = ["Observe", "Resolve"]
 
 _log = get_logger("app.runtime")
+
+_NO_SPAN = contextlib.nullcontext(trace.INVALID_SPAN)
 
 Resolve = Callable[[str, str, str], ExtensionDefinition]
 """``(caller's tenant, extension_id, version) -> definition``; raises ``InvocationFailure``."""
@@ -41,11 +45,14 @@ class Observe:
         metrics: InvocationMetrics,
         *,
         log_invocations: bool,
+        tracing: bool = True,
     ) -> None:
         self._resolve = resolve
         self._guard = guard
         self.metrics = metrics
         self._log_invocations = log_invocations
+        self._tracing = tracing
+        """False when no provider records spans: then no span objects are made."""
 
     async def invoke(self, invocation: Invocation) -> Outcome:
         """Run ``invocation`` end to end (the :class:`~app.invocation.Invoker` method)."""
@@ -54,13 +61,17 @@ class Observe:
         labels = {"owner": "", "extension": "_unknown", "version": "", "tier": ""}
         result = "ok"
         outcome: Outcome | None = None
-        with tracer().start_as_current_span(
-            "extension.invoke",
-            attributes={
-                "ameide.extension": invocation.extension_id[:128],  # caller-chosen: bounded
-                "ameide.tenant": context.tenant_id,
-                "ameide.request_id": context.request_id,
-            },
+        with (
+            tracer().start_as_current_span(
+                "extension.invoke",
+                attributes={
+                    "ameide.extension": invocation.extension_id[:128],  # caller-chosen: bounded
+                    "ameide.tenant": context.tenant_id,
+                    "ameide.request_id": context.request_id,
+                },
+            )
+            if self._tracing
+            else _NO_SPAN
         ) as span:
             try:
                 definition = self._resolve(

@@ -27,7 +27,7 @@ from app.runtime._listing import ExtensionView, Listing
 from app.sandbox import Executor, FastPath, SandboxEngine, Scheduler
 from app.settings import Settings
 from app.storage import PLATFORM, ModuleStore, ObjectSource, source_from_settings
-from app.telemetry import InvocationMetrics, register
+from app.telemetry import InvocationMetrics, register, tracing_installed
 
 __all__ = ["Runtime"]
 
@@ -90,6 +90,7 @@ class Runtime:
             ),
             InvocationMetrics(self.registry, tenant_label=settings.metrics_tenant_label),
             log_invocations=settings.log_invocations,
+            tracing=tracing_installed(),
         )
         self.invoke = pipeline.invoke
         register(

@@ -10,7 +10,7 @@ from app.telemetry._metrics import (
     register,
     single,
 )
-from app.telemetry._tracing import configure_tracing, tracer
+from app.telemetry._tracing import configure_tracing, tracer, tracing_installed
 
 __all__ = [
     "Family",
@@ -24,4 +24,5 @@ __all__ = [
     "register",
     "single",
     "tracer",
+    "tracing_installed",
 ]
