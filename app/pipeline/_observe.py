@@ -14,9 +14,9 @@ import contextlib
 import time
 from collections.abc import Callable
 
-import structlog
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
+from structlog.contextvars import bind_contextvars, reset_contextvars
 
 from app.catalog import ExtensionDefinition
 from app.controls import PLATFORM_OWNER
@@ -87,15 +87,20 @@ class Observe:
                 span.set_attribute("ameide.version", definition.version)
                 span.set_attribute("ameide.owner", owner)
                 span.set_attribute("ameide.risk_tier", definition.risk_tier)
-                with structlog.contextvars.bound_contextvars(
+                # The fields every guest log line carries; bound and reset directly
+                # (the context-manager form costs twice as much per call).
+                bound = bind_contextvars(
                     owner=owner,
                     extension=definition.id,
                     version=definition.version,
                     tenant=context.tenant_id,
                     organization=context.organization_id,
                     request_id=context.request_id,
-                ):
+                )
+                try:
                     outcome = await self._guard.run(definition, invocation)
+                finally:
+                    reset_contextvars(**bound)
                 span.set_attribute("ameide.fuel_consumed", outcome.metrics.fuel_consumed)
                 return outcome
             except InvocationFailure as failure:
