@@ -37,6 +37,10 @@ __all__ = ["HandOff", "Job", "Scheduler"]
 T = TypeVar("T")
 # Child spans cost ~10 µs a call even as no-ops: skipped when the parent is not recorded.
 _NO_SPAN = contextlib.nullcontext(trace.INVALID_SPAN)
+_NOT_CANCELLABLE = threading.Event()
+"""The cancel event of inline runs, never set: an inline run holds the loop, so no
+caller can leave during it (its slice ends it). One shared event saves making a
+``threading.Event`` (a Condition and a lock) per call."""
 
 
 class HandOff(Protocol):
@@ -114,7 +118,7 @@ class Scheduler:
             # The slice is CPU time: a fast guest pre-empted or waiting for the GIL on
             # a busy machine is not stopped (its re-run on the pool would cost more
             # and wait behind others, which made latency collapse under load).
-            outcome = self._execute(job, threading.Event(), fastpath.slice_s)
+            outcome = self._execute(job, _NOT_CANCELLABLE, fastpath.slice_s)
         except InvocationFailure as failure:
             if failure.kind is ErrorKind.TIMEOUT and time.monotonic() < job.deadline:
                 # Over the slice: re-run on the pool with the full budget; a guest
