@@ -35,7 +35,7 @@ test-unit: install
 ## Benchmark the service against its same-run baselines (protocol floor, in-process
 ## sandbox); prints a table and writes bench/results/latest.json (bench/README.md), then
 ## the components (hello-py, hello-js): bench/results/components.{json,md}.
-bench: install
+bench: install h2load
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/components.py
 

@@ -496,7 +496,9 @@ class Settings(BaseSettings):
         "unpaced host-function time together (each call takes the GIL); 0: no shared cap.",
     )
     inline_threshold_us: int = Field(
-        default=500, ge=0, description="Run pure guests faster than this inline; 0 disables."
+        default=1500,
+        ge=0,
+        description="Run pure guests whose runs average less CPU than this inline; 0 disables.",
     )
     inline_slice_ms: float = Field(
         default=2.0,

@@ -26,6 +26,13 @@ or waiting for the GIL held its thread for 100 ms, was judged long, and then
 queued behind the looping tenants it shared the long lane with (`make
 reliability` saw good calls wait seconds and be refused as OVERLOADED).
 
+The threshold (``_INLINE_THRESHOLD_US``, 1.5 ms of CPU) sits below the 2 ms
+slice but well above a small guest's cost: at 500 µs, a 1 KiB echo whose runs
+took 300-750 µs of CPU in a server sharing its core with Envoy (p50 400 µs)
+hovered around it, and a third of its calls took the pool, whose hop cost a
+dozen context switches and ~1 ms of CPU each (1.7 ms per call at 32 in flight,
+1.4 ms with the higher threshold; 2.75 -> 1.2 ms sequentially).
+
 A module's first run does not count towards its CPU average: it pays one-time
 costs (page faults on fresh code and memory, lazily built tables) that made a
 ~100 µs echo look like 9 ms and kept it off the fast path for a dozen calls.
