@@ -108,6 +108,7 @@ class Prepare:
             bridge=bridge,
             real_clock_and_random=tier is not None and tier.real_clock_and_random,
             config_json=definition.config_json,
+            may_call_host=bool(definition.host_calls),
         )
         try:
             outcome = await self._scheduler.run(job)

@@ -103,10 +103,21 @@ class FastPath:
             used = stats.cpu_us
             stats.cpu_us = elapsed_us if used is None else 0.8 * used + 0.2 * elapsed_us
 
-    def lane(self, compiled: CompiledModule) -> Lane:
-        """The executor lane for a pooled run of ``compiled``."""
+    def lane(self, compiled: CompiledModule, *, may_call_host: bool = True) -> Lane:
+        """The executor lane for a pooled run of ``compiled``.
+
+        ``may_call_host``: the definition grants host calls. A component
+        imports the host call whether or not it may use it, and cannot
+        otherwise wait (its clock waits are refused), so without a grant it is
+        placed like a pure module: the ``io`` lane's threads run at a lower
+        priority, and on a busy core a Python component there waited ~90 ms
+        for a 5 ms call.
+        """
         long = (compiled.runs.cpu_us or 0.0) > LONG_RUN_US
-        if not self._is_pure(compiled):
+        can_wait = not self._is_pure(compiled)
+        if compiled.component is not None:
+            can_wait = may_call_host
+        if can_wait:
             return "long" if long else "io"
         return "long" if long else "short"
 

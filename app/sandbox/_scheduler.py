@@ -67,6 +67,8 @@ class Job:
     bridge: HostBridge | None
     real_clock_and_random: bool
     config_json: bytes
+    may_call_host: bool = True
+    """The definition grants host calls (a component without them cannot wait)."""
 
 
 class Scheduler:
@@ -97,7 +99,7 @@ class Scheduler:
                     self.executor.submit(
                         partial(self._execute, job),
                         deadline=job.deadline,
-                        lane=self.fastpath.lane(job.compiled),
+                        lane=self.fastpath.lane(job.compiled, may_call_host=job.may_call_host),
                         tenant=job.context.tenant_id,
                         cost_us=job.compiled.runs.cpu_us,
                     )

@@ -6,7 +6,7 @@ from app.sandbox import Abi, SandboxEngine
 from app.sandbox._engine import CompiledModule
 from app.sandbox._fastpath import LONG_RUN_US, FastPath
 from app.settings import InlineConfig
-from tests.sandbox import _modules
+from tests.sandbox import _components, _modules
 
 
 def _fastpath() -> FastPath:
@@ -100,3 +100,20 @@ def test_run_history_lives_and_dies_with_the_module(engine: SandboxEngine) -> No
     assert gone() is None, "the fast path keeps no reference to a module"
     fresh = _compiled(engine, _modules.ECHO)
     assert fastpath.lane(fresh) == "short" and fastpath.eligible(fresh)
+
+
+def test_a_component_without_granted_host_calls_is_placed_like_a_pure_guest(
+    engine: SandboxEngine,
+) -> None:
+    """It imports the host call either way; only a grant lets it wait on an upstream."""
+    fastpath = _fastpath()
+    component = engine.compile(_components.ECHO, Abi.COMPONENT)
+    assert fastpath.lane(component, may_call_host=True) == "io"
+    assert fastpath.lane(component, may_call_host=False) == "short"
+    fastpath.observe(component, 10 * LONG_RUN_US)
+    fastpath.observe(component, 10 * LONG_RUN_US)
+    assert fastpath.lane(component, may_call_host=False) == "long"
+    assert not fastpath.eligible(component)  # never inline: its own engine and store
+    # A core module importing host_call stays in the io lane without a grant: its
+    # imports, not the definition, decide (sleeps wait too).
+    assert fastpath.lane(_compiled(engine, _modules.HOST_CALL), may_call_host=False) == "io"
