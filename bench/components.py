@@ -5,9 +5,8 @@ compile time per compiler setting, the serialized artifact and its load time
 from the disk cache, in-process instantiate and instantiate + call (p50/p95 of
 a fresh store each call, as the service runs them), resident memory per live
 instance, the first call of a restarted runtime with a warm disk cache, and
-the service's p50/p95 over Connect JSON and gRPC (h2load is not needed here:
-the load client is a separate process, and the figures of interest are
-latencies at low concurrency, not throughput).
+the service's p50/p95 over Connect JSON and gRPC from h2load (the server on
+one core, h2load on the other, as in ``bench/run.py``).
 
     .venv/bin/python bench/components.py            # prints and writes results
     .venv/bin/python bench/components.py --quick    # fewer rounds
@@ -32,7 +31,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run import EXAMPLES, RESULTS, load, log, server  # noqa: E402
+from bench._c_load import h2load_run, request_body  # noqa: E402
+from bench.run import (  # noqa: E402
+    CLIENT_CPU,
+    EXAMPLES,
+    RESULTS,
+    SERVER_CPU,
+    calibration_ms,
+    log,
+    server,
+    settle,
+)
 
 MODULES = ("hello-py", "hello-js")
 PAYLOAD = b'{"name": "Ada"}'
@@ -44,20 +53,6 @@ def _pcts(samples: list[float]) -> dict[str, float]:
         "p50_ms": ordered[len(ordered) // 2] * 1e3,
         "p95_ms": ordered[int(len(ordered) * 0.95)] * 1e3,
     }
-
-
-def calibration_ms() -> float:
-    """How fast this machine runs Python today: ``sum(range(10**7))``, best of 3.
-
-    Absolute figures (compile seconds, call milliseconds) move with the host;
-    this one lets two runs be compared (seen: 130 ms on a quiet host, 300 ms on
-    a busy one, with every other figure moving about as much)."""
-    best = float("inf")
-    for _ in range(3):
-        started = time.perf_counter()
-        sum(range(10**7))
-        best = min(best, time.perf_counter() - started)
-    return round(best * 1e3, 1)
 
 
 def _rss_bytes() -> int:
@@ -214,15 +209,30 @@ def _until_ready(url: str, module: str) -> None:
 
 
 def service(quick: bool) -> dict[str, Any]:
-    requests = 200 if quick else 1000
+    """h2load against one worker pinned apart from it (as ``bench/run.py``)."""
+    duration = 3.0 if quick else 8.0
     out: dict[str, Any] = {}
-    with server("service", {}) as url:
+    with server("service", {}, cpu=SERVER_CPU) as served:
         for module in MODULES:
-            _until_ready(url, module)  # the first calls compile it (UNAVAILABLE meanwhile)
+            _until_ready(served.url, module)  # the first calls compile it (UNAVAILABLE meanwhile)
             for protocol in ("connect-json", "grpc"):
+                body = request_body(protocol, module, json.loads(PAYLOAD))
                 for concurrency in (1, 8):
-                    key = f"{protocol}/{module}/c{concurrency}"
-                    out[key] = load(url, protocol, module, concurrency, requests)
+                    settle(served.pid)
+                    row = h2load_run(
+                        served.url,
+                        protocol,
+                        body,
+                        in_flight=concurrency,
+                        duration_s=duration,
+                        server_pid=served.pid,
+                        cpu=CLIENT_CPU,
+                    )
+                    out[f"{protocol}/{module}/c{concurrency}"] = row
+                    log(
+                        f"  {protocol:12} {module} c={concurrency} p50={row['p50_us']:.0f}us "
+                        f"p95={row['p95_us']:.0f}us rps={row['rps']:.0f} errors={row['errors']}"
+                    )
     return out
 
 
@@ -263,10 +273,13 @@ def markdown(report: dict[str, Any]) -> str:
             for module in MODULES:
                 r = report["service"][f"{protocol}/{module}/c{concurrency}"]
                 cells.append(
-                    f"{r['p50_us'] / 1e3:.2f} / {r['p95_us'] / 1e3:.2f} ({r['rps']:.0f}/s)"
+                    f"{r['p50_us'] / 1e3:.2f} / {r['p95_us'] / 1e3:.2f} ({r['rps']:.0f}/s,"
+                    f" {r['cpu_ms_per_call']:.1f} ms CPU)"
                 )
             lines.append(
-                f"| service {protocol} c={concurrency}: p50 / p95 ms | " + " | ".join(cells) + " |"
+                f"| service {protocol} c={concurrency}: p50 / p95 ms (req/s, server CPU/call) | "
+                + " | ".join(cells)
+                + " |"
             )
     return "\n".join(lines) + "\n"
 

@@ -279,7 +279,11 @@ def start_costs(module: str) -> dict[str, float]:
 
 
 def calibration_ms() -> float:
-    """``sum(range(10**7))``, best of 3: how fast this host runs Python today."""
+    """``sum(range(10**7))``, best of 3: how fast this host runs Python today.
+
+    Absolute figures move with the host (seen: ~130 ms on a quiet one, ~265 ms
+    on a busy one, with every other figure moving about as much); this lets
+    two runs be compared."""
     best = float("inf")
     for _ in range(3):
         started = time.perf_counter()
