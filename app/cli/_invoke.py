@@ -100,15 +100,16 @@ def run(args: argparse.Namespace) -> int:
         }
         stated = {key: value for key, value in flags.items() if value is not None}
         declared = sandbox.DeclaredLimits.model_validate({**declared_by, **stated})
+        settings = Settings()
         return invoke_module(
-            Settings(),
+            settings,
             module,
             abi=abi,
             input_data=data,
             declared=declared,
             as_json=args.json,
             config=config,
-            cache_dir=None if args.no_cache else _cache_dir(),
+            cache_dir=None if args.no_cache else _cache_dir(settings),
         )
     except (UsageError, OSError, ValueError) as exc:
         sys.stderr.write(f"extensions-runtime invoke: {exc}\n")
@@ -118,10 +119,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
 
-def _cache_dir() -> Path:
+def _cache_dir(settings: Settings) -> Path:
     from app.settings import DEV_DEFAULTS
 
-    configured = Settings().module_cache_dir
+    configured = settings.module_cache_dir
     default = DEV_DEFAULTS["module_cache_dir"]
     assert isinstance(default, Path)
     return configured or default

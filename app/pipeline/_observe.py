@@ -10,11 +10,9 @@ a success.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 
-from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 from structlog.contextvars import bind_contextvars, reset_contextvars
 
@@ -23,13 +21,12 @@ from app.controls import PLATFORM_OWNER
 from app.errors import InvocationFailure
 from app.invocation import Invocation, Outcome
 from app.pipeline._guard import Guard
-from app.telemetry import InvocationMetrics, get_logger, tracer
+from app.telemetry import NO_SPAN, InvocationMetrics, get_logger, tracer
 
 __all__ = ["Observe", "Resolve"]
 
 _log = get_logger("app.runtime")
 
-_NO_SPAN = contextlib.nullcontext(trace.INVALID_SPAN)
 
 Resolve = Callable[[str, str, str], ExtensionDefinition]
 """``(caller's tenant, extension_id, version) -> definition``; raises ``InvocationFailure``."""
@@ -71,7 +68,7 @@ class Observe:
                 },
             )
             if self._tracing
-            else _NO_SPAN
+            else NO_SPAN
         ) as span:
             try:
                 definition = self._resolve(

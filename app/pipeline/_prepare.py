@@ -13,7 +13,6 @@ guest.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from dataclasses import replace
@@ -29,12 +28,9 @@ from app.limits import NO_LIMITS, DeclaredLimits
 from app.sandbox import CompiledModule, Job, Scheduler, effective_limits
 from app.settings import LimitBounds
 from app.storage import ModuleStore
-from app.telemetry import tracer
+from app.telemetry import NO_SPAN, tracer
 
 __all__ = ["Prepare"]
-
-# Child spans cost ~10 µs a call even as no-ops: skipped when the parent is not recorded.
-_NO_SPAN = contextlib.nullcontext(trace.INVALID_SPAN)
 
 
 class Prepare:
@@ -71,7 +67,7 @@ class Prepare:
         # most as long as the call may take, never for a whole compile.
         remaining_ms = invocation.remaining_ms()
         wait_s = (limits.timeout_ms if remaining_ms is None else remaining_ms) / 1000.0
-        with tracer().start_as_current_span("module.load") if recording else _NO_SPAN:
+        with tracer().start_as_current_span("module.load") if recording else NO_SPAN:
             compiled: CompiledModule = await off_turn(  # storage and compiling: not the loop's
                 self._modules.get(
                     definition.sha256,

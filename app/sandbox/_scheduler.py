@@ -12,7 +12,6 @@ that makes the next choice.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Awaitable
@@ -30,13 +29,11 @@ from app.sandbox._fastpath import FastPath
 from app.sandbox._host_bridge import HostBridge
 from app.sandbox._limits import Limits
 from app.sandbox._runner import run
-from app.telemetry import tracer
+from app.telemetry import NO_SPAN, tracer
 
 __all__ = ["HandOff", "Job", "Scheduler"]
 
 T = TypeVar("T")
-# Child spans cost ~10 µs a call even as no-ops: skipped when the parent is not recorded.
-_NO_SPAN = contextlib.nullcontext(trace.INVALID_SPAN)
 _NOT_CANCELLABLE = threading.Event()
 """The cancel event of inline runs, never set: an inline run holds the loop, so no
 caller can leave during it (its slice ends it). One shared event saves making a
@@ -90,7 +87,7 @@ class Scheduler:
     async def run(self, job: Job) -> Outcome:
         """The outcome, with ``metrics.queue_us`` set; raises ``InvocationFailure``."""
         recording = trace.get_current_span().is_recording()
-        with tracer().start_as_current_span("sandbox.run") if recording else _NO_SPAN as span:
+        with tracer().start_as_current_span("sandbox.run") if recording else NO_SPAN as span:
             inlined = self._inline(job)
             if inlined is not None:
                 outcome, queue_us = inlined, 0

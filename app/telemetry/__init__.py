@@ -10,9 +10,10 @@ from app.telemetry._metrics import (
     register,
     single,
 )
-from app.telemetry._tracing import configure_tracing, tracer, tracing_installed
+from app.telemetry._tracing import NO_SPAN, configure_tracing, tracer, tracing_installed
 
 __all__ = [
+    "NO_SPAN",
     "Family",
     "InvocationMetrics",
     "MetricSource",

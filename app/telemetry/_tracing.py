@@ -8,14 +8,18 @@ provider with an in-memory exporter.
 
 from __future__ import annotations
 
+import contextlib
+
 from opentelemetry import trace
 
 from app import __version__
 from app.settings import Settings
 
-__all__ = ["TRACER_NAME", "configure_tracing", "tracer", "tracing_installed"]
+__all__ = ["NO_SPAN", "TRACER_NAME", "configure_tracing", "tracer", "tracing_installed"]
 
 TRACER_NAME = "extensions-runtime"
+NO_SPAN = contextlib.nullcontext(trace.INVALID_SPAN)
+"""What a layer enters instead of a span when nothing records it (spans cost ~10 us)."""
 
 
 def configure_tracing(settings: Settings) -> None:
