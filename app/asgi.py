@@ -112,6 +112,11 @@ def create_app(
             )
             return JSONResponse({"error": failure.message}, status_code=503)
         _log.info("promotion.applied", owner=owner, extension=extension_id, event_id=event.id)
+        try:
+            # The other processes reload it on their next listing, not their next poll.
+            await runtime.fleet.announce_promotion(extension_id, owner)
+        except InvocationFailure as failure:
+            _log.warning("promotion.not_announced", extension=extension_id, reason=failure.message)
         promoted, versions = runtime.catalog.extensions().get((owner, extension_id), (None, []))
         return JSONResponse(
             {

@@ -142,6 +142,19 @@ class RateLimitConfig:
     hold_max: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class FleetConfig:
+    """How the processes share control state through storage (app/fleet)."""
+
+    sync_interval_s: float = 1.0
+    heartbeat_s: float = 5.0
+    member_ttl_s: float = 15.0
+    stale_after_s: float = 10.0
+    event_ttl_s: float = 600.0
+    max_switches: int = 1_000
+    divide_rate_limits: bool = True
+
+
 class Settings(BaseSettings):
     """Configuration of one runtime process."""
 
@@ -357,7 +370,10 @@ class Settings(BaseSettings):
 
     # Per-tenant request rate (token buckets, per process); see app/controls/_ratelimit.py.
     rate_limit_per_s: float = Field(
-        default=2_000.0, ge=0, description="Calls a tenant may make per second; 0: no limit."
+        default=2_000.0,
+        ge=0,
+        description="Calls a tenant may make per second, in all the fleet's processes together "
+        "(see rate_limit_scope); 0: no limit.",
     )
     rate_limit_burst: int = Field(
         default=2_000, ge=1, le=1_000_000, description="Calls a tenant may make at once."
@@ -380,6 +396,31 @@ class Settings(BaseSettings):
     )
     rate_limit_hold_max: int = Field(
         default=4_096, ge=0, le=1_000_000, description="Refusals held at once, all tenants."
+    )
+    rate_limit_scope: Literal["fleet", "process"] = Field(
+        default="fleet",
+        description="fleet: a tenant's rate is divided among the live processes sharing the "
+        "storage; process: each process allows the whole rate.",
+    )
+    # The fleet's shared control state (app/fleet): admin switches, promotions, members.
+    fleet_sync_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="How often each process lists the control state in storage (±20% jitter).",
+    )
+    fleet_heartbeat_s: float = Field(
+        default=5.0, gt=0, le=300, description="How often a process says it is alive."
+    )
+    fleet_member_ttl_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="A process not heard from for this long no longer counts as a member.",
+    )
+    control_stale_after_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="/readyz fails once the control state was last read this long ago.",
     )
     # Turns per tenant (app/controls/_gate.py): calls of one tenant worked on at once.
     tenant_max_active: int = Field(
@@ -604,6 +645,16 @@ class Settings(BaseSettings):
             hold_s=self.rate_limit_hold_s,
             hold_max_per_tenant=self.rate_limit_hold_max_per_tenant,
             hold_max=self.rate_limit_hold_max,
+        )
+
+    @property
+    def fleet_config(self) -> FleetConfig:
+        return FleetConfig(
+            sync_interval_s=self.fleet_sync_interval_s,
+            heartbeat_s=self.fleet_heartbeat_s,
+            member_ttl_s=self.fleet_member_ttl_s,
+            stale_after_s=self.control_stale_after_s,
+            divide_rate_limits=self.rate_limit_scope == "fleet",
         )
 
     @model_validator(mode="after")

@@ -20,6 +20,7 @@ from typing import Any
 
 from app._files import read_beneath, write_beneath
 from app.catalog._definition import ExtensionDefinition
+from app.fleet import promotion_notice
 from app.settings import Settings
 from app.storage import (
     MAX_DEFINITION_BYTES,
@@ -98,6 +99,8 @@ async def publish(
             await source.put(definition_at, definition_bytes, "application/json")
             if promote:
                 await source.put(pointer_at, pointer, "application/json")
+                # Every process of the fleet reloads it within a listing interval.
+                await source.put(*promotion_notice(extension_id, owner), "application/json")
         finally:
             await source.close()
         return f"s3://{settings.s3_bucket}/{settings.s3_prefix}{where}"

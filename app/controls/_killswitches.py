@@ -1,9 +1,11 @@
 """Kill switches and degradations, from a mounted file and from the admin RPC.
 
-A switch can name a version, an extension, a tenant or a whole risk tier. The
-file is the durable, fleet-wide source (a ConfigMap, hot-reloaded); admin RPC
-switches take effect at once in the process that received them and are meant
-for the minutes until the ConfigMap catches up.
+A switch can name a version, an extension, a tenant or a whole risk tier. Two
+sources, merged: the file (a ConfigMap, hot-reloaded: the GitOps path) and the
+admin switches, which ``app/fleet`` keeps in storage and hands to every
+process. A call is refused when *either* source disables it, and runs under
+the lowest ceiling any degradation from either gives; lifting an admin switch
+never lifts a file one (only a change to the file does).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from app._hotfile import HotFile
 from app.controls._ratelimit import Rate, TenantLimit
@@ -92,13 +94,22 @@ class Target(BaseModel):
         return self.risk_tier == tier
 
 
-class Switch(Target):
+class _Provenance(Target):
+    """Who set an admin control and until when (empty for the file's)."""
+
+    set_by: str | None = Field(default=None, max_length=256)
+    set_at: AwareDatetime | None = None
+    expires_at: AwareDatetime | None = None
+    """After this the fleet drops it (admin RPC ``ttl_seconds``)."""
+
+
+class Switch(_Provenance):
     """A kill switch: the target plus the reason callers are shown."""
 
     reason: str = Field(default="disabled by an operator", max_length=512)
 
 
-class Degradation(Target):
+class Degradation(_Provenance):
     """Lowered ceilings for an extension or a tier."""
 
     ceilings: DeclaredLimits
@@ -114,6 +125,18 @@ class ControlsDocument(BaseModel):
     degraded: tuple[Degradation, ...] = ()
     tenant_limits: tuple[TenantLimit, ...] = Field(default=(), max_length=100_000)
 
+    @model_validator(mode="after")
+    def _no_provenance(self) -> ControlsDocument:
+        """The file's switches last until the file changes: an ``expires_at`` here would
+        be silently ignored, so it is refused instead."""
+        for control in (*self.disabled, *self.degraded):
+            if control.set_by or control.set_at or control.expires_at:
+                raise ValueError(
+                    "set_by, set_at and expires_at belong to admin controls (the admin RPC);"
+                    " a switch in this file holds until it is removed"
+                )
+        return self
+
 
 def parse_controls(text: str) -> ControlsDocument:
     return ControlsDocument.model_validate(yaml.safe_load(text) or {})
@@ -128,7 +151,7 @@ class Decision:
 
 
 class Controls:
-    """File switches (hot-reloaded) plus admin switches held in this process."""
+    """File switches (hot-reloaded) plus the admin switches (kept by ``app/fleet``)."""
 
     def __init__(self, path: Path | None, *, check_interval_s: float = 1.0) -> None:
         self.file = HotFile(
@@ -157,6 +180,14 @@ class Controls:
                 self._admin_degraded.pop(key, None)
             else:
                 self._admin_degraded[key] = degradation
+
+    def replace_admin(self, disabled: Iterable[Switch], degraded: Iterable[Degradation]) -> None:
+        """Make the admin switches exactly these (the fleet's state, read from storage)."""
+        switches = {self._key(s): s for s in disabled}
+        degradations = {self._key(d): d for d in degraded if d.ceilings != NO_LIMITS}
+        with self._lock:
+            self._admin_disabled = switches
+            self._admin_degraded = degradations
 
     def listing(self) -> tuple[list[tuple[Switch, str]], list[tuple[Degradation, str]]]:
         """Active switches and degradations with their source ("config" or "admin")."""

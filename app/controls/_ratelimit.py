@@ -4,7 +4,16 @@ Fair admission in the executor bounds what one tenant holds at a time; this
 bounds how often it may ask. Each tenant has a bucket of ``burst`` tokens
 refilled at ``rate_per_s``; a call takes one token, and a call finding the
 bucket empty is refused at once as ``OVERLOADED`` with the time until the next
-token as its retry hint. Buckets are per process (each worker counts its own).
+token as its retry hint.
+
+Buckets are per process, but a limit is the fleet's: each process allows
+``rate / n`` and a burst of ``burst / n`` (at least one call), ``n`` being the
+live processes sharing the storage (``share``, from ``app/fleet``). Spread over
+the processes, a tenant gets its rate in total; the error is the time the
+fleet's size takes to be learnt (one heartbeat and one listing after a process
+joins, the processes that have not yet counted it allow ``rate / (n - 1)``),
+and a tenant whose calls reach only some processes (one long-lived HTTP/2
+connection) gets less than its rate, never more.
 
 Where the limits come from, most specific first: the tenant's entry in the
 hot-reloaded controls file (``tenant_limits:``), else the settings' default.
@@ -72,9 +81,12 @@ class RateLimiter:
         config: RateLimitConfig,
         *,
         overrides: Callable[[str], Rate | None] = lambda _: None,
+        share: Callable[[], int] = lambda: 1,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``overrides``: a tenant's own limit, if it has one (the controls file's)."""
+        """``overrides``: a tenant's own limit, if it has one (the controls file's);
+        ``share``: how many processes the limits are divided among."""
+        self._share = share
         self._default = config.default
         self._hold_s = config.hold_s
         self._hold_max_per_tenant = config.hold_max_per_tenant
@@ -162,23 +174,27 @@ class RateLimiter:
             return
         key = (tenant, tier)
         now = self._clock()
+        per_s, burst = rate.rate_per_s, float(rate.burst)
+        share = self._share()
+        if share > 1:
+            per_s, burst = per_s / share, max(1.0, burst / share)
         with self._lock:
             bucket = self._buckets.get(key)
             if bucket is None:
-                bucket = _Bucket(tokens=float(rate.burst), updated=now)
+                bucket = _Bucket(tokens=burst, updated=now)
                 self._buckets[key] = bucket
                 if len(self._buckets) > self._max:
                     self._buckets.popitem(last=False)
             else:
                 self._buckets.move_to_end(key)
                 elapsed = max(0.0, now - bucket.updated)
-                bucket.tokens = min(float(rate.burst), bucket.tokens + elapsed * rate.rate_per_s)
+                bucket.tokens = min(burst, bucket.tokens + elapsed * per_s)
                 bucket.updated = now
             if bucket.tokens >= 1.0:
                 bucket.tokens -= 1.0
                 return
             self.rejections[tenant if self._count_tenants else ""] += 1
-            wait_ms = math.ceil((1.0 - bucket.tokens) / rate.rate_per_s * 1000)
+            wait_ms = math.ceil((1.0 - bucket.tokens) / per_s * 1000)
         limit = f"{rate.rate_per_s:g} calls/s"
         raise InvocationFailure(
             ErrorKind.OVERLOADED,

@@ -1,5 +1,10 @@
 """The ``ExtensionRuntimeAdmin`` handlers: what operators use at 3 a.m.
 
+Switches and degradations set here are written to storage and applied by
+every process of the fleet (``app/fleet``), this one at once; when storage
+cannot take them the call fails with ``unavailable`` and nothing changed (the
+mounted file is the path that works without storage).
+
 Every call needs a verified token carrying the admin scope, even when caller
 auth is off for local development: a kill switch is not something an
 anonymous caller should be able to flip. The layers around these handlers
@@ -10,7 +15,8 @@ anonymous caller should be able to flip. The layers around these handlers
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from connectrpc.request import RequestContext
 from protobuf import Oneof
@@ -19,6 +25,7 @@ from pydantic import ValidationError
 from app._ids import ID_PATTERN, TENANT_PATTERN, fullmatch
 from app.auth import PermissionDenied
 from app.controls import Degradation, Switch, Target
+from app.fleet import TooManySwitches
 from app.gen.ameide.extensions.v1 import admin_pb
 from app.gen.ameide.extensions.v1.admin_connect import ExtensionRuntimeAdmin
 from app.limits import NO_LIMITS, DeclaredLimits
@@ -32,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = ["AdminService"]
 
 _log = get_logger("app.rpc.admin")
+T = TypeVar("T")
 
 
 def _target(wire: admin_pb.ControlTarget | None) -> Target:
@@ -77,6 +85,14 @@ def _wire_target(target: Target) -> admin_pb.ControlTarget:
     return admin_pb.ControlTarget(target=chosen, owner=target.owner or "")
 
 
+def _provenance(control: Switch | Degradation) -> dict[str, Any]:
+    return {
+        "set_by": control.set_by or "",
+        "set_at": control.set_at.isoformat() if control.set_at else "",
+        "expires_at": control.expires_at.isoformat() if control.expires_at else "",
+    }
+
+
 def _ceilings(wire: admin_pb.LimitCeilings | None) -> DeclaredLimits:
     if wire is None:
         return NO_LIMITS
@@ -105,6 +121,15 @@ class AdminService(ExtensionRuntimeAdmin):
 
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
+
+    @staticmethod
+    async def _guarded(change: Awaitable[T]) -> T:
+        """A fleet change, with a full table as a clear refusal (storage trouble is
+        ``unavailable`` through the usual mapping of :class:`InvocationFailure`)."""
+        try:
+            return await change
+        except TooManySwitches as exc:
+            raise InvalidRequest(str(exc)) from None
 
     async def list_extensions(
         self, request: admin_pb.ListExtensionsRequest, ctx: RequestContext[Any, Any], /
@@ -139,7 +164,9 @@ class AdminService(ExtensionRuntimeAdmin):
         disabled, degraded = self._runtime.controls.listing()
         return admin_pb.ListControlsResponse(
             disabled=[
-                admin_pb.Control(target=_wire_target(s), reason=s.reason, source=source)
+                admin_pb.Control(
+                    target=_wire_target(s), reason=s.reason, source=source, **_provenance(s)
+                )
                 for s, source in disabled
             ],
             degraded=[
@@ -148,6 +175,7 @@ class AdminService(ExtensionRuntimeAdmin):
                     reason=d.reason,
                     source=source,
                     ceilings=_wire_ceilings(d.ceilings),
+                    **_provenance(d),
                 )
                 for d, source in degraded
             ],
@@ -159,12 +187,19 @@ class AdminService(ExtensionRuntimeAdmin):
         operator = _operator()
         target = _target(request.target)
         reason = request.reason.strip()[:512] or "disabled by an operator"
-        self._runtime.controls.disable(Switch(**target.model_dump(), reason=reason))
+        await self._guarded(
+            self._runtime.fleet.disable(
+                Switch(**target.model_dump(), reason=reason),
+                operator=operator,
+                ttl_s=request.ttl_seconds,
+            )
+        )
         _log.warning(
             "admin.disabled",
             target=target.model_dump(exclude_none=True),
             reason=reason,
             operator=operator,
+            ttl_s=request.ttl_seconds or None,
         )
         return admin_pb.DisableResponse()
 
@@ -173,7 +208,7 @@ class AdminService(ExtensionRuntimeAdmin):
     ) -> admin_pb.EnableResponse:
         operator = _operator()
         target = _target(request.target)
-        removed = self._runtime.controls.enable(target)
+        removed = await self._guarded(self._runtime.fleet.enable(target))
         _log.warning(
             "admin.enabled",
             target=target.model_dump(exclude_none=True),
@@ -190,8 +225,12 @@ class AdminService(ExtensionRuntimeAdmin):
         if target.kind not in ("extension", "tier", "version"):
             raise InvalidRequest("degrade an extension, version or tier")
         ceilings = _ceilings(request.ceilings)
-        self._runtime.controls.degrade(
-            Degradation(**target.model_dump(), ceilings=ceilings, reason=request.reason[:512])
+        await self._guarded(
+            self._runtime.fleet.degrade(
+                Degradation(**target.model_dump(), ceilings=ceilings, reason=request.reason[:512]),
+                operator=operator,
+                ttl_s=request.ttl_seconds,
+            )
         )
         _log.warning(
             "admin.degraded",

@@ -20,13 +20,21 @@ from prometheus_client import CollectorRegistry
 from app._hotfile import ReloadFailures
 from app.catalog import Catalog, CatalogFollower
 from app.controls import Breakers, Controls, RateLimiter, TenantGate, off_turn
+from app.fleet import Fleet
 from app.hostcalls import HttpBridge, PolicyStore
 from app.invocation import Invocation, Outcome
 from app.pipeline import Guard, Observe, Prepare
 from app.runtime._listing import ExtensionView, Listing
 from app.sandbox import Executor, FastPath, SandboxEngine, Scheduler
 from app.settings import Settings
-from app.storage import PLATFORM, ModuleStore, ObjectSource, source_from_settings
+from app.storage import (
+    PLATFORM,
+    MemoryStore,
+    ModuleStore,
+    ObjectSource,
+    shared_store,
+    source_from_settings,
+)
 from app.telemetry import InvocationMetrics, register, tracing_installed
 
 __all__ = ["Runtime"]
@@ -46,8 +54,12 @@ class Runtime:
         # tier) by the pipeline once the tier is known) and tenant turns.
         self.controls = Controls(settings.kill_switches_file)
         self.breakers = Breakers(settings.breaker_config)
+        fleet_config = settings.fleet_config
         self.rate_limits = RateLimiter(
-            settings.rate_limit_config, overrides=self.controls.tenant_limit
+            settings.rate_limit_config,
+            overrides=self.controls.tenant_limit,
+            # A tenant's rate is the fleet's: divided among the live processes.
+            share=(lambda: self.fleet.size) if fleet_config.divide_rate_limits else (lambda: 1),
         )
         self.gate = TenantGate(settings.tenant_max_active, settings.tenant_max_waiting)
         # Storage and the sandbox.
@@ -64,6 +76,16 @@ class Runtime:
         self.catalog = Catalog(self.source, warm=self.modules.warm)
         self.follower = CatalogFollower(
             self.catalog, poll_interval_s=settings.catalog_poll_interval_s
+        )
+        # Admin switches, promotions and the fleet's size, shared through storage
+        # (a local directory is not shared: there the fleet is this process).
+        shared = shared_store(self.source)
+        self.fleet = Fleet(
+            shared or MemoryStore(),
+            self.controls,
+            fleet_config,
+            reload=self.follower.refresh_extension,
+            shared=shared is not None,
         )
         self.executor = Executor(settings.executor_config)
         self.fastpath = FastPath(settings.inline_config)
@@ -102,6 +124,7 @@ class Runtime:
             self.breakers,
             self.rate_limits,
             self.gate,
+            self.fleet,
             self.host_bridge.counts,
             ReloadFailures(
                 {
@@ -122,9 +145,11 @@ class Runtime:
         sys.setswitchinterval(self.settings.gil_switch_interval_us / 1e6)
         self.engine.start()
         await self.follower.start()
+        await self.fleet.start()  # the switches in force before this process is ready
 
     async def close(self) -> None:
         """Stop in reverse: no more polling, no more guests, then the clients and clock."""
+        await self.fleet.close()
         await self.follower.close()
         self.executor.close()
         self.host_bridge.close()
@@ -154,7 +179,7 @@ class Runtime:
 
     def readiness(self) -> list[str]:
         """Reasons this process should not receive traffic; empty when ready."""
-        return self.follower.readiness()
+        return self.follower.readiness() or self.fleet.readiness()  # one cause, said once
 
     def describe(self, visible_to: str | None = None) -> list[ExtensionView]:
         """Every loaded extension with its state (see :class:`Listing`); ``visible_to``:

@@ -19,11 +19,13 @@ place or not at all.
 from __future__ import annotations
 
 __all__ = [
+    "CONTROL_DIR",
     "DEFINITION_FILE",
     "MODULE_FILE",
     "PLATFORM",
     "PROMOTED_FILE",
     "TENANTS_DIR",
+    "control_key",
     "definition_key",
     "extension_prefix",
     "in_owners_tree",
@@ -75,3 +77,16 @@ def in_owners_tree(key: str, owner: str) -> bool:
     if owner:
         return key.startswith(owner_prefix(owner))
     return not key.startswith(f"{TENANTS_DIR}/")
+
+
+CONTROL_DIR = "_control/"
+"""Fleet-wide control state (``app/fleet``): switches, promotion events, members.
+
+Like ``_tenants`` it cannot be an extension id, so no listing of extensions
+ever sees it.
+"""
+
+
+def control_key(kind: str, name: str) -> str:
+    """One control object: ``kind`` is ``switches``, ``events`` or ``members``."""
+    return f"{CONTROL_DIR}{kind}/{name}.json"

@@ -36,6 +36,7 @@ from app.storage._layout import (
     owner_prefix,
     promoted_key,
 )
+from app.storage._shared import StoredObject
 from app.storage._source import MAX_DEFINITION_BYTES
 from app.telemetry import get_logger
 
@@ -234,11 +235,49 @@ class S3Source:
         return await self._get(key, max_bytes)
 
     async def put(self, key: str, data: bytes, content_type: str) -> None:
-        """Write one object (the ``publish`` command's path)."""
+        """Write one object (``publish``, and the fleet's control state); raises UNAVAILABLE."""
+        self._gate()
         s3 = await self._s3()
-        await s3.put_object(
-            Bucket=self._bucket, Key=self._prefix + key, Body=data, ContentType=content_type
-        )
+        try:
+            await s3.put_object(
+                Bucket=self._bucket, Key=self._prefix + key, Body=data, ContentType=content_type
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise self._unavailable(exc, "put") from None
+
+    async def list_objects(self, prefix: str, limit: int) -> list[StoredObject]:
+        """Every object under ``prefix`` with its ETag and time, in as few pages as it takes."""
+        self._gate()
+        s3 = await self._s3()
+        found: list[StoredObject] = []
+        kwargs: dict[str, Any] = {"Bucket": self._bucket, "Prefix": self._prefix + prefix}
+        try:
+            while len(found) < limit:
+                page = await s3.list_objects_v2(**kwargs, MaxKeys=min(1000, limit - len(found)))
+                for item in page.get("Contents", []):
+                    found.append(
+                        StoredObject(
+                            item["Key"][len(self._prefix) :],
+                            str(item.get("ETag", "")),
+                            item["LastModified"].timestamp(),
+                        )
+                    )
+                if not page.get("IsTruncated"):
+                    break
+                kwargs["ContinuationToken"] = page.get("NextContinuationToken")
+        except (ClientError, BotoCoreError) as exc:
+            raise self._unavailable(exc, "list") from None
+        self._outage = False
+        return found
+
+    async def delete(self, key: str) -> None:
+        """Remove one object (absent already is fine); raises UNAVAILABLE."""
+        self._gate()
+        s3 = await self._s3()
+        try:
+            await s3.delete_object(Bucket=self._bucket, Key=self._prefix + key)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._unavailable(exc, "delete") from None
 
     async def check(self) -> str | None:
         s3 = await self._s3()

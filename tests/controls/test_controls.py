@@ -15,6 +15,7 @@ from app.controls import (
     Switch,
     Target,
     VersionKey,
+    parse_controls,
 )
 from app.limits import DeclaredLimits
 
@@ -203,3 +204,8 @@ def test_switch_owner_narrows_an_extension_target() -> None:
     assert controls.decide("any", "1", "pure", "t", "").disabled_reason is not None
     with pytest.raises(ValueError):
         Switch(tenant_id="t", owner="t")
+
+
+def test_the_file_refuses_an_expiry_it_would_not_honour() -> None:
+    with pytest.raises(ValueError, match="expires_at belong to admin controls"):
+        parse_controls("disabled:\n  - {tenant_id: t1, expires_at: '2026-12-02T00:00:00Z'}\n")

@@ -161,3 +161,19 @@ async def test_no_hold_by_default() -> None:
     assert await _settled(refused)
     assert isinstance(refused.exception(), InvocationFailure)
     assert limiter.held_total == 0
+
+
+def test_a_rate_is_divided_among_the_fleet() -> None:
+    clock = Clock()
+    fleet = [3]
+    limiter = RateLimiter(
+        RateLimitConfig(Rate(rate_per_s=6, burst=6)), share=lambda: fleet[0], clock=clock
+    )
+    for _ in range(2):  # a third of the burst here
+        limiter.check("a")
+    assert _refused(limiter, "a").retry_after_ms == 500  # a third of the rate: 2/s
+    fleet[0] = 1  # the others left: the whole rate again, 3 tokens in half a second
+    clock.now += 0.5
+    for _ in range(3):
+        limiter.check("a")
+    _refused(limiter, "a")

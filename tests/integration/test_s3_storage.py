@@ -119,10 +119,18 @@ def _call(extension_id: str, data: bytes = b'{"x":1}', version: str = "") -> Inv
 
 
 def _cli_publish(
-    s3: S3Bucket, module: Path, extension_id: str, version: str, abi: str, tenant: str = ""
+    s3: S3Bucket,
+    module: Path,
+    extension_id: str,
+    version: str,
+    abi: str,
+    tenant: str = "",
+    *,
+    promote: bool = True,
 ) -> str:
     args = [str(BIN / "extensions-runtime"), "publish", str(module)]
-    args += ["--id", extension_id, "--version", version, "--abi", abi, "--promote"]
+    args += ["--id", extension_id, "--version", version, "--abi", abi]
+    args += ["--promote"] if promote else []
     args += ["--tenant", tenant] if tenant else []
     done = subprocess.run(
         args,
@@ -143,7 +151,11 @@ def test_publish_invoke_then_promote_by_webhook(s3: S3Bucket, tmp_path: Path) ->
     with cli_server("pyvoy", env=s3.env(), dev=False, log_path=log) as url:
         assert _ok(_invoke(url, "greeter")) == (ADA, "1")
 
-        _cli_publish(s3, EXAMPLES / "hello" / "1.0.0" / "module.wasm", "greeter", "2", "wasi-stdio")
+        hello = EXAMPLES / "hello" / "1.0.0" / "module.wasm"
+        _cli_publish(s3, hello, "greeter", "2", "wasi-stdio", promote=False)
+        # Transformation moves the pointer, then sends the event (``publish --promote``
+        # would also tell the fleet through storage: tests/integration/test_fleet.py).
+        asyncio.run(s3.put("greeter/promoted.json", b'{"version": "2"}'))
         # Polling is off: until the event arrives the service keeps serving v1.
         assert _ok(_invoke(url, "greeter")) == (ADA, "1")
 

@@ -171,7 +171,7 @@ class LimitCeilings(Message[_LimitCeilingsFields]):
         max_host_calls: int
         degrade_host_calls: bool
 
-_ControlFields: TypeAlias = Literal["target", "reason", "source", "ceilings"]
+_ControlFields: TypeAlias = Literal["target", "reason", "source", "ceilings", "set_by", "set_at", "expires_at"]
 
 class Control(Message[_ControlFields]):
     """
@@ -195,7 +195,8 @@ class Control(Message[_ControlFields]):
             string reason = 2;
             ```
         source:
-            "config" (the mounted file) or "admin" (this service).
+            "config" (the mounted file) or "admin" (set through this RPC, kept in
+            storage and applied by every process of the fleet).
 
             ```proto
             string source = 3;
@@ -206,9 +207,24 @@ class Control(Message[_ControlFields]):
             ```proto
             optional ameide.extensions.v1.LimitCeilings ceilings = 4;
             ```
+        set_by:
+            Admin controls: the operator's token subject, when (RFC 3339), and when it
+            lapses by itself (empty: never).
+
+            ```proto
+            string set_by = 5;
+            ```
+        set_at:
+            ```proto
+            string set_at = 6;
+            ```
+        expires_at:
+            ```proto
+            string expires_at = 7;
+            ```
     """
 
-    __slots__ = ("target", "reason", "source", "ceilings")
+    __slots__ = ("target", "reason", "source", "ceilings", "set_by", "set_at", "expires_at")
 
     if TYPE_CHECKING:
 
@@ -219,6 +235,9 @@ class Control(Message[_ControlFields]):
             reason: str = "",
             source: str = "",
             ceilings: LimitCeilings | None = None,
+            set_by: str = "",
+            set_at: str = "",
+            expires_at: str = "",
         ) -> None:
             pass
 
@@ -226,6 +245,9 @@ class Control(Message[_ControlFields]):
         reason: str
         source: str
         ceilings: LimitCeilings | None
+        set_by: str
+        set_at: str
+        expires_at: str
 
 _VersionStateFields: TypeAlias = Literal["version", "risk_tier", "sha256", "cached", "disabled", "disabled_reason", "breaker", "abi", "open_tenant_breakers"]
 
@@ -492,7 +514,7 @@ class ListControlsResponse(Message[_ListControlsResponseFields]):
         disabled: list[Control]
         degraded: list[Control]
 
-_DisableRequestFields: TypeAlias = Literal["target", "reason"]
+_DisableRequestFields: TypeAlias = Literal["target", "reason", "ttl_seconds"]
 
 class DisableRequest(Message[_DisableRequestFields]):
     """
@@ -515,9 +537,15 @@ class DisableRequest(Message[_DisableRequestFields]):
             ```proto
             string reason = 2;
             ```
+        ttl_seconds:
+            Lift the switch by itself after this many seconds (0: only Enable lifts it).
+
+            ```proto
+            uint32 ttl_seconds = 3;
+            ```
     """
 
-    __slots__ = ("target", "reason")
+    __slots__ = ("target", "reason", "ttl_seconds")
 
     if TYPE_CHECKING:
 
@@ -526,11 +554,13 @@ class DisableRequest(Message[_DisableRequestFields]):
             *,
             target: ControlTarget | None = None,
             reason: str = "",
+            ttl_seconds: int = 0,
         ) -> None:
             pass
 
         target: ControlTarget | None
         reason: str
+        ttl_seconds: int
 
 _DisableResponseFields: TypeAlias = NoReturn
 
@@ -616,7 +646,7 @@ class EnableResponse(Message[_EnableResponseFields]):
 
         removed: bool
 
-_DegradeRequestFields: TypeAlias = Literal["target", "ceilings", "reason"]
+_DegradeRequestFields: TypeAlias = Literal["target", "ceilings", "reason", "ttl_seconds"]
 
 class DegradeRequest(Message[_DegradeRequestFields]):
     """
@@ -645,9 +675,15 @@ class DegradeRequest(Message[_DegradeRequestFields]):
             ```proto
             string reason = 3;
             ```
+        ttl_seconds:
+            Lift the degradation by itself after this many seconds (0: never).
+
+            ```proto
+            uint32 ttl_seconds = 4;
+            ```
     """
 
-    __slots__ = ("target", "ceilings", "reason")
+    __slots__ = ("target", "ceilings", "reason", "ttl_seconds")
 
     if TYPE_CHECKING:
 
@@ -657,12 +693,14 @@ class DegradeRequest(Message[_DegradeRequestFields]):
             target: ControlTarget | None = None,
             ceilings: LimitCeilings | None = None,
             reason: str = "",
+            ttl_seconds: int = 0,
         ) -> None:
             pass
 
         target: ControlTarget | None
         ceilings: LimitCeilings | None
         reason: str
+        ttl_seconds: int
 
 _DegradeResponseFields: TypeAlias = NoReturn
 
@@ -798,7 +836,7 @@ class BreakerState(Enum):
 
 
 _DESC = file_desc(
-    b'\n ameide/extensions/v1/admin.proto\x12\x14ameide.extensions.v1"\xd0\x01\n\rControlTarget\x12<\n\x07version\x18\x01 \x01(\x0b2 .ameide.extensions.v1.VersionRefH\x00R\x07version\x12#\n\x0cextension_id\x18\x02 \x01(\tH\x00R\x0bextensionId\x12\x1d\n\ttenant_id\x18\x03 \x01(\tH\x00R\x08tenantId\x12\x1d\n\trisk_tier\x18\x04 \x01(\tH\x00R\x08riskTier\x12\x14\n\x05owner\x18\x05 \x01(\tR\x05ownerB\x08\n\x06target"I\n\nVersionRef\x12!\n\x0cextension_id\x18\x01 \x01(\tR\x0bextensionId\x12\x18\n\x07version\x18\x02 \x01(\tR\x07version"\xdc\x01\n\rLimitCeilings\x12\x12\n\x04fuel\x18\x01 \x01(\x04R\x04fuel\x12!\n\x0cmemory_bytes\x18\x02 \x01(\x04R\x0bmemoryBytes\x12\x1d\n\ntimeout_ms\x18\x03 \x01(\x04R\ttimeoutMs\x12!\n\x0coutput_bytes\x18\x04 \x01(\x04R\x0boutputBytes\x12$\n\x0emax_host_calls\x18\x05 \x01(\rR\x0cmaxHostCalls\x12,\n\x12degrade_host_calls\x18\x06 \x01(\x08R\x10degradeHostCalls"\xb7\x01\n\x07Control\x12;\n\x06target\x18\x01 \x01(\x0b2#.ameide.extensions.v1.ControlTargetR\x06target\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\x12\x16\n\x06source\x18\x03 \x01(\tR\x06source\x12?\n\x08ceilings\x18\x04 \x01(\x0b2#.ameide.extensions.v1.LimitCeilingsR\x08ceilings"\xbc\x02\n\x0cVersionState\x12\x18\n\x07version\x18\x01 \x01(\tR\x07version\x12\x1b\n\trisk_tier\x18\x02 \x01(\tR\x08riskTier\x12\x16\n\x06sha256\x18\x03 \x01(\tR\x06sha256\x12\x16\n\x06cached\x18\x04 \x01(\x08R\x06cached\x12\x1a\n\x08disabled\x18\x05 \x01(\x08R\x08disabled\x12\'\n\x0fdisabled_reason\x18\x06 \x01(\tR\x0edisabledReason\x12<\n\x07breaker\x18\x07 \x01(\x0e2".ameide.extensions.v1.BreakerStateR\x07breaker\x12\x10\n\x03abi\x18\x08 \x01(\tR\x03abi\x120\n\x14open_tenant_breakers\x18\t \x01(\rR\x12openTenantBreakers"\xb4\x01\n\x0eExtensionState\x12!\n\x0cextension_id\x18\x01 \x01(\tR\x0bextensionId\x12)\n\x10promoted_version\x18\x02 \x01(\tR\x0fpromotedVersion\x12>\n\x08versions\x18\x03 \x03(\x0b2".ameide.extensions.v1.VersionStateR\x08versions\x12\x14\n\x05owner\x18\x04 \x01(\tR\x05owner"\x17\n\x15ListExtensionsRequest"^\n\x16ListExtensionsResponse\x12D\n\nextensions\x18\x01 \x03(\x0b2$.ameide.extensions.v1.ExtensionStateR\nextensions"\x15\n\x13ListControlsRequest"\x8c\x01\n\x14ListControlsResponse\x129\n\x08disabled\x18\x01 \x03(\x0b2\x1d.ameide.extensions.v1.ControlR\x08disabled\x129\n\x08degraded\x18\x02 \x03(\x0b2\x1d.ameide.extensions.v1.ControlR\x08degraded"e\n\x0eDisableRequest\x12;\n\x06target\x18\x01 \x01(\x0b2#.ameide.extensions.v1.ControlTargetR\x06target\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason"\x11\n\x0fDisableResponse"L\n\rEnableRequest\x12;\n\x06target\x18\x01 \x01(\x0b2#.ameide.extensions.v1.ControlTargetR\x06target"*\n\x0eEnableResponse\x12\x18\n\x07removed\x18\x01 \x01(\x08R\x07removed"\xa6\x01\n\x0eDegradeRequest\x12;\n\x06target\x18\x01 \x01(\x0b2#.ameide.extensions.v1.ControlTargetR\x06target\x12?\n\x08ceilings\x18\x02 \x01(\x0b2#.ameide.extensions.v1.LimitCeilingsR\x08ceilings\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason"\x11\n\x0fDegradeResponse"P\n\x15RefreshCatalogRequest\x12!\n\x0cextension_id\x18\x01 \x01(\tR\x0bextensionId\x12\x14\n\x05owner\x18\x02 \x01(\tR\x05owner":\n\x16RefreshCatalogResponse\x12 \n\x0bdefinitions\x18\x01 \x01(\rR\x0bdefinitions*|\n\x0cBreakerState\x12\x1d\n\x19BREAKER_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14BREAKER_STATE_CLOSED\x10\x01\x12\x16\n\x12BREAKER_STATE_OPEN\x10\x02\x12\x1b\n\x17BREAKER_STATE_HALF_OPEN\x10\x032\xe9\x04\n\x15ExtensionRuntimeAdmin\x12m\n\x0eListExtensions\x12+.ameide.extensions.v1.ListExtensionsRequest\x1a,.ameide.extensions.v1.ListExtensionsResponse"\x00\x12g\n\x0cListControls\x12).ameide.extensions.v1.ListControlsRequest\x1a*.ameide.extensions.v1.ListControlsResponse"\x00\x12X\n\x07Disable\x12$.ameide.extensions.v1.DisableRequest\x1a%.ameide.extensions.v1.DisableResponse"\x00\x12U\n\x06Enable\x12#.ameide.extensions.v1.EnableRequest\x1a$.ameide.extensions.v1.EnableResponse"\x00\x12X\n\x07Degrade\x12$.ameide.extensions.v1.DegradeRequest\x1a%.ameide.extensions.v1.DegradeResponse"\x00\x12m\n\x0eRefreshCatalog\x12+.ameide.extensions.v1.RefreshCatalogRequest\x1a,.ameide.extensions.v1.RefreshCatalogResponse"\x00b\x06proto3',
+    b'\n ameide/extensions/v1/admin.proto\x12\x14ameide.extensions.v1"\xd0\x01\n\rControlTarget\x12<\n\x07version\x18\x01 \x01(\x0b2 .ameide.extensions.v1.VersionRefH\x00R\x07version\x12#\n\x0cextension_id\x18\x02 \x01(\tH\x00R\x0bextensionId\x12\x1d\n\ttenant_id\x18\x03 \x01(\tH\x00R\x08tenantId\x12\x1d\n\trisk_tier\x18\x04 \x01(\tH\x00R\x08riskTier\x12\x14\n\x05owner\x18\x05 \x01(\tR\x05ownerB\x08\n\x06target"I\n\nVersionRef\x12!\n\x0cextension_id\x18\x01 \x01(\tR\x0bextensionId\x12\x18\n\x07version\x18\x02 \x01(\tR\x07version"\xdc\x01\n\rLimitCeilings\x12\x12\n\x04fuel\x18\x01 \x01(\x04R\x04fuel\x12!\n\x0cmemory_bytes\x18\x02 \x01(\x04R\x0bmemoryBytes\x12\x1d\n\ntimeout_ms\x18\x03 \x01(\x04R\ttimeoutMs\x12!\n\x0coutput_bytes\x18\x04 \x01(\x04R\x0boutputBytes\x12$\n\x0emax_host_calls\x18\x05 \x01(\rR\x0cmaxHostCalls\x12,\n\x12degrade_host_calls\x18\x06 \x01(\x08R\x10degradeHostCalls"\x84\x02\n\x07Control\x12;\n\x06target\x18\x01 \x01(\x0b2#.ameide.extensions.v1.ControlTargetR\x06target\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\x12\x16\n\x06source\x18\x03 \x01(\tR\x06source\x12?\n\x08ceilings\x18\x04 \x01(\x0b2#.ameide.extensions.v1.LimitCeilingsR\x08ceilings\x12\x15\n\x06set_by\x18\x05 \x01(\tR\x05setBy\x12\x15\n\x06set_at\x18\x06 \x01(\tR\x05setAt\x12\x1d\n\nexpires_at\x18\x07 \x01(\tR\texpiresAt"\xbc\x02\n\x0cVersionState\x12\x18\n\x07version\x18\x01 \x01(\tR\x07version\x12\x1b\n\trisk_tier\x18\x02 \x01(\tR\x08riskTier\x12\x16\n\x06sha256\x18\x03 \x01(\tR\x06sha256\x12\x16\n\x06cached\x18\x04 \x01(\x08R\x06cached\x12\x1a\n\x08disabled\x18\x05 \x01(\x08R\x08disabled\x12\'\n\x0fdisabled_reason\x18\x06 \x01(\tR\x0edisabledReason\x12<\n\x07breaker\x18\x07 \x01(\x0e2".ameide.extensions.v1.BreakerStateR\x07breaker\x12\x10\n\x03abi\x18\x08 \x01(\tR\x03abi\x120\n\x14open_tenant_breakers\x18\t \x01(\rR\x12openTenantBreakers"\xb4\x01\n\x0eExtensionState\x12!\n\x0cextension_id\x18\x01 \x01(\tR\x0bextensionId\x12)\n\x10promoted_version\x18\x02 \x01(\tR\x0fpromotedVersion\x12>\n\x08versions\x18\x03 \x03(\x0b2".ameide.extensions.v1.VersionStateR\x08versions\x12\x14\n\x05owner\x18\x04 \x01(\tR\x05owner"\x17\n\x15ListExtensionsRequest"^\n\x16ListExtensionsResponse\x12D\n\nextensions\x18\x01 \x03(\x0b2$.ameide.extensions.v1.ExtensionStateR\nextensions"\x15\n\x13ListControlsRequest"\x8c\x01\n\x14ListControlsResponse\x129\n\x08disabled\x18\x01 \x03(\x0b2\x1d.ameide.extensions.v1.ControlR\x08disabled\x129\n\x08degraded\x18\x02 \x03(\x0b2\x1d.ameide.extensions.v1.ControlR\x08degraded"\x86\x01\n\x0eDisableRequest\x12;\n\x06target\x18\x01 \x01(\x0b2#.ameide.extensions.v1.ControlTargetR\x06target\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1f\n\x0bttl_seconds\x18\x03 \x01(\rR\nttlSeconds"\x11\n\x0fDisableResponse"L\n\rEnableRequest\x12;\n\x06target\x18\x01 \x01(\x0b2#.ameide.extensions.v1.ControlTargetR\x06target"*\n\x0eEnableResponse\x12\x18\n\x07removed\x18\x01 \x01(\x08R\x07removed"\xc7\x01\n\x0eDegradeRequest\x12;\n\x06target\x18\x01 \x01(\x0b2#.ameide.extensions.v1.ControlTargetR\x06target\x12?\n\x08ceilings\x18\x02 \x01(\x0b2#.ameide.extensions.v1.LimitCeilingsR\x08ceilings\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1f\n\x0bttl_seconds\x18\x04 \x01(\rR\nttlSeconds"\x11\n\x0fDegradeResponse"P\n\x15RefreshCatalogRequest\x12!\n\x0cextension_id\x18\x01 \x01(\tR\x0bextensionId\x12\x14\n\x05owner\x18\x02 \x01(\tR\x05owner":\n\x16RefreshCatalogResponse\x12 \n\x0bdefinitions\x18\x01 \x01(\rR\x0bdefinitions*|\n\x0cBreakerState\x12\x1d\n\x19BREAKER_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14BREAKER_STATE_CLOSED\x10\x01\x12\x16\n\x12BREAKER_STATE_OPEN\x10\x02\x12\x1b\n\x17BREAKER_STATE_HALF_OPEN\x10\x032\xe9\x04\n\x15ExtensionRuntimeAdmin\x12m\n\x0eListExtensions\x12+.ameide.extensions.v1.ListExtensionsRequest\x1a,.ameide.extensions.v1.ListExtensionsResponse"\x00\x12g\n\x0cListControls\x12).ameide.extensions.v1.ListControlsRequest\x1a*.ameide.extensions.v1.ListControlsResponse"\x00\x12X\n\x07Disable\x12$.ameide.extensions.v1.DisableRequest\x1a%.ameide.extensions.v1.DisableResponse"\x00\x12U\n\x06Enable\x12#.ameide.extensions.v1.EnableRequest\x1a$.ameide.extensions.v1.EnableResponse"\x00\x12X\n\x07Degrade\x12$.ameide.extensions.v1.DegradeRequest\x1a%.ameide.extensions.v1.DegradeResponse"\x00\x12m\n\x0eRefreshCatalog\x12+.ameide.extensions.v1.RefreshCatalogRequest\x1a,.ameide.extensions.v1.RefreshCatalogResponse"\x00b\x06proto3',
     [],
     {
         "ControlTarget": ControlTarget,
