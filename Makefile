@@ -7,7 +7,7 @@ UV     := $(BIN)/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run test test-unit lint fmt gen docs clean bench bench-components reliability h2load
+.PHONY: install run test test-unit integration lint fmt gen docs clean bench bench-components reliability h2load
 
 include mk/guest-toolchain.mk
 
@@ -26,6 +26,12 @@ run: install
 ## Lint, type-check and run every test (installs the guest toolchain first).
 test: install guest-toolchain lint
 	$(BIN)/pytest
+
+## The rollout suite (tests/rollout): MODE=local (default) starts the service, S3 and
+## tokens on loopback; MODE=cluster runs against a deployment named by INTEGRATION_*
+## variables (README, "Integration suite: two modes").
+integration: install
+	$(BIN)/python tools/integration.py --mode $(or $(MODE),local)
 
 ## The fast loop: tests that start no server, subprocess or external tool (no installs
 ## beyond the venv). `make test` is still everything, and what CI runs.

@@ -19,6 +19,7 @@ INTEGRATION_DIRS = {
     "client",
     "debug",
     "examples",
+    "rollout",
 }
 SERVER_FIXTURES = {"pyvoy_url", "uvicorn_url", "hypercorn_url", "s3_server", "s3"}
 
