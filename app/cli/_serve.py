@@ -40,11 +40,21 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         action="store_true",
         help="embedded default: examples/extensions, relaxed auth, debug page",
     )
+    serve.add_argument(
+        "--reload",
+        action="store_true",
+        help="restart when app/ changes (Tilt's live update; never in production)",
+    )
     serve.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Settle the settings, refuse unusable ones, then serve."""
+    if args.reload:
+        from app.cli._reload import supervise
+
+        configure_logging()
+        return supervise(_without_reload(args))
     overrides: dict[str, object] = {}
     for name in ("host", "port", "server", "workers"):
         if getattr(args, name) is not None:
@@ -67,6 +77,15 @@ def run(args: argparse.Namespace) -> int:
         get_logger("app.cli").error("cli.refused_settings", error=str(exc))
         return 2
     return serve(settings)
+
+
+def _without_reload(args: argparse.Namespace) -> list[str]:
+    """The same ``serve`` arguments for the child the reloader runs."""
+    argv: list[str] = []
+    for name in ("host", "port", "server", "workers"):
+        if getattr(args, name) is not None:
+            argv += [f"--{name}", str(getattr(args, name))]
+    return [*argv, "--dev"] if args.dev else argv
 
 
 def serve(settings: Settings) -> int:
