@@ -65,6 +65,8 @@ class Invocation:
     deadline: float | None = None
     """``time.monotonic()`` after which the caller no longer waits."""
     include_logs: bool = False
+    background: bool = False
+    """A run nobody waits for (a rollout's shadow run): it never holds the loop."""
 
     def remaining_ms(self) -> float | None:
         """Milliseconds left before the caller's deadline, if it set one."""

@@ -155,6 +155,15 @@ class FleetConfig:
     divide_rate_limits: bool = True
 
 
+@dataclass(frozen=True, slots=True)
+class RolloutConfig:
+    """Shadow runs of a candidate version (app/rollout)."""
+
+    shadow_max_in_flight: int = 2
+    diff_samples: int = 20
+    shadow_opt_out: frozenset[str] = frozenset()
+
+
 class Settings(BaseSettings):
     """Configuration of one runtime process."""
 
@@ -402,6 +411,17 @@ class Settings(BaseSettings):
         description="fleet: a tenant's rate is divided among the live processes sharing the "
         "storage; process: each process allows the whole rate.",
     )
+    # Rollouts (app/rollout): shadow runs of a candidate version.
+    rollout_shadow_max_in_flight: int = Field(
+        default=2,
+        ge=0,
+        le=64,
+        description="Shadow runs at once per process; past it a sampled call is not shadowed.",
+    )
+    rollout_shadow_opt_out: OriginList = Field(
+        default_factory=list,
+        description="Tenants whose calls are never shadowed on a candidate (comma-separated).",
+    )
     # The fleet's shared control state (app/fleet): admin switches, promotions, members.
     fleet_sync_interval_s: float = Field(
         default=1.0,
@@ -645,6 +665,13 @@ class Settings(BaseSettings):
             hold_s=self.rate_limit_hold_s,
             hold_max_per_tenant=self.rate_limit_hold_max_per_tenant,
             hold_max=self.rate_limit_hold_max,
+        )
+
+    @property
+    def rollout_config(self) -> RolloutConfig:
+        return RolloutConfig(
+            shadow_max_in_flight=self.rollout_shadow_max_in_flight,
+            shadow_opt_out=frozenset(self.rollout_shadow_opt_out),
         )
 
     @property

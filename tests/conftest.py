@@ -19,7 +19,7 @@ INTEGRATION_DIRS = {
     "client",
     "debug",
     "examples",
-    "rollout",
+    "acceptance",
 }
 SERVER_FIXTURES = {"pyvoy_url", "uvicorn_url", "hypercorn_url", "s3_server", "s3"}
 

@@ -1,10 +1,10 @@
-"""Run the rollout suite (tests/rollout) locally or against a deployed service.
+"""Run the acceptance suite (tests/acceptance) locally or against a deployed service.
 
 usage: python tools/integration.py [--mode local|cluster] [PYTEST_ARGS ...]
 
 ``local`` (default) starts the service, SeaweedFS and tokens on loopback.
 ``cluster`` reads the target from INTEGRATION_* variables (listed in
-tests/rollout/_target.py and the README) and refuses to start, in one line
+tests/acceptance/_target.py and the README) and refuses to start, in one line
 naming every missing or malformed variable, before any test runs.
 """
 
@@ -19,12 +19,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.rollout._target import MODES, TargetProblem, cluster_target  # noqa: E402
+from tests.acceptance._target import MODES, TargetProblem, cluster_target  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
-        prog="integration", description="the rollout suite, local or against a deployment"
+        prog="integration", description="the acceptance suite, local or against a deployment"
     )
     parser.add_argument(
         "--mode", choices=MODES, default=os.environ.get("INTEGRATION_MODE", "local")
@@ -37,7 +37,7 @@ def main(argv: list[str]) -> int:
         except TargetProblem as problem:
             print(f"integration: {problem}", file=sys.stderr)
             return 2
-    command = [sys.executable, "-m", "pytest", str(ROOT / "tests" / "rollout"), "-ra"]
+    command = [sys.executable, "-m", "pytest", str(ROOT / "tests" / "acceptance"), "-ra"]
     print(f"integration: {args.mode} mode: {' '.join(command[2:] + pytest_args)}", flush=True)
     return subprocess.call(command + pytest_args, cwd=ROOT, env=env)
 

@@ -1,7 +1,7 @@
 """Extension definitions, promoted versions, publishing them and the events that promote them."""
 
 from app.catalog._catalog import Catalog
-from app.catalog._definition import BlobRef, ExtensionDefinition
+from app.catalog._definition import BlobRef, ExtensionDefinition, PromotedPointer
 from app.catalog._events import (
     EVENT_TYPE,
     MAX_EVENT_BYTES,
@@ -12,7 +12,13 @@ from app.catalog._events import (
     sign,
 )
 from app.catalog._follower import CatalogFollower
-from app.catalog._publish import PublishConflict, build_definition, publish
+from app.catalog._publish import (
+    Candidate,
+    PublishConflict,
+    build_definition,
+    next_pointer,
+    publish,
+)
 from app.limits import DeclaredLimits
 
 __all__ = [
@@ -20,15 +26,18 @@ __all__ = [
     "MAX_EVENT_BYTES",
     "SIGNATURE_HEADER",
     "BlobRef",
+    "Candidate",
     "Catalog",
     "CatalogFollower",
     "DeclaredLimits",
     "EventMemory",
     "EventRejected",
     "ExtensionDefinition",
+    "PromotedPointer",
     "PromotionGate",
     "PublishConflict",
     "build_definition",
+    "next_pointer",
     "publish",
     "sign",
 ]

@@ -41,6 +41,8 @@ Warm = Callable[[ExtensionDefinition], Awaitable[None]]
 class _Entry:
     versions: dict[str, ExtensionDefinition] = field(default_factory=dict)
     promoted: str | None = None
+    pointer: PromotedPointer | None = None
+    """The whole promotion pointer, rollout options included."""
 
 
 class Catalog:
@@ -98,7 +100,8 @@ class Catalog:
             definition = await self._load(owner, extension_id, version)
             if definition is not None:
                 entry.versions[version] = definition
-        entry.promoted = await self._load_promoted(owner, extension_id, entry)
+        entry.pointer = await self._load_promoted(owner, extension_id, entry)
+        entry.promoted = entry.pointer.version if entry.pointer else None
         if warm and self._warm is not None and entry.promoted is not None:
             promoted = entry.versions[entry.promoted]
             current = self._entries.get((owner, extension_id))
@@ -142,21 +145,55 @@ class Catalog:
         )
         return None
 
-    async def _load_promoted(self, owner: str, extension_id: str, entry: _Entry) -> str | None:
+    async def _load_promoted(
+        self, owner: str, extension_id: str, entry: _Entry
+    ) -> PromotedPointer | None:
         raw = await self._source.read_promoted(extension_id, owner)
         if raw is None:
             return None
         try:
-            version = PromotedPointer.model_validate_json(raw).version
+            pointer = PromotedPointer.model_validate_json(raw)
         except ValidationError:
             _log.warning("catalog.promoted_rejected", owner=owner, extension=extension_id)
             return None
-        if version not in entry.versions:
+        if pointer.version not in entry.versions:
             _log.warning(
-                "catalog.promoted_missing", owner=owner, extension=extension_id, version=version
+                "catalog.promoted_missing",
+                owner=owner,
+                extension=extension_id,
+                version=pointer.version,
             )
             return None
-        return version
+        for name in ("previous", "candidate"):
+            named = getattr(pointer, name)
+            if named is not None and named not in entry.versions:
+                # The promotion holds; only the rollout option naming nothing is dropped.
+                _log.warning(
+                    "catalog.rollout_version_missing",
+                    owner=owner,
+                    extension=extension_id,
+                    option=name,
+                    version=named,
+                )
+                pointer = pointer.model_copy(update={name: None})
+        return pointer
+
+    def pointers(self) -> dict[ExtensionKey, PromotedPointer]:
+        """Every loaded promotion pointer, for the rollout listing."""
+        return {k: e.pointer for k, e in self._entries.items() if e.pointer is not None}
+
+    def pointer(
+        self, tenant: str, extension_id: str
+    ) -> tuple[ExtensionKey, PromotedPointer] | None:
+        """The promotion pointer of the extension ``tenant`` would get, with its key."""
+        key = (tenant, extension_id)
+        entry = self._entries.get(key) if tenant else None
+        if entry is None:
+            key = (PLATFORM, extension_id)
+            entry = self._entries.get(key)
+        if entry is None or entry.pointer is None:
+            return None
+        return key, entry.pointer
 
     def lookup(self, owner: str, extension_id: str, version: str) -> ExtensionDefinition | None:
         """Exactly ``owner``'s definition (no platform fallback), for operators' listings."""

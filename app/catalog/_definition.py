@@ -11,7 +11,7 @@ import json
 from functools import cached_property
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from app._ids import (
     BLOB_KEY_PATTERN,
@@ -106,6 +106,17 @@ class ExtensionDefinition(_Strict):
 
 
 class PromotedPointer(_Strict):
-    """``{id}/promoted.json``: which version a request without a version gets."""
+    """``{id}/promoted.json``: which version a request without a version gets, and
+    how a new one is rolled out (``app/rollout``): shadowed, canaried, rolled back."""
 
     version: str = Field(pattern=VERSION_PATTERN)
+    previous: str | None = Field(default=None, pattern=VERSION_PATTERN)
+    """Served instead when ``version`` fails for many tenants within the window."""
+    promoted_at: AwareDatetime | None = None
+    rollback_window_s: int = Field(default=3600, ge=0, le=30 * 86400)
+    candidate: str | None = Field(default=None, pattern=VERSION_PATTERN)
+    """The next version, tried on live traffic before it is promoted."""
+    shadow_per_mille: int = Field(default=0, ge=0, le=1000)
+    """Live calls also run on the candidate after answering, per thousand."""
+    canary_percent: int = Field(default=0, ge=0, le=100)
+    """Share of tenants (a stable hash) the candidate answers."""

@@ -14,12 +14,16 @@ a planted link can neither redirect the write nor become the module.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from app._files import read_beneath, write_beneath
-from app.catalog._definition import ExtensionDefinition
+from app.catalog._definition import ExtensionDefinition, PromotedPointer
 from app.fleet import promotion_notice
 from app.settings import Settings
 from app.storage import (
@@ -31,7 +35,7 @@ from app.storage import (
     version_prefix,
 )
 
-__all__ = ["PublishConflict", "build_definition", "publish"]
+__all__ = ["Candidate", "PublishConflict", "build_definition", "next_pointer", "publish"]
 
 
 class PublishConflict(ValueError):
@@ -70,6 +74,47 @@ def build_definition(
     return ExtensionDefinition.from_json(json.dumps(body).encode())
 
 
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """Publish as the promoted version's candidate (``app/rollout``), not promoted."""
+
+    shadow_per_mille: int = 0
+    canary_percent: int = 0
+
+
+def next_pointer(current: bytes | None, version: str, candidate: Candidate | None) -> bytes:
+    """The promotion pointer after publishing ``version``.
+
+    Promoting keeps the version it replaces as ``previous`` (what an automatic
+    rollback serves) and stamps ``promoted_at`` (the rollback window starts
+    there); a candidate leaves the promoted version as it is.
+    """
+    try:
+        old = PromotedPointer.model_validate_json(current) if current else None
+    except ValidationError:
+        old = None
+    if candidate is not None:
+        if old is None:
+            raise ValueError("nothing is promoted yet: promote a first version, then a candidate")
+        pointer = old.model_copy(
+            update={
+                "candidate": version,
+                "shadow_per_mille": candidate.shadow_per_mille,
+                "canary_percent": candidate.canary_percent,
+            }
+        )
+    else:
+        previous = (
+            old.version if old and old.version != version else (old.previous if old else None)
+        )
+        pointer = PromotedPointer(
+            version=version,
+            previous=previous or None,
+            promoted_at=datetime.datetime.now(datetime.UTC),
+        )
+    return pointer.model_dump_json(exclude_none=True, exclude_defaults=True).encode()
+
+
 async def publish(
     settings: Settings,
     definition: ExtensionDefinition,
@@ -77,17 +122,19 @@ async def publish(
     *,
     promote: bool,
     force: bool = False,
+    candidate: Candidate | None = None,
 ) -> str:
     """Upload to S3 when an endpoint is set, else into the local extensions directory.
 
-    Raises :class:`PublishConflict` when the version exists with a different
+    ``promote`` or ``candidate`` also rewrite the promotion pointer. Raises
+    :class:`PublishConflict` when the version exists with a different
     definition (and so different module bytes or settings) and not ``force``.
     """
     owner, extension_id, version = definition.owner_key, definition.id, definition.version
     definition_bytes = definition.model_dump_json(indent=2).encode()
     definition_at = definition_key(owner, extension_id, version)
     pointer_at = promoted_key(owner, extension_id)
-    pointer = json.dumps({"version": version}).encode()
+    repoint = promote or candidate is not None
     where = version_prefix(owner, extension_id, version)
     if settings.s3_endpoint_url:
         source = S3Source(settings)
@@ -97,7 +144,9 @@ async def publish(
                 _refuse_replacing(definition, existing, definition_bytes)
             await source.put(definition.wasm_blob_ref.key, wasm, "application/wasm")
             await source.put(definition_at, definition_bytes, "application/json")
-            if promote:
+            if repoint:
+                current = await source.read_object(pointer_at, MAX_DEFINITION_BYTES)
+                pointer = next_pointer(current, version, candidate)
                 await source.put(pointer_at, pointer, "application/json")
                 # Every process of the fleet reloads it within a listing interval.
                 await source.put(*promotion_notice(extension_id, owner), "application/json")
@@ -112,8 +161,9 @@ async def publish(
         _refuse_replacing(definition, existing, definition_bytes)
     write_beneath(root, definition.wasm_blob_ref.key, wasm)
     write_beneath(root, definition_at, definition_bytes)
-    if promote:
-        write_beneath(root, pointer_at, pointer)
+    if repoint:
+        current = read_beneath(root, pointer_at, MAX_DEFINITION_BYTES)
+        write_beneath(root, pointer_at, next_pointer(current, version, candidate))
     return str(root / where)
 
 

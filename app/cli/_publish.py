@@ -50,7 +50,29 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     publish.add_argument("--limits", help="declared limits as JSON (default: {})")
     publish.add_argument("--host-call", action="append", dest="host_calls")
     publish.add_argument("--config", help="static config as JSON (default: {})")
-    publish.add_argument("--promote", action="store_true", help="make it the promoted version")
+    promotion = publish.add_mutually_exclusive_group()
+    promotion.add_argument(
+        "--promote",
+        action="store_true",
+        help="make it the promoted version (the one it replaces becomes the rollback target)",
+    )
+    promotion.add_argument(
+        "--candidate",
+        action="store_true",
+        help="make it the promoted version's candidate (with --shadow-per-mille, --canary-percent)",
+    )
+    publish.add_argument(
+        "--shadow-per-mille",
+        type=int,
+        default=0,
+        help="with --candidate: live calls per thousand also run on it, after answering",
+    )
+    publish.add_argument(
+        "--canary-percent",
+        type=int,
+        default=0,
+        help="with --candidate: the share of tenants (a stable hash) it answers",
+    )
     publish.add_argument(
         "--tenant",
         default=None,
@@ -67,7 +89,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def run(args: argparse.Namespace) -> int:
     """Build the definition, pick the destination, publish, say where."""
     from app.authoring import Project
-    from app.catalog import build_definition, publish
+    from app.catalog import Candidate, build_definition, publish
     from app.sandbox import default_abi
     from app.storage import seed_directory
 
@@ -100,8 +122,22 @@ def run(args: argparse.Namespace) -> int:
             settings = settings.model_copy(update={"extensions_dir": DEV_EXTENSIONS_DIR})
         if not settings.s3_endpoint_url and settings.extensions_dir == DEV_EXTENSIONS_DIR:
             seed_directory(EXAMPLES_DIR, DEV_EXTENSIONS_DIR)
+        if not 0 <= args.shadow_per_mille <= 1000 or not 0 <= args.canary_percent <= 100:
+            raise ValueError("--shadow-per-mille is 0-1000 and --canary-percent 0-100")
+        if (args.shadow_per_mille or args.canary_percent) and not args.candidate:
+            raise ValueError("--shadow-per-mille and --canary-percent go with --candidate")
+        candidate = (
+            Candidate(args.shadow_per_mille, args.canary_percent) if args.candidate else None
+        )
         where = asyncio.run(
-            publish(settings, definition, wasm, promote=args.promote, force=args.force)
+            publish(
+                settings,
+                definition,
+                wasm,
+                promote=args.promote,
+                force=args.force,
+                candidate=candidate,
+            )
         )
     except (OSError, ValueError) as exc:
         sys.stderr.write(f"extensions-runtime publish: {exc}\n")

@@ -20,7 +20,7 @@ from app.catalog import ExtensionDefinition
 from app.controls import PLATFORM_OWNER
 from app.errors import InvocationFailure
 from app.invocation import Invocation, Outcome
-from app.pipeline._guard import Guard
+from app.pipeline._shadow import Shadow
 from app.telemetry import NO_SPAN, InvocationMetrics, get_logger, tracer
 
 __all__ = ["Observe", "Resolve"]
@@ -38,7 +38,7 @@ class Observe:
     def __init__(
         self,
         resolve: Resolve,
-        guard: Guard,
+        guard: Shadow,
         metrics: InvocationMetrics,
         *,
         log_invocations: bool,

@@ -105,6 +105,7 @@ class Prepare:
             real_clock_and_random=tier is not None and tier.real_clock_and_random,
             config_json=definition.config_json,
             may_call_host=bool(definition.host_calls),
+            background=invocation.background,
         )
         try:
             outcome = await self._scheduler.run(job)

@@ -29,6 +29,7 @@ from app.fleet import TooManySwitches
 from app.gen.ameide.extensions.v1 import admin_pb
 from app.gen.ameide.extensions.v1.admin_connect import ExtensionRuntimeAdmin
 from app.limits import NO_LIMITS, DeclaredLimits
+from app.rollout import Diff, RollbackRecord
 from app.rpc._context import current_call
 from app.rpc._errors import InvalidRequest
 from app.telemetry import get_logger
@@ -91,6 +92,30 @@ def _provenance(control: Switch | Degradation) -> dict[str, Any]:
         "set_at": control.set_at.isoformat() if control.set_at else "",
         "expires_at": control.expires_at.isoformat() if control.expires_at else "",
     }
+
+
+def _wire_diff(diff: Diff) -> admin_pb.ShadowDiff:
+    return admin_pb.ShadowDiff(
+        at=diff.at.isoformat(),
+        promoted_version=diff.promoted,
+        candidate_version=diff.candidate,
+        input_bytes=diff.input_bytes,
+        live=diff.live,
+        shadow=diff.shadow,
+        live_sha256=diff.live_sha256,
+        shadow_sha256=diff.shadow_sha256,
+        live_bytes=diff.live_bytes,
+        shadow_bytes=diff.shadow_bytes,
+    )
+
+
+def _wire_rollback(record: RollbackRecord) -> admin_pb.Rollback:
+    return admin_pb.Rollback(
+        from_version=record.from_version,
+        to_version=record.to_version,
+        reason=record.reason,
+        at=record.at.isoformat(),
+    )
 
 
 def _ceilings(wire: admin_pb.LimitCeilings | None) -> DeclaredLimits:
@@ -239,6 +264,55 @@ class AdminService(ExtensionRuntimeAdmin):
             operator=operator,
         )
         return admin_pb.DegradeResponse()
+
+    async def list_rollouts(
+        self, request: admin_pb.ListRolloutsRequest, ctx: RequestContext[Any, Any], /
+    ) -> admin_pb.ListRolloutsResponse:
+        rollouts = self._runtime.rollouts
+        states = []
+        for key, pointer in sorted(self._runtime.catalog.pointers().items()):
+            rollback = rollouts.rolled_back(key)
+            if pointer.candidate is None and pointer.previous is None and rollback is None:
+                continue
+            counts: dict[str, int] = {}
+            for (_, _, result), n in rollouts.shadow_counts(key).items():
+                counts[result] = counts.get(result, 0) + n
+            states.append(
+                admin_pb.RolloutState(
+                    extension_id=key[1],
+                    owner=key[0],
+                    promoted_version=pointer.version,
+                    previous_version=pointer.previous or "",
+                    candidate_version=pointer.candidate or "",
+                    shadow_per_mille=pointer.shadow_per_mille,
+                    canary_percent=pointer.canary_percent,
+                    shadow_match=counts.get("match", 0),
+                    shadow_differ=counts.get("differ", 0),
+                    shadow_dropped=counts.get("dropped", 0),
+                    shadow_failed=counts.get("failed", 0),
+                    diffs=[_wire_diff(d) for d in rollouts.diffs(key)],
+                    rollback=_wire_rollback(rollback) if rollback is not None else None,
+                )
+            )
+        return admin_pb.ListRolloutsResponse(rollouts=states)
+
+    async def clear_rollback(
+        self, request: admin_pb.ClearRollbackRequest, ctx: RequestContext[Any, Any], /
+    ) -> admin_pb.ClearRollbackResponse:
+        operator = _operator()
+        if not fullmatch(ID_PATTERN, request.extension_id):
+            raise InvalidRequest("extension_id is not an extension id")
+        if request.owner and not fullmatch(TENANT_PATTERN, request.owner):
+            raise InvalidRequest("owner is not a tenant id")
+        record = self._runtime.rollouts.clear((request.owner, request.extension_id))
+        _log.warning(
+            "admin.rollback_cleared",
+            extension=request.extension_id,
+            owner=request.owner or "_platform",
+            cleared=record is not None,
+            operator=operator,
+        )
+        return admin_pb.ClearRollbackResponse(cleared=record is not None)
 
     async def refresh_catalog(
         self, request: admin_pb.RefreshCatalogRequest, ctx: RequestContext[Any, Any], /

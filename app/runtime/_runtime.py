@@ -23,7 +23,8 @@ from app.controls import Breakers, Controls, RateLimiter, TenantGate, off_turn
 from app.fleet import Fleet
 from app.hostcalls import HttpBridge, PolicyStore
 from app.invocation import Invocation, Outcome
-from app.pipeline import Guard, Observe, Prepare
+from app.pipeline import Guard, Observe, Prepare, Shadow
+from app.rollout import Rollouts
 from app.runtime._listing import ExtensionView, Listing
 from app.sandbox import Executor, FastPath, SandboxEngine, Scheduler
 from app.settings import Settings
@@ -95,19 +96,32 @@ class Runtime:
         self.policy = PolicyStore(settings.policy_file)
         self.host_bridge = HttpBridge(settings)
 
+        # Rollouts: which version a call gets (rollback, canary), and shadow runs.
+        rollout_config = settings.rollout_config
+        self.rollouts = Rollouts(
+            self.catalog,
+            self.follower.resolve,
+            self.breakers,
+            rollout_config,
+            opted_out=rollout_config.shadow_opt_out.__contains__,
+        )
+
         self.registry = CollectorRegistry()
         pipeline = Observe(
-            self.follower.resolve,
-            Guard(
-                self.controls,
-                self.rate_limits,
-                self.breakers,
-                Prepare(
-                    self.modules,
-                    self.policy,
-                    self.host_bridge,
-                    settings.limit_bounds,
-                    self.scheduler,
+            self.rollouts.resolve,
+            Shadow(
+                self.rollouts,
+                Guard(
+                    self.controls,
+                    self.rate_limits,
+                    self.breakers,
+                    Prepare(
+                        self.modules,
+                        self.policy,
+                        self.host_bridge,
+                        settings.limit_bounds,
+                        self.scheduler,
+                    ),
                 ),
             ),
             InvocationMetrics(self.registry, tenant_label=settings.metrics_tenant_label),
@@ -125,6 +139,7 @@ class Runtime:
             self.rate_limits,
             self.gate,
             self.fleet,
+            self.rollouts,
             self.host_bridge.counts,
             ReloadFailures(
                 {
@@ -149,6 +164,7 @@ class Runtime:
 
     async def close(self) -> None:
         """Stop in reverse: no more polling, no more guests, then the clients and clock."""
+        await self.rollouts.close()
         await self.fleet.close()
         await self.follower.close()
         self.executor.close()

@@ -66,6 +66,8 @@ class Job:
     config_json: bytes
     may_call_host: bool = True
     """The definition grants host calls (a component without them cannot wait)."""
+    background: bool = False
+    """Nobody waits for it (a shadow run): never inline, always the low-priority lane."""
 
 
 class Scheduler:
@@ -88,7 +90,7 @@ class Scheduler:
         """The outcome, with ``metrics.queue_us`` set; raises ``InvocationFailure``."""
         recording = trace.get_current_span().is_recording()
         with tracer().start_as_current_span("sandbox.run") if recording else NO_SPAN as span:
-            inlined = self._inline(job)
+            inlined = None if job.background else self._inline(job)
             if inlined is not None:
                 outcome, queue_us = inlined, 0
             else:
@@ -96,7 +98,9 @@ class Scheduler:
                     self.executor.submit(
                         partial(self._execute, job),
                         deadline=job.deadline,
-                        lane=self.fastpath.lane(job.compiled, may_call_host=job.may_call_host),
+                        lane="io"  # nice +10: background work yields the cores to callers
+                        if job.background
+                        else self.fastpath.lane(job.compiled, may_call_host=job.may_call_host),
                         tenant=job.context.tenant_id,
                         cost_us=job.compiled.runs.cpu_us,
                     )

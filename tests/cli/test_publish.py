@@ -51,7 +51,9 @@ def test_publish_writes_a_version_and_promotes(tmp_path: Path) -> None:
     version = root / "greeter" / "1"
     assert (version / "module.wasm").read_bytes() == ECHO.read_bytes()
     assert json.loads((version / "extension.json").read_text())["id"] == "greeter"
-    assert json.loads((root / "greeter" / "promoted.json").read_text()) == {"version": "1"}
+    pointer = json.loads((root / "greeter" / "promoted.json").read_text())
+    assert pointer.pop("version") == "1" and "previous" not in pointer  # nothing to roll back to
+    assert set(pointer) == {"promoted_at"}  # the rollback window starts here
     assert (version / "module.wasm").stat().st_mode & 0o777 == 0o644
     # Nothing is left behind: no temp files beside the published ones.
     assert sorted(p.name for p in version.iterdir()) == ["extension.json", "module.wasm"]
@@ -140,3 +142,38 @@ def test_an_owned_version_is_written_as_safely(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "symlink" in done.stderr
     assert sorted(p.name for p in outside.iterdir()) == ["victim"]
+
+
+def test_promote_keeps_a_rollback_target_and_candidate_sets_a_rollout(tmp_path: Path) -> None:
+    root, _ = _layout(tmp_path)
+    refused = _publish(root, ECHO, "--candidate")
+    assert refused.returncode == 2 and "nothing is promoted yet" in refused.stderr
+    assert _publish(root, ECHO, "--promote").returncode == 0
+    assert (
+        _publish(root, HELLO, "--version", "2", "--abi", "wasi-stdio", "--promote").returncode == 0
+    )
+    pointer = json.loads((root / "greeter" / "promoted.json").read_text())
+    assert (pointer["version"], pointer["previous"]) == ("2", "1")
+    done = _publish(
+        root,
+        ECHO,
+        "--version",
+        "3",
+        "--candidate",
+        "--shadow-per-mille",
+        "100",
+        "--canary-percent",
+        "20",
+    )
+    assert done.returncode == 0, done.stderr
+    pointer = json.loads((root / "greeter" / "promoted.json").read_text())
+    assert {k: pointer[k] for k in ("version", "previous", "candidate")} == {
+        "version": "2",
+        "previous": "1",
+        "candidate": "3",
+    }
+    assert (pointer["shadow_per_mille"], pointer["canary_percent"]) == (100, 20)
+    alone = _publish(root, ECHO, "--version", "4", "--shadow-per-mille", "5")
+    assert alone.returncode == 2 and "go with --candidate" in alone.stderr
+    both = _publish(root, ECHO, "--version", "4", "--promote", "--candidate")
+    assert both.returncode == 2 and "not allowed with" in both.stderr

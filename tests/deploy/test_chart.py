@@ -829,6 +829,9 @@ def test_prometheus_rule_has_the_slo_alerts(variant: str, docs: list[dict[str, A
         assert alert["labels"]["severity"] in {"info", "warning", "critical"}
         assert alert["for"]
         assert "{{ $value" in alert["annotations"]["description"], "Prometheus templating survives"
+    rolled_back = alerts["ExtensionsRuntimeRolledBack"]
+    assert "extensions_runtime_rolled_back_extensions{" in rolled_back["expr"]
+    assert rolled_back["labels"]["severity"] == "critical"
     reload = alerts["ExtensionsRuntimeConfigReloadFailing"]
     assert reload["expr"].split() == [
         f"increase(extensions_runtime_config_reload_failures_total{{{namespace}}}[10m])",

@@ -105,11 +105,11 @@ def problems(text: str) -> list[str]:
 
     ((_, suite),) = calls["local_resource"] or [((), {})]
     if "tools/integration.py --mode cluster" not in suite.get("cmd", ""):
-        found.append("the local resource does not run the rollout suite in cluster mode")
+        found.append("the local resource does not run the acceptance suite in cluster mode")
     if suite.get("env", {}).get("INTEGRATION_RUNTIME_URL") != f"http://localhost:{port}":
-        found.append("the rollout suite is not pointed at the forwarded port")
+        found.append("the acceptance suite is not pointed at the forwarded port")
     if RELEASE not in suite.get("resource_deps", []):
-        found.append("the rollout suite does not wait for the deployment")
+        found.append("the acceptance suite does not wait for the deployment")
     return found
 
 

@@ -1,4 +1,4 @@
-"""The rollout suite in cluster mode, against a service started separately as if deployed.
+"""The acceptance suite in cluster mode, against a service started separately as if deployed.
 
 The service runs in its own process; the runner gets nothing but the URL, the
 tokens and the tenant through ``INTEGRATION_*`` variables (no settings, no

@@ -1,187 +1,226 @@
-"""What a rollout must prove, against whatever :func:`target` is (local or cluster).
+"""Rollouts on a real runtime: shadow diffs, a looping shadow, canary by tenant, rollback.
 
-Health and readiness, each protocol invoking a known extension, typed errors,
-auth refusal without a token, and (when admin checks are allowed) a kill
-switch round trip. Run it with ``make integration`` (``MODE=cluster`` against a
-deployment: tests/rollout/_target.py lists the variables).
+Each test publishes versions of one extension into a local directory and
+writes its promotion pointer with the rollout options, as Transformation
+(or ``publish``) would; calls go through the whole pipeline.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
-import struct
-import time
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-import grpc
-import httpx
 import pytest
-from ameide_extensions_client.gen.ameide.extensions.v1 import runtime_pb
-from protobuf import Oneof
 
-from app.gen.ameide.extensions.v1 import admin_pb
-from app.gen.ameide.extensions.v1.admin_connect import ExtensionRuntimeAdminClient
-from tests._clients import METHOD
-from tests.reliability._wire import grpc_web_trailers
-from tests.rollout._target import Target
+from app.catalog import build_definition, publish
+from app.controls import Switch
+from app.errors import ErrorKind, InvocationFailure
+from app.invocation import ExecutionContext, Invocation, Outcome
+from app.rollout import canary_bucket
+from app.runtime import Runtime
+from app.settings import Settings
+from tests.sandbox._modules import ECHO, INFINITE_LOOP, UNREACHABLE, raw
 
-INPUT = {"rollout": "check", "n": 7}
-TIMEOUT = 30.0
+# A candidate that answers, but not what the promoted version answers.
+CONSTANT = raw("""
+  (data (i32.const 256) "{\\"v\\":2}")
+  (func (export "handle") (param i32 i32) (result i64)
+    (call $pack (i32.const 256) (i32.const 7)))""")
+INPUT = b'{"name":"Ada"}'
 
 
-def _connect_json(target: Target, body: dict[str, Any], auth: bool = True) -> httpx.Response:
-    headers = {"content-type": "application/json", **(target.headers if auth else {})}
-    return httpx.post(target.url + METHOD, json=body, headers=headers, timeout=TIMEOUT)
+async def _publish(root: Path, version: str, wasm: bytes, **limits: Any) -> None:
+    definition = build_definition(
+        wasm,
+        extension_id="rules",
+        version=version,
+        abi="raw",
+        tier="pure",
+        limits=limits,
+        host_calls=[],
+        config={},
+    )
+    await publish(Settings(extensions_dir=root), definition, wasm, promote=False)
 
 
-def _request(target: Target) -> runtime_pb.InvokeExtensionRequest:
-    return runtime_pb.InvokeExtensionRequest.from_json(
-        json.dumps({"extensionId": target.extension, "inputJson": INPUT})
+def _point(root: Path, **pointer: Any) -> None:
+    (root / "rules" / "promoted.json").write_text(json.dumps(pointer))
+
+
+@pytest.fixture
+async def root(tmp_path: Path) -> Path:
+    root = tmp_path / "extensions"
+    await _publish(root, "1", ECHO)
+    await _publish(root, "2", CONSTANT)
+    await _publish(root, "3", INFINITE_LOOP, fuel=50_000_000)
+    await _publish(root, "4", UNREACHABLE)
+    return root
+
+
+@pytest.fixture
+def settings(root: Path, tmp_path: Path) -> Settings:
+    return Settings(
+        extensions_dir=root,
+        module_cache_dir=tmp_path / "cache",
+        catalog_poll_interval_s=0,
+        breaker_min_calls=4,
+        breaker_failure_rate=0.5,
+        breaker_min_tenants=3,
+        rollout_shadow_opt_out=["private-tenant"],
     )
 
 
-def _output(answer: runtime_pb.InvokeExtensionResponse) -> object:
-    assert answer.output is not None and answer.output.field == "output_json"
-    return answer.output.value.to_python()
+@pytest.fixture
+async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    async with Runtime(settings) as runtime:
+        yield runtime
 
 
-def _kind(response: httpx.Response) -> tuple[str, str]:
-    body = response.json()
-    details = body.get("details") or [{}]
-    return body.get("code", ""), details[0].get("debug", {}).get("kind", "")
-
-
-def test_health_and_readiness(target: Target) -> None:
-    assert httpx.get(target.url + "/healthz", timeout=TIMEOUT).status_code == 200
-    ready = httpx.get(target.url + "/readyz", timeout=TIMEOUT)
-    assert ready.status_code == 200, ready.text
-    assert ready.json()["ready"] is True
-
-
-def test_connect_json(target: Target) -> None:
-    response = _connect_json(target, {"extensionId": target.extension, "inputJson": INPUT})
-    assert response.status_code == 200, response.text
-    assert response.json()["outputJson"] == INPUT
-    assert response.json()["resolvedVersion"]
-
-
-def test_connect_binary(target: Target) -> None:
-    response = httpx.post(
-        target.url + METHOD,
-        content=_request(target).to_binary(),
-        headers={"content-type": "application/proto", **target.headers},
-        timeout=TIMEOUT,
-    )
-    assert response.status_code == 200, response.text
-    assert _output(runtime_pb.InvokeExtensionResponse.from_binary(response.content)) == INPUT
-
-
-def test_grpc(target: Target) -> None:
-    parts = urlsplit(target.url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    address = f"{parts.hostname}:{port}"
-    channel = (
-        grpc.secure_channel(address, grpc.ssl_channel_credentials())
-        if parts.scheme == "https"
-        else grpc.insecure_channel(address)
-    )
-    with channel:
-        call = channel.unary_unary(
-            METHOD,
-            request_serializer=lambda m: m.to_binary(),
-            response_deserializer=runtime_pb.InvokeExtensionResponse.from_binary,
+async def _call(runtime: Runtime, tenant: str = "t1") -> Outcome:
+    return await runtime.invoke(
+        Invocation(
+            context=ExecutionContext(tenant_id=tenant),
+            extension_id="rules",
+            version="",
+            input=INPUT,
         )
-        answer = call(
-            _request(target),
-            timeout=TIMEOUT,
-            metadata=[("authorization", target.headers["authorization"])],
-        )
-    assert _output(answer) == INPUT
-
-
-def test_grpc_web(target: Target) -> None:
-    message = _request(target).to_binary()
-    response = httpx.post(
-        target.url + METHOD,
-        content=b"\x00" + struct.pack(">I", len(message)) + message,
-        headers={
-            "content-type": "application/grpc-web+proto",
-            "x-grpc-web": "1",
-            **target.headers,
-        },
-        timeout=TIMEOUT,
     )
-    assert response.status_code == 200, response.text
-    body, trailers = grpc_web_trailers(response.content)
-    assert trailers.get("grpc-status") == "0", trailers
-    assert _output(runtime_pb.InvokeExtensionResponse.from_binary(body)) == INPUT
 
 
-def test_an_unknown_extension_is_not_found(target: Target) -> None:
-    response = _connect_json(target, {"extensionId": "no-such-extension-x9", "inputJson": {}})
-    assert _kind(response) == ("not_found", "ERROR_KIND_NOT_FOUND")
+async def _load(runtime: Runtime) -> None:
+    await runtime.refresh_extension("rules")
 
 
-def test_a_runaway_guest_gets_a_limit_kind(target: Target) -> None:
-    body = {"extensionId": target.limit_extension, "inputJson": {"iterations": 99_999_999_999}}
-    code, kind = _kind(_connect_json(target, body))
-    assert kind in ("ERROR_KIND_FUEL_EXHAUSTED", "ERROR_KIND_TIMEOUT"), (code, kind)
+async def test_a_differing_candidate_is_reported_while_callers_get_the_promoted(
+    root: Path, runtime: Runtime
+) -> None:
+    _point(root, version="1", candidate="2", shadow_per_mille=1000)
+    await _load(runtime)
+    for _ in range(5):
+        outcome = await _call(runtime)
+        assert (outcome.output, outcome.resolved_version) == (INPUT, "1")
+        await runtime.rollouts.drain()
+    await _call(runtime, tenant="private-tenant")  # opted out: never shadowed
+    await runtime.rollouts.drain()
+    assert runtime.rollouts.shadow_counts(("", "rules")) == {("1", "2", "differ"): 5}
+    diffs = runtime.rollouts.diffs(("", "rules"))
+    assert len(diffs) == 5
+    diff = diffs[0]
+    assert (diff.live, diff.shadow, diff.input_bytes) == ("ok", "ok", len(INPUT))
+    assert (diff.live_bytes, diff.shadow_bytes) == (len(INPUT), 7)
+    assert diff.live_sha256 != diff.shadow_sha256
+    assert not hasattr(diff, "output")  # redacted: sizes, kinds and hashes only
 
 
-def test_no_token_is_unauthenticated(target: Target) -> None:
-    response = _connect_json(
-        target, {"extensionId": target.extension, "inputJson": INPUT}, auth=False
-    )
-    assert response.status_code == 401
-    assert response.json()["code"] == "unauthenticated"
+async def test_an_identical_candidate_matches(root: Path, runtime: Runtime) -> None:
+    await _publish(root, "5", ECHO)
+    _point(root, version="1", candidate="5", shadow_per_mille=1000)
+    await _load(runtime)
+    for _ in range(3):
+        await _call(runtime)
+        await runtime.rollouts.drain()
+    assert runtime.rollouts.shadow_counts(("", "rules")) == {("1", "5", "match"): 3}
 
 
-async def test_a_kill_switch_round_trip(target: Target) -> None:
-    if target.admin_token is None:
-        pytest.skip("admin checks not allowed (INTEGRATION_ADMIN is not true)")
-    admin = {"authorization": f"Bearer {target.admin_token}"}
-    # Only the suite's own tenant is switched off, for at most a minute if the
-    # suite dies half way; every pod must refuse, so wait the fleet's bound.
-    switch = admin_pb.ControlTarget(target=Oneof("tenant_id", target.tenant))
-    body = {"extensionId": target.extension, "inputJson": INPUT}
-    async with ExtensionRuntimeAdminClient(target.url) as client:
-        await client.disable(
-            admin_pb.DisableRequest(target=switch, reason="rollout check", ttl_seconds=60),
-            headers=admin,
-        )
-        try:
-            disabled = "ERROR_KIND_EXTENSION_DISABLED"
-            assert _eventually(lambda: _kind(_connect_json(target, body))[1] == disabled)
-            refused = _connect_json(target, body)
-            assert _kind(refused) == ("failed_precondition", "ERROR_KIND_EXTENSION_DISABLED")
-            assert "rollout check" in refused.json()["message"]
-        finally:
-            lifted = await client.enable(admin_pb.EnableRequest(target=switch), headers=admin)
-    assert lifted.removed
-    assert _eventually(lambda: _connect_json(target, body).status_code == 200)
+async def test_a_looping_shadow_never_holds_or_fails_live_calls(
+    root: Path, runtime: Runtime
+) -> None:
+    _point(root, version="1", candidate="3", shadow_per_mille=1000)
+    await _load(runtime)
+    await _call(runtime)  # compiles both
+    await runtime.rollouts.drain()
+    inline_before = runtime.fastpath.inline_runs
+    calls = 30
+    for _ in range(calls):
+        outcome = await _call(runtime)  # never fails, always the promoted answer
+        assert (outcome.output, outcome.resolved_version) == (INPUT, "1")
+    # Count, not time: every live call still ran inline (the loop was never given
+    # to a shadow), and the shadows were bounded: at most two at once, the rest
+    # dropped, every one accounted for.
+    assert runtime.fastpath.inline_runs - inline_before == calls
+    await runtime.rollouts.drain()
+    counts = runtime.rollouts.shadow_counts(("", "rules"))
+    ran = counts.get(("1", "3", "differ"), 0)
+    dropped = counts.get(("1", "3", "dropped"), 0)
+    assert ran + dropped == calls + 1
+    assert dropped > 0 and ran >= 1
+    assert runtime.rollouts.diffs(("", "rules"))[-1].shadow == "FUEL_EXHAUSTED"
 
 
-def _eventually(holds: Any, seconds: float = 10.0) -> bool:
-    """Until ``holds()`` is truthy three times running (behind a Service, calls reach
-    different pods), or ``seconds`` pass."""
-    end, streak = time.monotonic() + seconds, 0
-    while time.monotonic() < end:
-        streak = streak + 1 if holds() else 0
-        if streak >= 3:
-            return True
-        time.sleep(0.1)
-    return False
+async def test_a_canary_splits_tenants_stably(root: Path, runtime: Runtime) -> None:
+    _point(root, version="1", candidate="2", canary_percent=50)
+    await _load(runtime)
+    tenants = [f"tenant-{i}" for i in range(200)]
+    chosen = {t: runtime.rollouts.resolve(t, "rules", "").version for t in tenants}
+    share = sum(v == "2" for v in chosen.values()) / len(tenants)
+    assert 0.35 <= share <= 0.65, share
+    for tenant in tenants[:20]:  # stable: the same tenant, the same version
+        assert runtime.rollouts.resolve(tenant, "rules", "").version == chosen[tenant]
+        assert chosen[tenant] == ("2" if canary_bucket(tenant, ("", "rules")) < 50 else "1")
+    canaried = next(t for t in tenants if chosen[t] == "2")
+    assert (await _call(runtime, canaried)).resolved_version == "2"  # what the caller sees
+    assert (await _call(runtime, next(t for t in tenants if chosen[t] == "1"))).output == INPUT
 
 
-@pytest.mark.local_only("stops the local S3 server to prove cached versions keep serving")
-def test_cached_versions_serve_while_storage_is_down(target: Target, local_storage: Any) -> None:
-    body = {"extensionId": target.extension, "inputJson": INPUT}
-    assert _connect_json(target, body).status_code == 200  # cached now
-    local_storage.stop()
-    try:
-        response = _connect_json(target, body)
-        assert response.status_code == 200, response.text
-        assert response.json()["outputJson"] == INPUT
-    finally:
-        local_storage.start()
+async def _fail_for_many_tenants(runtime: Runtime) -> None:
+    for round_ in range(4):
+        for tenant in ("t1", "t2", "t3"):
+            try:
+                outcome = await _call(runtime, tenant)
+            except InvocationFailure as failure:
+                if failure.kind is ErrorKind.EXTENSION_DISABLED:
+                    return  # rolled back onto a version an operator switched off
+                assert failure.kind in (ErrorKind.TRAP, ErrorKind.UNAVAILABLE), failure
+            else:
+                assert outcome.resolved_version == "1", round_
+                return
+
+
+async def test_a_promotion_that_traps_for_everyone_is_rolled_back(
+    root: Path, runtime: Runtime
+) -> None:
+    now = datetime.datetime.now(datetime.UTC).isoformat()
+    _point(root, version="4", previous="1", promoted_at=now, rollback_window_s=600)
+    await _load(runtime)
+    await _fail_for_many_tenants(runtime)
+    record = runtime.rollouts.rolled_back(("", "rules"))
+    assert record is not None and (record.from_version, record.to_version) == ("4", "1")
+    assert "failed for many tenants" in record.reason
+    for tenant in ("t1", "t2", "t9"):  # every tenant, even one that never failed
+        outcome = await _call(runtime, tenant)
+        assert (outcome.output, outcome.resolved_version) == (INPUT, "1")
+    families = {f.name: f for f in runtime.rollouts.metric_families()}
+    assert families["rollbacks"].samples == [(("_platform", "rules"), 1.0)]
+    assert families["rolled_back_extensions"].samples == [((), 1.0)]
+    # A person clears it: the promoted version is served again, and not rolled
+    # back again by the same breaker.
+    assert runtime.rollouts.clear(("", "rules")) is not None
+    with pytest.raises(InvocationFailure):
+        await _call(runtime)
+    assert runtime.rollouts.rolled_back(("", "rules")) is None
+
+
+async def test_a_rollback_outside_the_window_does_not_happen(root: Path, runtime: Runtime) -> None:
+    long_ago = datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=2)
+    _point(root, version="4", previous="1", promoted_at=long_ago.isoformat(), rollback_window_s=600)
+    await _load(runtime)
+    await _fail_for_many_tenants(runtime)
+    assert runtime.rollouts.rolled_back(("", "rules")) is None
+
+
+async def test_a_kill_switch_on_the_previous_version_wins_over_rollback(
+    root: Path, runtime: Runtime
+) -> None:
+    now = datetime.datetime.now(datetime.UTC).isoformat()
+    _point(root, version="4", previous="1", promoted_at=now)
+    await _load(runtime)
+    runtime.controls.disable(Switch(extension_id="rules", version="1", reason="v1 is bad too"))
+    await _fail_for_many_tenants(runtime)
+    assert runtime.rollouts.rolled_back(("", "rules")) is not None
+    with pytest.raises(InvocationFailure) as info:
+        await _call(runtime, "t9")
+    assert info.value.kind is ErrorKind.EXTENSION_DISABLED
+    assert "v1 is bad too" in info.value.message

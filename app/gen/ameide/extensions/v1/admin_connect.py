@@ -19,7 +19,7 @@ from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DE
 from protobuf import DescService
 
 from . import admin_pb
-from .admin_pb import DegradeRequest, DegradeResponse, DisableRequest, DisableResponse, EnableRequest, EnableResponse, ListControlsRequest, ListControlsResponse, ListExtensionsRequest, ListExtensionsResponse, RefreshCatalogRequest, RefreshCatalogResponse
+from .admin_pb import ClearRollbackRequest, ClearRollbackResponse, DegradeRequest, DegradeResponse, DisableRequest, DisableResponse, EnableRequest, EnableResponse, ListControlsRequest, ListControlsResponse, ListExtensionsRequest, ListExtensionsResponse, ListRolloutsRequest, ListRolloutsResponse, RefreshCatalogRequest, RefreshCatalogResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -69,6 +69,19 @@ class ExtensionRuntimeAdmin(Protocol):
     async def refresh_catalog(self, request: RefreshCatalogRequest, ctx: RequestContext[RefreshCatalogRequest, RefreshCatalogResponse], /) -> RefreshCatalogResponse:
         """
         RefreshCatalog reloads definitions from storage now.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def list_rollouts(self, request: ListRolloutsRequest, ctx: RequestContext[ListRolloutsRequest, ListRolloutsResponse], /) -> ListRolloutsResponse:
+        """
+        ListRollouts shows each extension's rollout: candidate, canary, shadow
+        results with redacted samples of differences, and any automatic rollback.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def clear_rollback(self, request: ClearRollbackRequest, ctx: RequestContext[ClearRollbackRequest, ClearRollbackResponse], /) -> ClearRollbackResponse:
+        """
+        ClearRollback serves the promoted version again after an automatic rollback.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -155,6 +168,28 @@ class ExtensionRuntimeAdminASGIApplication(ConnectASGIApplication[ExtensionRunti
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.refresh_catalog,
+                ),
+                "/ameide.extensions.v1.ExtensionRuntimeAdmin/ListRollouts": Endpoint.unary(
+                    method=MethodInfo(
+                        name="ListRollouts",
+                        service_name="ameide.extensions.v1.ExtensionRuntimeAdmin",
+                        input=ListRolloutsRequest,
+                        output=ListRolloutsResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.list_rollouts,
+                ),
+                "/ameide.extensions.v1.ExtensionRuntimeAdmin/ClearRollback": Endpoint.unary(
+                    method=MethodInfo(
+                        name="ClearRollback",
+                        service_name="ameide.extensions.v1.ExtensionRuntimeAdmin",
+                        input=ClearRollbackRequest,
+                        output=ClearRollbackResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.clear_rollback,
                 ),
             },
             interceptors=interceptors,
@@ -313,6 +348,53 @@ class ExtensionRuntimeAdminClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def list_rollouts(
+        self,
+        request: ListRolloutsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> ListRolloutsResponse:
+        """
+        ListRollouts shows each extension's rollout: candidate, canary, shadow
+        results with redacted samples of differences, and any automatic rollback.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ListRollouts",
+                service_name="ameide.extensions.v1.ExtensionRuntimeAdmin",
+                input=ListRolloutsRequest,
+                output=ListRolloutsResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def clear_rollback(
+        self,
+        request: ClearRollbackRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> ClearRollbackResponse:
+        """
+        ClearRollback serves the promoted version again after an automatic rollback.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ClearRollback",
+                service_name="ameide.extensions.v1.ExtensionRuntimeAdmin",
+                input=ClearRollbackRequest,
+                output=ClearRollbackResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
 
 class ExtensionRuntimeAdminSync(Protocol):
     """
@@ -353,6 +435,19 @@ class ExtensionRuntimeAdminSync(Protocol):
     def refresh_catalog(self, request: RefreshCatalogRequest, ctx: RequestContext[RefreshCatalogRequest, RefreshCatalogResponse], /) -> RefreshCatalogResponse:
         """
         RefreshCatalog reloads definitions from storage now.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def list_rollouts(self, request: ListRolloutsRequest, ctx: RequestContext[ListRolloutsRequest, ListRolloutsResponse], /) -> ListRolloutsResponse:
+        """
+        ListRollouts shows each extension's rollout: candidate, canary, shadow
+        results with redacted samples of differences, and any automatic rollback.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def clear_rollback(self, request: ClearRollbackRequest, ctx: RequestContext[ClearRollbackRequest, ClearRollbackResponse], /) -> ClearRollbackResponse:
+        """
+        ClearRollback serves the promoted version again after an automatic rollback.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -437,6 +532,28 @@ class ExtensionRuntimeAdminWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.refresh_catalog,
+                ),
+                "/ameide.extensions.v1.ExtensionRuntimeAdmin/ListRollouts": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="ListRollouts",
+                        service_name="ameide.extensions.v1.ExtensionRuntimeAdmin",
+                        input=ListRolloutsRequest,
+                        output=ListRolloutsResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.list_rollouts,
+                ),
+                "/ameide.extensions.v1.ExtensionRuntimeAdmin/ClearRollback": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="ClearRollback",
+                        service_name="ameide.extensions.v1.ExtensionRuntimeAdmin",
+                        input=ClearRollbackRequest,
+                        output=ClearRollbackResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.clear_rollback,
                 ),
             },
             interceptors=interceptors,
@@ -589,6 +706,53 @@ class ExtensionRuntimeAdminClientSync(ConnectClientSync):
                 service_name="ameide.extensions.v1.ExtensionRuntimeAdmin",
                 input=RefreshCatalogRequest,
                 output=RefreshCatalogResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def list_rollouts(
+        self,
+        request: ListRolloutsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> ListRolloutsResponse:
+        """
+        ListRollouts shows each extension's rollout: candidate, canary, shadow
+        results with redacted samples of differences, and any automatic rollback.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ListRollouts",
+                service_name="ameide.extensions.v1.ExtensionRuntimeAdmin",
+                input=ListRolloutsRequest,
+                output=ListRolloutsResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def clear_rollback(
+        self,
+        request: ClearRollbackRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> ClearRollbackResponse:
+        """
+        ClearRollback serves the promoted version again after an automatic rollback.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ClearRollback",
+                service_name="ameide.extensions.v1.ExtensionRuntimeAdmin",
+                input=ClearRollbackRequest,
+                output=ClearRollbackResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),

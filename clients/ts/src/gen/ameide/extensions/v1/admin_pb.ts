@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ameide/extensions/v1/admin.proto.
  */
 export const file_ameide_extensions_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("CiBhbWVpZGUvZXh0ZW5zaW9ucy92MS9hZG1pbi5wcm90bxIUYW1laWRlLmV4dGVuc2lvbnMudjEinwEKDUNvbnRyb2xUYXJnZXQSMwoHdmVyc2lvbhgBIAEoCzIgLmFtZWlkZS5leHRlbnNpb25zLnYxLlZlcnNpb25SZWZIABIWCgxleHRlbnNpb25faWQYAiABKAlIABITCgl0ZW5hbnRfaWQYAyABKAlIABITCglyaXNrX3RpZXIYBCABKAlIABINCgVvd25lchgFIAEoCUIICgZ0YXJnZXQiMwoKVmVyc2lvblJlZhIUCgxleHRlbnNpb25faWQYASABKAkSDwoHdmVyc2lvbhgCIAEoCSKRAQoNTGltaXRDZWlsaW5ncxIMCgRmdWVsGAEgASgEEhQKDG1lbW9yeV9ieXRlcxgCIAEoBBISCgp0aW1lb3V0X21zGAMgASgEEhQKDG91dHB1dF9ieXRlcxgEIAEoBBIWCg5tYXhfaG9zdF9jYWxscxgFIAEoDRIaChJkZWdyYWRlX2hvc3RfY2FsbHMYBiABKAgiyQEKB0NvbnRyb2wSMwoGdGFyZ2V0GAEgASgLMiMuYW1laWRlLmV4dGVuc2lvbnMudjEuQ29udHJvbFRhcmdldBIOCgZyZWFzb24YAiABKAkSDgoGc291cmNlGAMgASgJEjUKCGNlaWxpbmdzGAQgASgLMiMuYW1laWRlLmV4dGVuc2lvbnMudjEuTGltaXRDZWlsaW5ncxIOCgZzZXRfYnkYBSABKAkSDgoGc2V0X2F0GAYgASgJEhIKCmV4cGlyZXNfYXQYByABKAki3QEKDFZlcnNpb25TdGF0ZRIPCgd2ZXJzaW9uGAEgASgJEhEKCXJpc2tfdGllchgCIAEoCRIOCgZzaGEyNTYYAyABKAkSDgoGY2FjaGVkGAQgASgIEhAKCGRpc2FibGVkGAUgASgIEhcKD2Rpc2FibGVkX3JlYXNvbhgGIAEoCRIzCgdicmVha2VyGAcgASgOMiIuYW1laWRlLmV4dGVuc2lvbnMudjEuQnJlYWtlclN0YXRlEgsKA2FiaRgIIAEoCRIcChRvcGVuX3RlbmFudF9icmVha2VycxgJIAEoDSKFAQoORXh0ZW5zaW9uU3RhdGUSFAoMZXh0ZW5zaW9uX2lkGAEgASgJEhgKEHByb21vdGVkX3ZlcnNpb24YAiABKAkSNAoIdmVyc2lvbnMYAyADKAsyIi5hbWVpZGUuZXh0ZW5zaW9ucy52MS5WZXJzaW9uU3RhdGUSDQoFb3duZXIYBCABKAkiFwoVTGlzdEV4dGVuc2lvbnNSZXF1ZXN0IlIKFkxpc3RFeHRlbnNpb25zUmVzcG9uc2USOAoKZXh0ZW5zaW9ucxgBIAMoCzIkLmFtZWlkZS5leHRlbnNpb25zLnYxLkV4dGVuc2lvblN0YXRlIhUKE0xpc3RDb250cm9sc1JlcXVlc3QieAoUTGlzdENvbnRyb2xzUmVzcG9uc2USLwoIZGlzYWJsZWQYASADKAsyHS5hbWVpZGUuZXh0ZW5zaW9ucy52MS5Db250cm9sEi8KCGRlZ3JhZGVkGAIgAygLMh0uYW1laWRlLmV4dGVuc2lvbnMudjEuQ29udHJvbCJqCg5EaXNhYmxlUmVxdWVzdBIzCgZ0YXJnZXQYASABKAsyIy5hbWVpZGUuZXh0ZW5zaW9ucy52MS5Db250cm9sVGFyZ2V0Eg4KBnJlYXNvbhgCIAEoCRITCgt0dGxfc2Vjb25kcxgDIAEoDSIRCg9EaXNhYmxlUmVzcG9uc2UiRAoNRW5hYmxlUmVxdWVzdBIzCgZ0YXJnZXQYASABKAsyIy5hbWVpZGUuZXh0ZW5zaW9ucy52MS5Db250cm9sVGFyZ2V0IiEKDkVuYWJsZVJlc3BvbnNlEg8KB3JlbW92ZWQYASABKAgioQEKDkRlZ3JhZGVSZXF1ZXN0EjMKBnRhcmdldBgBIAEoCzIjLmFtZWlkZS5leHRlbnNpb25zLnYxLkNvbnRyb2xUYXJnZXQSNQoIY2VpbGluZ3MYAiABKAsyIy5hbWVpZGUuZXh0ZW5zaW9ucy52MS5MaW1pdENlaWxpbmdzEg4KBnJlYXNvbhgDIAEoCRITCgt0dGxfc2Vjb25kcxgEIAEoDSIRCg9EZWdyYWRlUmVzcG9uc2UiPAoVUmVmcmVzaENhdGFsb2dSZXF1ZXN0EhQKDGV4dGVuc2lvbl9pZBgBIAEoCRINCgVvd25lchgCIAEoCSItChZSZWZyZXNoQ2F0YWxvZ1Jlc3BvbnNlEhMKC2RlZmluaXRpb25zGAEgASgNKnwKDEJyZWFrZXJTdGF0ZRIdChlCUkVBS0VSX1NUQVRFX1VOU1BFQ0lGSUVEEAASGAoUQlJFQUtFUl9TVEFURV9DTE9TRUQQARIWChJCUkVBS0VSX1NUQVRFX09QRU4QAhIbChdCUkVBS0VSX1NUQVRFX0hBTEZfT1BFThADMukEChVFeHRlbnNpb25SdW50aW1lQWRtaW4SbQoOTGlzdEV4dGVuc2lvbnMSKy5hbWVpZGUuZXh0ZW5zaW9ucy52MS5MaXN0RXh0ZW5zaW9uc1JlcXVlc3QaLC5hbWVpZGUuZXh0ZW5zaW9ucy52MS5MaXN0RXh0ZW5zaW9uc1Jlc3BvbnNlIgASZwoMTGlzdENvbnRyb2xzEikuYW1laWRlLmV4dGVuc2lvbnMudjEuTGlzdENvbnRyb2xzUmVxdWVzdBoqLmFtZWlkZS5leHRlbnNpb25zLnYxLkxpc3RDb250cm9sc1Jlc3BvbnNlIgASWAoHRGlzYWJsZRIkLmFtZWlkZS5leHRlbnNpb25zLnYxLkRpc2FibGVSZXF1ZXN0GiUuYW1laWRlLmV4dGVuc2lvbnMudjEuRGlzYWJsZVJlc3BvbnNlIgASVQoGRW5hYmxlEiMuYW1laWRlLmV4dGVuc2lvbnMudjEuRW5hYmxlUmVxdWVzdBokLmFtZWlkZS5leHRlbnNpb25zLnYxLkVuYWJsZVJlc3BvbnNlIgASWAoHRGVncmFkZRIkLmFtZWlkZS5leHRlbnNpb25zLnYxLkRlZ3JhZGVSZXF1ZXN0GiUuYW1laWRlLmV4dGVuc2lvbnMudjEuRGVncmFkZVJlc3BvbnNlIgASbQoOUmVmcmVzaENhdGFsb2cSKy5hbWVpZGUuZXh0ZW5zaW9ucy52MS5SZWZyZXNoQ2F0YWxvZ1JlcXVlc3QaLC5hbWVpZGUuZXh0ZW5zaW9ucy52MS5SZWZyZXNoQ2F0YWxvZ1Jlc3BvbnNlIgBiBnByb3RvMw");
+  fileDesc("CiBhbWVpZGUvZXh0ZW5zaW9ucy92MS9hZG1pbi5wcm90bxIUYW1laWRlLmV4dGVuc2lvbnMudjEinwEKDUNvbnRyb2xUYXJnZXQSMwoHdmVyc2lvbhgBIAEoCzIgLmFtZWlkZS5leHRlbnNpb25zLnYxLlZlcnNpb25SZWZIABIWCgxleHRlbnNpb25faWQYAiABKAlIABITCgl0ZW5hbnRfaWQYAyABKAlIABITCglyaXNrX3RpZXIYBCABKAlIABINCgVvd25lchgFIAEoCUIICgZ0YXJnZXQiMwoKVmVyc2lvblJlZhIUCgxleHRlbnNpb25faWQYASABKAkSDwoHdmVyc2lvbhgCIAEoCSKRAQoNTGltaXRDZWlsaW5ncxIMCgRmdWVsGAEgASgEEhQKDG1lbW9yeV9ieXRlcxgCIAEoBBISCgp0aW1lb3V0X21zGAMgASgEEhQKDG91dHB1dF9ieXRlcxgEIAEoBBIWCg5tYXhfaG9zdF9jYWxscxgFIAEoDRIaChJkZWdyYWRlX2hvc3RfY2FsbHMYBiABKAgiyQEKB0NvbnRyb2wSMwoGdGFyZ2V0GAEgASgLMiMuYW1laWRlLmV4dGVuc2lvbnMudjEuQ29udHJvbFRhcmdldBIOCgZyZWFzb24YAiABKAkSDgoGc291cmNlGAMgASgJEjUKCGNlaWxpbmdzGAQgASgLMiMuYW1laWRlLmV4dGVuc2lvbnMudjEuTGltaXRDZWlsaW5ncxIOCgZzZXRfYnkYBSABKAkSDgoGc2V0X2F0GAYgASgJEhIKCmV4cGlyZXNfYXQYByABKAki3QEKDFZlcnNpb25TdGF0ZRIPCgd2ZXJzaW9uGAEgASgJEhEKCXJpc2tfdGllchgCIAEoCRIOCgZzaGEyNTYYAyABKAkSDgoGY2FjaGVkGAQgASgIEhAKCGRpc2FibGVkGAUgASgIEhcKD2Rpc2FibGVkX3JlYXNvbhgGIAEoCRIzCgdicmVha2VyGAcgASgOMiIuYW1laWRlLmV4dGVuc2lvbnMudjEuQnJlYWtlclN0YXRlEgsKA2FiaRgIIAEoCRIcChRvcGVuX3RlbmFudF9icmVha2VycxgJIAEoDSKFAQoORXh0ZW5zaW9uU3RhdGUSFAoMZXh0ZW5zaW9uX2lkGAEgASgJEhgKEHByb21vdGVkX3ZlcnNpb24YAiABKAkSNAoIdmVyc2lvbnMYAyADKAsyIi5hbWVpZGUuZXh0ZW5zaW9ucy52MS5WZXJzaW9uU3RhdGUSDQoFb3duZXIYBCABKAkiFwoVTGlzdEV4dGVuc2lvbnNSZXF1ZXN0IlIKFkxpc3RFeHRlbnNpb25zUmVzcG9uc2USOAoKZXh0ZW5zaW9ucxgBIAMoCzIkLmFtZWlkZS5leHRlbnNpb25zLnYxLkV4dGVuc2lvblN0YXRlIhUKE0xpc3RDb250cm9sc1JlcXVlc3QieAoUTGlzdENvbnRyb2xzUmVzcG9uc2USLwoIZGlzYWJsZWQYASADKAsyHS5hbWVpZGUuZXh0ZW5zaW9ucy52MS5Db250cm9sEi8KCGRlZ3JhZGVkGAIgAygLMh0uYW1laWRlLmV4dGVuc2lvbnMudjEuQ29udHJvbCJqCg5EaXNhYmxlUmVxdWVzdBIzCgZ0YXJnZXQYASABKAsyIy5hbWVpZGUuZXh0ZW5zaW9ucy52MS5Db250cm9sVGFyZ2V0Eg4KBnJlYXNvbhgCIAEoCRITCgt0dGxfc2Vjb25kcxgDIAEoDSIRCg9EaXNhYmxlUmVzcG9uc2UiRAoNRW5hYmxlUmVxdWVzdBIzCgZ0YXJnZXQYASABKAsyIy5hbWVpZGUuZXh0ZW5zaW9ucy52MS5Db250cm9sVGFyZ2V0IiEKDkVuYWJsZVJlc3BvbnNlEg8KB3JlbW92ZWQYASABKAgioQEKDkRlZ3JhZGVSZXF1ZXN0EjMKBnRhcmdldBgBIAEoCzIjLmFtZWlkZS5leHRlbnNpb25zLnYxLkNvbnRyb2xUYXJnZXQSNQoIY2VpbGluZ3MYAiABKAsyIy5hbWVpZGUuZXh0ZW5zaW9ucy52MS5MaW1pdENlaWxpbmdzEg4KBnJlYXNvbhgDIAEoCRITCgt0dGxfc2Vjb25kcxgEIAEoDSIRCg9EZWdyYWRlUmVzcG9uc2UiPAoVUmVmcmVzaENhdGFsb2dSZXF1ZXN0EhQKDGV4dGVuc2lvbl9pZBgBIAEoCRINCgVvd25lchgCIAEoCSItChZSZWZyZXNoQ2F0YWxvZ1Jlc3BvbnNlEhMKC2RlZmluaXRpb25zGAEgASgNIhUKE0xpc3RSb2xsb3V0c1JlcXVlc3Qi1gEKClNoYWRvd0RpZmYSCgoCYXQYASABKAkSGAoQcHJvbW90ZWRfdmVyc2lvbhgCIAEoCRIZChFjYW5kaWRhdGVfdmVyc2lvbhgDIAEoCRITCgtpbnB1dF9ieXRlcxgEIAEoDRIMCgRsaXZlGAUgASgJEg4KBnNoYWRvdxgGIAEoCRITCgtsaXZlX3NoYTI1NhgHIAEoCRIVCg1zaGFkb3dfc2hhMjU2GAggASgJEhIKCmxpdmVfYnl0ZXMYCSABKA0SFAoMc2hhZG93X2J5dGVzGAogASgNIlAKCFJvbGxiYWNrEhQKDGZyb21fdmVyc2lvbhgBIAEoCRISCgp0b192ZXJzaW9uGAIgASgJEg4KBnJlYXNvbhgDIAEoCRIKCgJhdBgEIAEoCSLzAgoMUm9sbG91dFN0YXRlEhQKDGV4dGVuc2lvbl9pZBgBIAEoCRINCgVvd25lchgCIAEoCRIYChBwcm9tb3RlZF92ZXJzaW9uGAMgASgJEhgKEHByZXZpb3VzX3ZlcnNpb24YBCABKAkSGQoRY2FuZGlkYXRlX3ZlcnNpb24YBSABKAkSGAoQc2hhZG93X3Blcl9taWxsZRgGIAEoDRIWCg5jYW5hcnlfcGVyY2VudBgHIAEoDRIUCgxzaGFkb3dfbWF0Y2gYCCABKAQSFQoNc2hhZG93X2RpZmZlchgJIAEoBBIWCg5zaGFkb3dfZHJvcHBlZBgKIAEoBBIVCg1zaGFkb3dfZmFpbGVkGAsgASgEEi8KBWRpZmZzGAwgAygLMiAuYW1laWRlLmV4dGVuc2lvbnMudjEuU2hhZG93RGlmZhIwCghyb2xsYmFjaxgNIAEoCzIeLmFtZWlkZS5leHRlbnNpb25zLnYxLlJvbGxiYWNrIkwKFExpc3RSb2xsb3V0c1Jlc3BvbnNlEjQKCHJvbGxvdXRzGAEgAygLMiIuYW1laWRlLmV4dGVuc2lvbnMudjEuUm9sbG91dFN0YXRlIjsKFENsZWFyUm9sbGJhY2tSZXF1ZXN0EhQKDGV4dGVuc2lvbl9pZBgBIAEoCRINCgVvd25lchgCIAEoCSIoChVDbGVhclJvbGxiYWNrUmVzcG9uc2USDwoHY2xlYXJlZBgBIAEoCCp8CgxCcmVha2VyU3RhdGUSHQoZQlJFQUtFUl9TVEFURV9VTlNQRUNJRklFRBAAEhgKFEJSRUFLRVJfU1RBVEVfQ0xPU0VEEAESFgoSQlJFQUtFUl9TVEFURV9PUEVOEAISGwoXQlJFQUtFUl9TVEFURV9IQUxGX09QRU4QAzK+BgoVRXh0ZW5zaW9uUnVudGltZUFkbWluEm0KDkxpc3RFeHRlbnNpb25zEisuYW1laWRlLmV4dGVuc2lvbnMudjEuTGlzdEV4dGVuc2lvbnNSZXF1ZXN0GiwuYW1laWRlLmV4dGVuc2lvbnMudjEuTGlzdEV4dGVuc2lvbnNSZXNwb25zZSIAEmcKDExpc3RDb250cm9scxIpLmFtZWlkZS5leHRlbnNpb25zLnYxLkxpc3RDb250cm9sc1JlcXVlc3QaKi5hbWVpZGUuZXh0ZW5zaW9ucy52MS5MaXN0Q29udHJvbHNSZXNwb25zZSIAElgKB0Rpc2FibGUSJC5hbWVpZGUuZXh0ZW5zaW9ucy52MS5EaXNhYmxlUmVxdWVzdBolLmFtZWlkZS5leHRlbnNpb25zLnYxLkRpc2FibGVSZXNwb25zZSIAElUKBkVuYWJsZRIjLmFtZWlkZS5leHRlbnNpb25zLnYxLkVuYWJsZVJlcXVlc3QaJC5hbWVpZGUuZXh0ZW5zaW9ucy52MS5FbmFibGVSZXNwb25zZSIAElgKB0RlZ3JhZGUSJC5hbWVpZGUuZXh0ZW5zaW9ucy52MS5EZWdyYWRlUmVxdWVzdBolLmFtZWlkZS5leHRlbnNpb25zLnYxLkRlZ3JhZGVSZXNwb25zZSIAEm0KDlJlZnJlc2hDYXRhbG9nEisuYW1laWRlLmV4dGVuc2lvbnMudjEuUmVmcmVzaENhdGFsb2dSZXF1ZXN0GiwuYW1laWRlLmV4dGVuc2lvbnMudjEuUmVmcmVzaENhdGFsb2dSZXNwb25zZSIAEmcKDExpc3RSb2xsb3V0cxIpLmFtZWlkZS5leHRlbnNpb25zLnYxLkxpc3RSb2xsb3V0c1JlcXVlc3QaKi5hbWVpZGUuZXh0ZW5zaW9ucy52MS5MaXN0Um9sbG91dHNSZXNwb25zZSIAEmoKDUNsZWFyUm9sbGJhY2sSKi5hbWVpZGUuZXh0ZW5zaW9ucy52MS5DbGVhclJvbGxiYWNrUmVxdWVzdBorLmFtZWlkZS5leHRlbnNpb25zLnYxLkNsZWFyUm9sbGJhY2tSZXNwb25zZSIAYgZwcm90bzM");
 
 /**
  * ControlTarget names what a kill switch or degradation applies to.
@@ -616,6 +616,273 @@ export const RefreshCatalogResponseSchema: GenMessage<RefreshCatalogResponse> = 
   messageDesc(file_ameide_extensions_v1_admin, 17);
 
 /**
+ * @generated from message ameide.extensions.v1.ListRolloutsRequest
+ */
+export type ListRolloutsRequest = Message<"ameide.extensions.v1.ListRolloutsRequest"> & {
+};
+
+/**
+ * Describes the message ameide.extensions.v1.ListRolloutsRequest.
+ * Use `create(ListRolloutsRequestSchema)` to create a new message.
+ */
+export const ListRolloutsRequestSchema: GenMessage<ListRolloutsRequest> = /*@__PURE__*/
+  messageDesc(file_ameide_extensions_v1_admin, 18);
+
+/**
+ * One shadow run whose outcome differed from the live one: sizes, kinds and
+ * hashes only, never a payload.
+ *
+ * @generated from message ameide.extensions.v1.ShadowDiff
+ */
+export type ShadowDiff = Message<"ameide.extensions.v1.ShadowDiff"> & {
+  /**
+   * RFC 3339.
+   *
+   * @generated from field: string at = 1;
+   */
+  at: string;
+
+  /**
+   * @generated from field: string promoted_version = 2;
+   */
+  promotedVersion: string;
+
+  /**
+   * @generated from field: string candidate_version = 3;
+   */
+  candidateVersion: string;
+
+  /**
+   * @generated from field: uint32 input_bytes = 4;
+   */
+  inputBytes: number;
+
+  /**
+   * "ok" or the error kind, of the live call and of the shadow run.
+   *
+   * @generated from field: string live = 5;
+   */
+  live: string;
+
+  /**
+   * @generated from field: string shadow = 6;
+   */
+  shadow: string;
+
+  /**
+   * sha256 of each output (empty for a failure) and its size.
+   *
+   * @generated from field: string live_sha256 = 7;
+   */
+  liveSha256: string;
+
+  /**
+   * @generated from field: string shadow_sha256 = 8;
+   */
+  shadowSha256: string;
+
+  /**
+   * @generated from field: uint32 live_bytes = 9;
+   */
+  liveBytes: number;
+
+  /**
+   * @generated from field: uint32 shadow_bytes = 10;
+   */
+  shadowBytes: number;
+};
+
+/**
+ * Describes the message ameide.extensions.v1.ShadowDiff.
+ * Use `create(ShadowDiffSchema)` to create a new message.
+ */
+export const ShadowDiffSchema: GenMessage<ShadowDiff> = /*@__PURE__*/
+  messageDesc(file_ameide_extensions_v1_admin, 19);
+
+/**
+ * An automatic rollback in force (in the process that answered).
+ *
+ * @generated from message ameide.extensions.v1.Rollback
+ */
+export type Rollback = Message<"ameide.extensions.v1.Rollback"> & {
+  /**
+   * @generated from field: string from_version = 1;
+   */
+  fromVersion: string;
+
+  /**
+   * @generated from field: string to_version = 2;
+   */
+  toVersion: string;
+
+  /**
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+
+  /**
+   * RFC 3339.
+   *
+   * @generated from field: string at = 4;
+   */
+  at: string;
+};
+
+/**
+ * Describes the message ameide.extensions.v1.Rollback.
+ * Use `create(RollbackSchema)` to create a new message.
+ */
+export const RollbackSchema: GenMessage<Rollback> = /*@__PURE__*/
+  messageDesc(file_ameide_extensions_v1_admin, 20);
+
+/**
+ * @generated from message ameide.extensions.v1.RolloutState
+ */
+export type RolloutState = Message<"ameide.extensions.v1.RolloutState"> & {
+  /**
+   * @generated from field: string extension_id = 1;
+   */
+  extensionId: string;
+
+  /**
+   * The owning tenant; empty for a platform extension.
+   *
+   * @generated from field: string owner = 2;
+   */
+  owner: string;
+
+  /**
+   * @generated from field: string promoted_version = 3;
+   */
+  promotedVersion: string;
+
+  /**
+   * @generated from field: string previous_version = 4;
+   */
+  previousVersion: string;
+
+  /**
+   * @generated from field: string candidate_version = 5;
+   */
+  candidateVersion: string;
+
+  /**
+   * @generated from field: uint32 shadow_per_mille = 6;
+   */
+  shadowPerMille: number;
+
+  /**
+   * @generated from field: uint32 canary_percent = 7;
+   */
+  canaryPercent: number;
+
+  /**
+   * Shadow runs in this process by result.
+   *
+   * @generated from field: uint64 shadow_match = 8;
+   */
+  shadowMatch: bigint;
+
+  /**
+   * @generated from field: uint64 shadow_differ = 9;
+   */
+  shadowDiffer: bigint;
+
+  /**
+   * @generated from field: uint64 shadow_dropped = 10;
+   */
+  shadowDropped: bigint;
+
+  /**
+   * @generated from field: uint64 shadow_failed = 11;
+   */
+  shadowFailed: bigint;
+
+  /**
+   * The latest differences, oldest first.
+   *
+   * @generated from field: repeated ameide.extensions.v1.ShadowDiff diffs = 12;
+   */
+  diffs: ShadowDiff[];
+
+  /**
+   * Set while an automatic rollback is in force.
+   *
+   * @generated from field: ameide.extensions.v1.Rollback rollback = 13;
+   */
+  rollback?: Rollback | undefined;
+};
+
+/**
+ * Describes the message ameide.extensions.v1.RolloutState.
+ * Use `create(RolloutStateSchema)` to create a new message.
+ */
+export const RolloutStateSchema: GenMessage<RolloutState> = /*@__PURE__*/
+  messageDesc(file_ameide_extensions_v1_admin, 21);
+
+/**
+ * @generated from message ameide.extensions.v1.ListRolloutsResponse
+ */
+export type ListRolloutsResponse = Message<"ameide.extensions.v1.ListRolloutsResponse"> & {
+  /**
+   * Extensions with a candidate, a previous version or a rollback.
+   *
+   * @generated from field: repeated ameide.extensions.v1.RolloutState rollouts = 1;
+   */
+  rollouts: RolloutState[];
+};
+
+/**
+ * Describes the message ameide.extensions.v1.ListRolloutsResponse.
+ * Use `create(ListRolloutsResponseSchema)` to create a new message.
+ */
+export const ListRolloutsResponseSchema: GenMessage<ListRolloutsResponse> = /*@__PURE__*/
+  messageDesc(file_ameide_extensions_v1_admin, 22);
+
+/**
+ * @generated from message ameide.extensions.v1.ClearRollbackRequest
+ */
+export type ClearRollbackRequest = Message<"ameide.extensions.v1.ClearRollbackRequest"> & {
+  /**
+   * @generated from field: string extension_id = 1;
+   */
+  extensionId: string;
+
+  /**
+   * The owning tenant; empty for a platform extension.
+   *
+   * @generated from field: string owner = 2;
+   */
+  owner: string;
+};
+
+/**
+ * Describes the message ameide.extensions.v1.ClearRollbackRequest.
+ * Use `create(ClearRollbackRequestSchema)` to create a new message.
+ */
+export const ClearRollbackRequestSchema: GenMessage<ClearRollbackRequest> = /*@__PURE__*/
+  messageDesc(file_ameide_extensions_v1_admin, 23);
+
+/**
+ * @generated from message ameide.extensions.v1.ClearRollbackResponse
+ */
+export type ClearRollbackResponse = Message<"ameide.extensions.v1.ClearRollbackResponse"> & {
+  /**
+   * Whether a rollback was in force.
+   *
+   * @generated from field: bool cleared = 1;
+   */
+  cleared: boolean;
+};
+
+/**
+ * Describes the message ameide.extensions.v1.ClearRollbackResponse.
+ * Use `create(ClearRollbackResponseSchema)` to create a new message.
+ */
+export const ClearRollbackResponseSchema: GenMessage<ClearRollbackResponse> = /*@__PURE__*/
+  messageDesc(file_ameide_extensions_v1_admin, 24);
+
+/**
  * BreakerState of one version's circuit breaker.
  *
  * @generated from enum ameide.extensions.v1.BreakerState
@@ -723,6 +990,27 @@ export const ExtensionRuntimeAdmin: GenService<{
     methodKind: "unary";
     input: typeof RefreshCatalogRequestSchema;
     output: typeof RefreshCatalogResponseSchema;
+  },
+  /**
+   * ListRollouts shows each extension's rollout: candidate, canary, shadow
+   * results with redacted samples of differences, and any automatic rollback.
+   *
+   * @generated from rpc ameide.extensions.v1.ExtensionRuntimeAdmin.ListRollouts
+   */
+  listRollouts: {
+    methodKind: "unary";
+    input: typeof ListRolloutsRequestSchema;
+    output: typeof ListRolloutsResponseSchema;
+  },
+  /**
+   * ClearRollback serves the promoted version again after an automatic rollback.
+   *
+   * @generated from rpc ameide.extensions.v1.ExtensionRuntimeAdmin.ClearRollback
+   */
+  clearRollback: {
+    methodKind: "unary";
+    input: typeof ClearRollbackRequestSchema;
+    output: typeof ClearRollbackResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_ameide_extensions_v1_admin, 0);

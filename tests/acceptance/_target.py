@@ -1,4 +1,4 @@
-"""Where the rollout suite runs, from the environment: ``local`` or ``cluster``.
+"""Where the acceptance suite runs, from the environment: ``local`` or ``cluster``.
 
 ``local`` (the default) starts the service, its S3 and tokens on loopback.
 ``cluster`` runs against a deployed service named only by these variables,

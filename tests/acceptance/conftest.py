@@ -1,4 +1,4 @@
-"""The rollout suite's one fixture, :func:`target`, in either mode (see ``_target``).
+"""The acceptance suite's one fixture, :func:`target`, in either mode (see ``_target``).
 
 Locally it starts what a deployment has: SeaweedFS with ``echo`` and ``spin``
 published the way Transformation does, and the service (pyvoy, caller auth on)
@@ -22,8 +22,8 @@ import pytest
 from tests._s3 import SeaweedS3
 from tests._servers import cli_server
 from tests._tokens import ISSUER, SECRET, caller_token
+from tests.acceptance._target import Target, TargetProblem, cluster_target, mode
 from tests.integration._storage import S3Bucket, example_module
-from tests.rollout._target import Target, TargetProblem, cluster_target, mode
 
 TENANT = "rollout-tenant"
 

@@ -1,0 +1,104 @@
+"""Rollouts through the admin RPC on a real server: ListRollouts shows the shadow
+results and a rollback with its reason; ClearRollback lets the promoted version
+answer again; /metrics carries the counts the PrometheusRule alerts on."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from app.asgi import create_app
+from app.gen.ameide.extensions.v1 import admin_pb
+from app.gen.ameide.extensions.v1.admin_connect import ExtensionRuntimeAdminClient
+from app.runtime import Runtime
+from app.settings import Settings
+from tests._clients import connect_json
+from tests._servers import thread_server
+from tests._tokens import ISSUER, SECRET, caller_token
+from tests.rollout.test_rollout import _point, _publish
+from tests.sandbox._modules import ECHO, UNREACHABLE, raw
+
+pytestmark = pytest.mark.integration
+ADMIN = {"authorization": "Bearer " + caller_token(sub="ops", scope="extensions-runtime:admin")}
+OTHER = raw("""
+  (data (i32.const 256) "{}")
+  (func (export "handle") (param i32 i32) (result i64)
+    (call $pack (i32.const 256) (i32.const 2)))""")
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, Runtime, Path]]:
+    root = tmp_path / "extensions"
+    for version, wasm in (("1", ECHO), ("2", OTHER), ("4", UNREACHABLE)):
+        asyncio.run(_publish(root, version, wasm))
+    now = datetime.datetime.now(datetime.UTC).isoformat()
+    _point(root, version="4", previous="1", promoted_at=now, candidate="2", shadow_per_mille=1000)
+    settings = Settings(
+        auth_hs256_secret=SecretStr(SECRET),
+        auth_issuer=ISSUER,
+        extensions_dir=root,
+        module_cache_dir=tmp_path / "cache",
+        breaker_min_calls=4,
+        breaker_failure_rate=0.5,
+    )
+    runtime = Runtime(settings)
+    with thread_server(create_app(settings, runtime=runtime)) as url:
+        yield url, runtime, root
+
+
+def _call(url: str, tenant: str) -> httpx.Response:
+    auth = {"authorization": "Bearer " + caller_token(tenant)}
+    return connect_json(url, {"extensionId": "rules", "inputJson": {"x": 1}}, **auth)
+
+
+async def test_list_rollouts_shows_the_rollback_and_clear_undoes_it(
+    served: tuple[str, Runtime, Path],
+) -> None:
+    url, _, _ = served
+    answered: list[str] = []
+    for _ in range(6):  # the promoted version 4 traps for three tenants: rolled back to 1
+        for tenant in ("t1", "t2", "t3"):
+            response = _call(url, tenant)
+            answered.append(response.json().get("resolvedVersion") or response.json()["code"])
+    assert "aborted" in answered and answered[-1] == "1"
+    async with ExtensionRuntimeAdminClient(url) as admin:
+        listing = await admin.list_rollouts(admin_pb.ListRolloutsRequest(), headers=ADMIN)
+        (state,) = listing.rollouts
+        assert (state.extension_id, state.promoted_version, state.previous_version) == (
+            "rules",
+            "4",
+            "1",
+        )
+        assert state.candidate_version == "2" and state.shadow_per_mille == 1000
+        assert state.rollback is not None
+        assert (state.rollback.from_version, state.rollback.to_version) == ("4", "1")
+        assert "failed for many tenants" in state.rollback.reason
+        # Shadows ran while 4 answered (it trapped, the candidate answered): differ.
+        assert state.shadow_differ >= 1
+        assert all(d.live == "TRAP" and d.shadow == "ok" for d in state.diffs)
+        assert all(len(d.shadow_sha256) == 64 and d.shadow_bytes == 2 for d in state.diffs)
+
+        metrics = httpx.get(url + "/metrics").text
+        assert "extensions_runtime_rolled_back_extensions 1.0" in metrics
+        assert 'extensions_runtime_rollbacks_total{extension="rules",owner="_platform"} 1.0' in (
+            metrics
+        )
+
+        cleared = await admin.clear_rollback(
+            admin_pb.ClearRollbackRequest(extension_id="rules"), headers=ADMIN
+        )
+        assert cleared.cleared
+        again = await admin.clear_rollback(
+            admin_pb.ClearRollbackRequest(extension_id="rules"), headers=ADMIN
+        )
+        assert not again.cleared
+    # The promoted version answers again (its breaker is still open: unavailable).
+    assert _call(url, "t9").json()["code"] in ("unavailable", "aborted")
+    assert json.loads(httpx.get(url + "/readyz").text)["ready"] is True
