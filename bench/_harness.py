@@ -65,22 +65,26 @@ def publish_local(
     wasm: bytes,
     abi: str = "raw",
     limits: dict[str, int] | None = None,
+    *,
+    number: str = "1.0.0",
+    promote: bool = True,
 ) -> None:
-    version = root / extension_id / "1.0.0"
+    version = root / extension_id / number
     version.mkdir(parents=True, exist_ok=True)
     (version / "module.wasm").write_bytes(wasm)
     definition: dict[str, object] = {
         "id": extension_id,
-        "version": "1.0.0",
+        "version": number,
         "abi": abi,
         "risk_tier": "pure",
-        "wasm_blob_ref": {"key": f"{extension_id}/1.0.0/module.wasm"},
+        "wasm_blob_ref": {"key": f"{extension_id}/{number}/module.wasm"},
         "sha256": hashlib.sha256(wasm).hexdigest(),
     }
     if limits:
         definition["limits"] = limits
     (version / "extension.json").write_text(json.dumps(definition))
-    (root / extension_id / "promoted.json").write_text('{"version": "1.0.0"}')
+    if promote:
+        (root / extension_id / "promoted.json").write_text(json.dumps({"version": number}))
 
 
 def extensions_dir(work: Path) -> Path:

@@ -118,6 +118,20 @@ def _faults(faults: dict[str, Any]) -> list[str]:
             f"| echo: {_outcomes(policy['echo_throughout'])} "
             f"| good edit applied in {policy['good_edit_applied_after_s']} s |"
         )
+    bad = faults.get("bad_build")
+    if bad:
+        after = bad["after"]
+        lines.append(
+            f"| bad build promoted under traffic ({bad['tenants']} tenants x "
+            f"{bad['rate_per_tenant']:.0f}/s; it traps on every call) "
+            f"| {bad['failed_live_calls_before_rollback']} live calls failed before the "
+            f"automatic rollback (rollbacks metric {bad['rollbacks_metric']:.0f}); after it: "
+            + ", ".join(f"{t} {_outcomes(w)}" for t, w in after.items())
+            + " | - "
+            f"| rolled back {min(filter(None, bad['rollback_s_per_tenant']), default='never')} to "
+            f"{max(filter(None, bad['rollback_s_per_tenant']), default='never')} s after the "
+            "promotion |"
+        )
     return lines
 
 

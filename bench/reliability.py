@@ -41,6 +41,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import _faults
+from bench._bad_build import bad_build
 from bench._h2load import h2load_flood, h2load_open_loop
 from bench._harness import (
     AUTH_ENV,
@@ -341,6 +342,7 @@ def main() -> None:
                 "upstream": _faults.upstream(work, fault_s=3.0 if args.quick else 5.0),
                 "webhook_flood": _faults.webhook_flood(work, 1_000 if args.quick else 5_000),
                 "policy": _faults.policy(work),
+                "bad_build": bad_build(work, quick=args.quick),
             }
     report["seconds"] = round(time.monotonic() - started, 1)
     text = json.dumps(report, indent=2)
