@@ -10,6 +10,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 .PHONY: install run test test-unit integration lint fmt gen docs clean bench bench-components reliability h2load
 
 include mk/guest-toolchain.mk
+include mk/images.mk
 
 install: $(VENV)/.installed
 

@@ -58,6 +58,8 @@ def test_both_images_are_built_on_pull_requests_and_never_pushed() -> None:
     dockerfiles = images["strategy"]["matrix"]["dockerfile"]
     assert sorted(dockerfiles) == ["Dockerfile.dev", "Dockerfile.release"]
     assert all((ROOT / name).is_file() for name in dockerfiles)
+    runs = [step.get("run") for step in images["steps"] if "run" in step]
+    assert runs == ["make wheelhouse"]  # the builds fetch nothing themselves (Ring 2)
     (build,) = [s for s in images["steps"] if s.get("uses", "").startswith("docker/build-push")]
     assert build["with"]["push"] is False
     assert "type=gha" in build["with"]["cache-from"]
