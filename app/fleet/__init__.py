@@ -2,5 +2,6 @@
 
 from app.fleet._fleet import Fleet, TooManySwitches
 from app.fleet._objects import promotion_notice
+from app.fleet._rollbacks import SharedRollback
 
-__all__ = ["Fleet", "TooManySwitches", "promotion_notice"]
+__all__ = ["Fleet", "SharedRollback", "TooManySwitches", "promotion_notice"]

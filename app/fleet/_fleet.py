@@ -54,6 +54,7 @@ from app.fleet._objects import (
     promotion_notice,
     switch_key,
 )
+from app.fleet._rollbacks import ROLLBACKS, SharedRollbacks
 from app.limits import NO_LIMITS
 from app.settings import FleetConfig
 from app.storage import CONTROL_DIR, SharedStore, StoredObject
@@ -107,6 +108,8 @@ class Fleet:
         """Live processes sharing the storage (this one included)."""
         self.failures = 0
         self.events_applied = 0
+        self.rollbacks = SharedRollbacks(store, lambda _: None)
+        """Rollbacks shared by the fleet; the runtime sets what follows them."""
 
     # -- lifecycle -----------------------------------------------------------------
     async def start(self) -> None:
@@ -169,6 +172,7 @@ class Fleet:
         listed = await self._store.list_objects(CONTROL_DIR, _MAX_LISTED)
         await self._read_switches([o for o in listed if o.key.startswith(SWITCHES)])
         self._apply()
+        await self.rollbacks.read([o for o in listed if o.key.startswith(ROLLBACKS)])
         self._follow_events([o for o in listed if o.key.startswith(EVENTS)])
         members = [o for o in listed if o.key.startswith(MEMBERS)]
         self._count(members)

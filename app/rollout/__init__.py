@@ -1,5 +1,5 @@
 """Rolling out new versions: canary by tenant, shadow runs with diffs, automatic rollback."""
 
-from app.rollout._rollout import Diff, RollbackRecord, Rollouts, canary_bucket
+from app.rollout._rollout import Diff, RollbackRecord, Rollouts, Share, canary_bucket
 
-__all__ = ["Diff", "RollbackRecord", "Rollouts", "canary_bucket"]
+__all__ = ["Diff", "RollbackRecord", "Rollouts", "Share", "canary_bucket"]

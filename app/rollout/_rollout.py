@@ -37,7 +37,7 @@ import hashlib
 import random
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -53,6 +53,8 @@ __all__ = ["Diff", "RollbackRecord", "Rollouts"]
 _log = get_logger("app.rollout")
 Resolve = Callable[[str, str, str], ExtensionDefinition]
 Run = Callable[[ExtensionDefinition, Invocation], Coroutine[Any, Any, Outcome]]
+Share = Callable[[tuple[str, str], "RollbackRecord | None"], Awaitable[None]]
+"""Tell the fleet about a rollback (a record) or its clearing (``None``)."""
 Key = tuple[str, str]
 """``(owner, extension_id)``."""
 
@@ -93,6 +95,8 @@ class _State:
     rollbacks: Counter[tuple[str, str]] = field(default_factory=Counter)
     cleared: set[tuple[Key, str]] = field(default_factory=set)
     """Rollbacks a person cleared: that promotion is not rolled back again."""
+    shared: set[Key] = field(default_factory=set)
+    """Rollbacks seen in the fleet's shared state: cleared there, lifted here."""
 
 
 Shadow = Literal["match", "differ", "dropped", "failed"]
@@ -109,8 +113,11 @@ class Rollouts:
         config: RolloutConfig,
         *,
         opted_out: Callable[[str], bool] = lambda _: False,
+        share: Share | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``share``: how a rollback decided here reaches the other processes."""
+        self._share = share
         self._catalog = catalog
         self._resolve = resolve
         self._breakers = breakers
@@ -119,6 +126,7 @@ class Rollouts:
         self._clock = clock
         self._state = _State()
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._sharing: set[asyncio.Task[None]] = set()
         self._random = random.Random()  # noqa: S311 - sampling, not secrecy
 
     # -- which version ------------------------------------------------------------
@@ -176,6 +184,7 @@ class Rollouts:
         )
         self._state.rolled_back[key] = record
         self._state.rollbacks[key] += 1
+        self._tell_fleet(key, record)
         _log.error(
             "rollout.rolled_back",
             owner=key[0] or "_platform",
@@ -189,10 +198,56 @@ class Rollouts:
     def clear(self, key: Key) -> RollbackRecord | None:
         """A person clears a rollback: the promoted version is served again."""
         record = self._state.rolled_back.pop(key, None)
+        self._state.shared.discard(key)
+        self._tell_fleet(key, None)
         if record is not None:
             self._state.cleared.add((key, record.from_version))
             _log.warning("rollout.rollback_cleared", owner=key[0] or "_platform", extension=key[1])
         return record
+
+    def follow(self, shared: dict[Key, RollbackRecord]) -> None:
+        """The fleet's rollbacks (each listing): follow new ones, lift cleared ones."""
+        state = self._state
+        for key, record in shared.items():
+            if key in state.rolled_back:
+                state.shared.add(key)  # this process's own, now stored: a clear lifts it
+                continue
+            if (key, record.from_version) in state.cleared:
+                continue
+            state.rolled_back[key] = record
+            state.shared.add(key)
+            _log.warning(
+                "rollout.rollback_followed",
+                owner=key[0] or "_platform",
+                extension=key[1],
+                from_version=record.from_version,
+                to_version=record.to_version,
+            )
+        for key in list(state.shared - set(shared)):  # cleared in another process
+            state.shared.discard(key)
+            lifted = state.rolled_back.pop(key, None)
+            if lifted is not None:
+                state.cleared.add((key, lifted.from_version))
+                _log.warning(
+                    "rollout.rollback_lifted", owner=key[0] or "_platform", extension=key[1]
+                )
+
+    def _tell_fleet(self, key: Key, record: RollbackRecord | None) -> None:
+        if self._share is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._publish(key, record))
+        self._sharing.add(task)
+        task.add_done_callback(self._sharing.discard)
+
+    async def _publish(self, key: Key, record: RollbackRecord | None) -> None:
+        assert self._share is not None
+        try:
+            await self._share(key, record)
+        except Exception:  # noqa: BLE001 - the fleet learns it from its own breakers anyway
+            _log.warning("rollout.share_failed", extension=key[1], exc_info=True)
+            return
+        if record is not None and self._state.rolled_back.get(key) is record:
+            self._state.shared.add(key)  # stored: a clear elsewhere now lifts it here
 
     # -- shadows ------------------------------------------------------------------------
     async def run(
@@ -288,9 +343,9 @@ class Rollouts:
         return dict(self._state.rolled_back)
 
     async def drain(self) -> None:
-        """Wait for the shadow runs in flight (tests, and a clean shutdown)."""
-        while self._in_flight:
-            await asyncio.gather(*list(self._in_flight), return_exceptions=True)
+        """Wait for the shadow runs and fleet writes in flight (tests, a clean shutdown)."""
+        while self._in_flight or self._sharing:
+            await asyncio.gather(*self._in_flight, *self._sharing, return_exceptions=True)
 
     async def close(self) -> None:
         for task in list(self._in_flight):

@@ -20,11 +20,11 @@ from prometheus_client import CollectorRegistry
 from app._hotfile import ReloadFailures
 from app.catalog import Catalog, CatalogFollower
 from app.controls import Breakers, Controls, RateLimiter, TenantGate, off_turn
-from app.fleet import Fleet
+from app.fleet import Fleet, SharedRollback
 from app.hostcalls import HttpBridge, PolicyStore
 from app.invocation import Invocation, Outcome
 from app.pipeline import Guard, Observe, Prepare, Shadow
-from app.rollout import Rollouts
+from app.rollout import RollbackRecord, Rollouts, Share
 from app.runtime._listing import ExtensionView, Listing
 from app.sandbox import Executor, FastPath, SandboxEngine, Scheduler
 from app.settings import Settings
@@ -104,7 +104,9 @@ class Runtime:
             self.breakers,
             rollout_config,
             opted_out=rollout_config.shadow_opt_out.__contains__,
+            share=_share_through(self.fleet),
         )
+        self.fleet.rollbacks.follow = _follower_of(self.rollouts)
 
         self.registry = CollectorRegistry()
         pipeline = Observe(
@@ -201,3 +203,38 @@ class Runtime:
         """Every loaded extension with its state (see :class:`Listing`); ``visible_to``:
         only what that tenant may call."""
         return self.listing(visible_to)
+
+
+def _share_through(fleet: Fleet) -> Share:
+    """A rollback decided here, written for the fleet (or its clearing, removed)."""
+
+    async def share(key: tuple[str, str], record: RollbackRecord | None) -> None:
+        if record is None:
+            await fleet.rollbacks.remove(*key)
+            return
+        await fleet.rollbacks.write(
+            SharedRollback(
+                owner=key[0],
+                extension_id=key[1],
+                from_version=record.from_version,
+                to_version=record.to_version,
+                reason=record.reason,
+                at=record.at,
+            )
+        )
+
+    return share
+
+
+def _follower_of(rollouts: Rollouts) -> Callable[[dict[tuple[str, str], SharedRollback]], None]:
+    """What the fleet's listing hands the rollouts: its stored rollbacks."""
+
+    def follow(shared: dict[tuple[str, str], SharedRollback]) -> None:
+        rollouts.follow(
+            {
+                key: RollbackRecord(r.from_version, r.to_version, r.reason, r.at)
+                for key, r in shared.items()
+            }
+        )
+
+    return follow

@@ -5,6 +5,7 @@ answer again; /metrics carries the counts the PrometheusRule alerts on."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import json
 from collections.abc import Iterator
@@ -15,13 +16,16 @@ import pytest
 from pydantic import SecretStr
 
 from app.asgi import create_app
+from app.errors import InvocationFailure
 from app.gen.ameide.extensions.v1 import admin_pb
 from app.gen.ameide.extensions.v1.admin_connect import ExtensionRuntimeAdminClient
+from app.invocation import ExecutionContext, Invocation
 from app.runtime import Runtime
 from app.settings import Settings
 from tests._clients import connect_json
 from tests._servers import thread_server
 from tests._tokens import ISSUER, SECRET, caller_token
+from tests.integration._storage import S3Bucket
 from tests.rollout.test_rollout import _point, _publish
 from tests.sandbox._modules import ECHO, UNREACHABLE, raw
 
@@ -102,3 +106,36 @@ async def test_list_rollouts_shows_the_rollback_and_clear_undoes_it(
     # The promoted version answers again (its breaker is still open: unavailable).
     assert _call(url, "t9").json()["code"] in ("unavailable", "aborted")
     assert json.loads(httpx.get(url + "/readyz").text)["ready"] is True
+
+
+async def test_a_rollback_decided_in_one_process_is_followed_by_the_others(
+    s3: S3Bucket,
+) -> None:
+    """Two runtimes on one real bucket: only the first sees the failures."""
+    await s3.publish("rules", "1", ECHO, promote=True)
+    await s3.publish("rules", "4", UNREACHABLE, promote=True)  # previous: 1
+    settings = s3.settings(breaker_min_calls=4, breaker_failure_rate=0.5)
+    async with Runtime(settings) as first, Runtime(settings) as second:
+        for _ in range(4):
+            for tenant in ("t1", "t2", "t3"):
+                with contextlib.suppress(InvocationFailure):
+                    await first.invoke(_invocation(tenant))
+        assert first.rollouts.rolled_back(("", "rules")) is not None
+        await first.rollouts.drain()  # the rollback is written for the fleet
+        assert second.rollouts.rolled_back(("", "rules")) is None
+        await second.fleet.sync()  # its next listing
+        followed = second.rollouts.rolled_back(("", "rules"))
+        assert followed is not None and (followed.from_version, followed.to_version) == ("4", "1")
+        outcome = await second.invoke(_invocation("t9"))  # never failed here, rolled back
+        assert outcome.resolved_version == "1"
+        # Cleared through the second process: the first lifts it on its next listing.
+        assert second.rollouts.clear(("", "rules")) is not None
+        await second.rollouts.drain()
+        await first.fleet.sync()
+        assert first.rollouts.rolled_back(("", "rules")) is None
+
+
+def _invocation(tenant: str) -> Invocation:
+    return Invocation(
+        context=ExecutionContext(tenant_id=tenant), extension_id="rules", version="", input=b"{}"
+    )
