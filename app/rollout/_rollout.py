@@ -338,6 +338,10 @@ class Rollouts:
     def _count(self, key: Key, promoted: str, candidate: str, result: Shadow) -> None:
         self._state.shadows[(key[0], key[1], promoted, candidate, result)] += 1
 
+    @property
+    def shadows_in_flight(self) -> int:
+        return len(self._in_flight)
+
     def rollbacks(self) -> dict[Key, RollbackRecord]:
         """Every extension this process rolled back, and why."""
         return dict(self._state.rolled_back)
