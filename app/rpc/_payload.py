@@ -71,6 +71,10 @@ def input_bytes(payload: Oneof[str, Any] | None) -> bytes:
     except RecursionError:
         python = None
         ok = False
+    except ValueError:  # a Value with no kind set, anywhere inside (fuzzed binary input)
+        raise InvocationFailure(
+            ErrorKind.INVALID_INPUT, "input_json holds a value with no kind set"
+        ) from None
     else:
         ok = depth_ok(python)
     if not ok:

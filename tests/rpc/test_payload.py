@@ -41,3 +41,17 @@ async def test_small_outputs_stay_on_the_loop(parsed_on: list[int]) -> None:
 async def test_large_non_json_is_still_refused(parsed_on: list[int]) -> None:
     assert await _payload.parse_json_output_async(b"[" * 200_000) is None
     assert parsed_on[0] != threading.get_ident()
+
+
+def test_a_value_with_no_kind_set_is_invalid_input_not_internal() -> None:
+    from protobuf import Oneof
+    from protobuf.wkt import Struct, Value
+
+    from app.errors import ErrorKind, InvocationFailure
+
+    hollow = Value(
+        kind=Oneof("struct_value", Struct(fields={"a": Value()}))
+    )  # as fuzzed input decodes
+    with pytest.raises(InvocationFailure) as info:
+        _payload.input_bytes(Oneof("input_json", hollow))
+    assert info.value.kind is ErrorKind.INVALID_INPUT
