@@ -21,9 +21,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from app.auth import Authenticator
-from app.catalog import MAX_EVENT_BYTES, SIGNATURE_HEADER, EventRejected, PromotionGate
+from app.catalog import promotion_route
 from app.debug import add_cors, console_routes
-from app.errors import InvocationFailure
 from app.gen.ameide.extensions.v1.admin_connect import ExtensionRuntimeAdmin
 from app.hostcalls import JWKS_PATH
 from app.invocation import EchoInvoker, Invoker
@@ -67,7 +66,6 @@ def create_app(
         operators_app = admin_app(runtime, authenticator, settings.admin_scope)
         rpc_routes += _connect_routes(ExtensionRuntimeAdmin.desc(), operators_app)
     state = {"started": False}
-    promotions = PromotionGate(settings)
 
     async def metrics(_: Request) -> Response:
         if runtime is None:
@@ -91,42 +89,6 @@ def create_app(
             {"ready": False, "reasons": reasons, "pid": os.getpid()}, status_code=503
         )
 
-    async def promotion_event(request: Request) -> JSONResponse:
-        try:
-            body = await _read_capped(request, MAX_EVENT_BYTES)
-            # Signed, fresh and not seen before; a replay (409) has no effect.
-            event = promotions.admit(body, request.headers.get(SIGNATURE_HEADER))
-        except EventRejected as rejected:
-            _log.warning("promotion.rejected", status=rejected.status, reason=rejected.reason)
-            return JSONResponse({"error": rejected.reason}, status_code=rejected.status)
-        if runtime is None:
-            return JSONResponse({"error": "no catalog in this process"}, status_code=503)
-        extension_id = event.data.extension_id
-        owner = event.data.tenant_id or ""
-        try:
-            await promotions.apply(event, runtime.refresh_extension(extension_id, owner))
-        except InvocationFailure as failure:
-            # Storage is down: the catalog is left as it was, and the sender retries.
-            _log.warning(
-                "promotion.deferred", owner=owner, extension=extension_id, reason=failure.message
-            )
-            return JSONResponse({"error": failure.message}, status_code=503)
-        _log.info("promotion.applied", owner=owner, extension=extension_id, event_id=event.id)
-        try:
-            # The other processes reload it on their next listing, not their next poll.
-            await runtime.fleet.announce_promotion(extension_id, owner)
-        except InvocationFailure as failure:
-            _log.warning("promotion.not_announced", extension=extension_id, reason=failure.message)
-        promoted, versions = runtime.catalog.extensions().get((owner, extension_id), (None, []))
-        return JSONResponse(
-            {
-                "extension_id": extension_id,
-                "tenant_id": owner or None,
-                "promoted": promoted,
-                "versions": versions,
-            }
-        )
-
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         async with runtime if runtime is not None else nullcontext():
@@ -144,7 +106,7 @@ def create_app(
                 Route("/readyz", readyz, methods=["GET"]),
                 Route("/metrics", metrics, methods=["GET"]),
                 _jwks_route(runtime, settings),
-                Route("/events/promotion", promotion_event, methods=["POST"]),
+                promotion_route(runtime, settings),
                 *rpc_routes,
                 *(console_routes(runtime, authenticator) if settings.debug_console else []),
                 Route("/{path:path}", unknown_method, methods=["POST"]),
@@ -194,18 +156,6 @@ def _connect_routes(desc: Any, app: Any) -> list[Route]:
         Route(f"/{desc.type_name}/{method.name}", app, methods=["POST", "GET"])
         for method in desc.methods
     ]
-
-
-async def _read_capped(request: Request, limit: int) -> bytes:
-    """The body, refusing more than ``limit`` bytes without buffering them."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise EventRejected(413, "event too large")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 _application: Starlette | None = None

@@ -18,7 +18,9 @@ from app.catalog._publish import (
     build_definition,
     next_pointer,
     publish,
+    set_candidate,
 )
+from app.catalog._webhook import promotion_route
 from app.limits import DeclaredLimits
 
 __all__ = [
@@ -38,6 +40,8 @@ __all__ = [
     "PublishConflict",
     "build_definition",
     "next_pointer",
+    "promotion_route",
     "publish",
+    "set_candidate",
     "sign",
 ]

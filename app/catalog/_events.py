@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from app._ids import ID_PATTERN, TENANT_PATTERN, VERSION_PATTERN
+from app.catalog._definition import PromotedPointer
 from app.catalog._replay import EventMemory
 from app.settings import Settings
 
@@ -51,6 +52,30 @@ class PromotionData(BaseModel):
     version: str | None = Field(default=None, pattern=VERSION_PATTERN)
     tenant_id: str | None = Field(default=None, pattern=TENANT_PATTERN)
     """The owning tenant; absent for a platform extension."""
+    candidate: str | None = Field(default=None, pattern=VERSION_PATTERN)
+    shadow_per_mille: int | None = Field(default=None, ge=0, le=1000)
+    canary_percent: int | None = Field(default=None, ge=0, le=100)
+    """The rollout options the sender wrote with the pointer (``app/rollout``)."""
+
+    def unmet_by(self, pointer: PromotedPointer | None) -> str | None:
+        """What this event says that the pointer read from storage does not show.
+
+        The event only announces; storage holds the promotion. A pointer that
+        does not show it yet (a read that overtook the write) must not be
+        taken as applied: the sender retries until it is.
+        """
+        if pointer is None:
+            return "nothing is promoted" if self.version or self.candidate else None
+        claims = {
+            "version": (self.version, pointer.version),
+            "candidate": (self.candidate, pointer.candidate),
+            "shadow_per_mille": (self.shadow_per_mille, pointer.shadow_per_mille),
+            "canary_percent": (self.canary_percent, pointer.canary_percent),
+        }
+        for name, (said, stored) in claims.items():
+            if said is not None and said != stored:
+                return f"{name} is {stored!r}, the event says {said!r}"
+        return None
 
 
 class PromotionEvent(BaseModel):

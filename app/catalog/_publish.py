@@ -35,7 +35,14 @@ from app.storage import (
     version_prefix,
 )
 
-__all__ = ["Candidate", "PublishConflict", "build_definition", "next_pointer", "publish"]
+__all__ = [
+    "Candidate",
+    "PublishConflict",
+    "build_definition",
+    "next_pointer",
+    "publish",
+    "set_candidate",
+]
 
 
 class PublishConflict(ValueError):
@@ -96,13 +103,7 @@ def next_pointer(current: bytes | None, version: str, candidate: Candidate | Non
     if candidate is not None:
         if old is None:
             raise ValueError("nothing is promoted yet: promote a first version, then a candidate")
-        pointer = old.model_copy(
-            update={
-                "candidate": version,
-                "shadow_per_mille": candidate.shadow_per_mille,
-                "canary_percent": candidate.canary_percent,
-            }
-        )
+        pointer = _with_candidate(old, version, candidate)
     else:
         previous = (
             old.version if old and old.version != version else (old.previous if old else None)
@@ -112,6 +113,68 @@ def next_pointer(current: bytes | None, version: str, candidate: Candidate | Non
             previous=previous or None,
             promoted_at=datetime.datetime.now(datetime.UTC),
         )
+    return _pointer_bytes(pointer)
+
+
+def _with_candidate(
+    pointer: PromotedPointer, version: str | None, candidate: Candidate
+) -> PromotedPointer:
+    """``pointer`` with ``version`` as its candidate; ``None`` ends the rollout."""
+    if version is None:
+        return pointer.model_copy(
+            update={"candidate": None, "shadow_per_mille": 0, "canary_percent": 0}
+        )
+    return pointer.model_copy(
+        update={
+            "candidate": version,
+            "shadow_per_mille": candidate.shadow_per_mille,
+            "canary_percent": candidate.canary_percent,
+        }
+    )
+
+
+async def set_candidate(
+    settings: Settings,
+    owner: str,
+    extension_id: str,
+    version: str | None,
+    candidate: Candidate,
+) -> PromotedPointer:
+    """Rewrite the promotion pointer's rollout options, keeping what is promoted.
+
+    The admin RPC's ``SetRollout`` writes through here. The read-modify-write
+    is not atomic against a concurrent ``publish`` of the same extension (the
+    storage offers no conditional write here): the last writer wins, as with
+    two publishes. The caller tells the fleet (the runtime's own announcement).
+    """
+    pointer_at = promoted_key(owner, extension_id)
+    if settings.s3_endpoint_url:
+        source = S3Source(settings)
+        try:
+            current = await source.read_object(pointer_at, MAX_DEFINITION_BYTES)
+            pointer = _with_candidate(_promoted(current), version, candidate)
+            await source.put(pointer_at, _pointer_bytes(pointer), "application/json")
+        finally:
+            await source.close()
+        return pointer
+    if settings.extensions_dir is None:
+        raise ValueError("no S3 endpoint and no extensions directory configured")
+    current = read_beneath(settings.extensions_dir, pointer_at, MAX_DEFINITION_BYTES)
+    pointer = _with_candidate(_promoted(current), version, candidate)
+    write_beneath(settings.extensions_dir, pointer_at, _pointer_bytes(pointer))
+    return pointer
+
+
+def _promoted(current: bytes | None) -> PromotedPointer:
+    if current is None:
+        raise ValueError("nothing is promoted yet: promote a first version, then a candidate")
+    try:
+        return PromotedPointer.model_validate_json(current)
+    except ValidationError:
+        raise ValueError("the promotion pointer in storage is not valid") from None
+
+
+def _pointer_bytes(pointer: PromotedPointer) -> bytes:
     return pointer.model_dump_json(exclude_none=True, exclude_defaults=True).encode()
 
 

@@ -22,9 +22,11 @@ from connectrpc.request import RequestContext
 from protobuf import Oneof
 from pydantic import ValidationError
 
-from app._ids import ID_PATTERN, TENANT_PATTERN, fullmatch
+from app._ids import ID_PATTERN, TENANT_PATTERN, VERSION_PATTERN, fullmatch
 from app.auth import PermissionDenied
+from app.catalog import Candidate, PromotedPointer, set_candidate
 from app.controls import Degradation, Switch, Target
+from app.errors import ErrorKind, InvocationFailure
 from app.fleet import TooManySwitches
 from app.gen.ameide.extensions.v1 import admin_pb
 from app.gen.ameide.extensions.v1.admin_connect import ExtensionRuntimeAdmin
@@ -68,6 +70,25 @@ def _operator() -> str:
     if principal is None:  # the admin-scope layer lets no call through without one
         raise PermissionDenied("an admin token is required")
     return principal.subject
+
+
+def _extension_key(extension_id: str, owner: str) -> tuple[str, str]:
+    if not fullmatch(ID_PATTERN, extension_id):
+        raise InvalidRequest("extension_id is not an extension id")
+    if owner and not fullmatch(TENANT_PATTERN, owner):
+        raise InvalidRequest("owner is not a tenant id")
+    return owner, extension_id
+
+
+def _check_rollout(request: admin_pb.SetRolloutRequest, candidate: str | None) -> None:
+    if candidate is not None and not fullmatch(VERSION_PATTERN, candidate):
+        raise InvalidRequest("candidate_version is not a version")
+    if request.shadow_per_mille > 1000:
+        raise InvalidRequest("shadow_per_mille is at most 1000")
+    if request.canary_percent > 100:
+        raise InvalidRequest("canary_percent is at most 100")
+    if candidate is None and (request.shadow_per_mille or request.canary_percent):
+        raise InvalidRequest("shadow and canary shares need a candidate_version")
 
 
 def _wire_target(target: Target) -> admin_pb.ControlTarget:
@@ -265,46 +286,89 @@ class AdminService(ExtensionRuntimeAdmin):
         )
         return admin_pb.DegradeResponse()
 
+    def _rollout_state(
+        self, key: tuple[str, str], pointer: PromotedPointer
+    ) -> admin_pb.RolloutState:
+        rollouts = self._runtime.rollouts
+        rollback = rollouts.rolled_back(key)
+        counts: dict[str, int] = {}
+        for (_, _, result), n in rollouts.shadow_counts(key).items():
+            counts[result] = counts.get(result, 0) + n
+        return admin_pb.RolloutState(
+            extension_id=key[1],
+            owner=key[0],
+            promoted_version=pointer.version,
+            previous_version=pointer.previous or "",
+            candidate_version=pointer.candidate or "",
+            shadow_per_mille=pointer.shadow_per_mille,
+            canary_percent=pointer.canary_percent,
+            shadow_match=counts.get("match", 0),
+            shadow_differ=counts.get("differ", 0),
+            shadow_dropped=counts.get("dropped", 0),
+            shadow_failed=counts.get("failed", 0),
+            diffs=[_wire_diff(d) for d in rollouts.diffs(key)],
+            rollback=_wire_rollback(rollback) if rollback is not None else None,
+        )
+
     async def list_rollouts(
         self, request: admin_pb.ListRolloutsRequest, ctx: RequestContext[Any, Any], /
     ) -> admin_pb.ListRolloutsResponse:
-        rollouts = self._runtime.rollouts
-        states = []
-        for key, pointer in sorted(self._runtime.catalog.pointers().items()):
-            rollback = rollouts.rolled_back(key)
-            if pointer.candidate is None and pointer.previous is None and rollback is None:
-                continue
-            counts: dict[str, int] = {}
-            for (_, _, result), n in rollouts.shadow_counts(key).items():
-                counts[result] = counts.get(result, 0) + n
-            states.append(
-                admin_pb.RolloutState(
-                    extension_id=key[1],
-                    owner=key[0],
-                    promoted_version=pointer.version,
-                    previous_version=pointer.previous or "",
-                    candidate_version=pointer.candidate or "",
-                    shadow_per_mille=pointer.shadow_per_mille,
-                    canary_percent=pointer.canary_percent,
-                    shadow_match=counts.get("match", 0),
-                    shadow_differ=counts.get("differ", 0),
-                    shadow_dropped=counts.get("dropped", 0),
-                    shadow_failed=counts.get("failed", 0),
-                    diffs=[_wire_diff(d) for d in rollouts.diffs(key)],
-                    rollback=_wire_rollback(rollback) if rollback is not None else None,
-                )
-            )
+        states = [
+            self._rollout_state(key, pointer)
+            for key, pointer in sorted(self._runtime.catalog.pointers().items())
+            if pointer.candidate is not None
+            or pointer.previous is not None
+            or self._runtime.rollouts.rolled_back(key) is not None
+        ]
         return admin_pb.ListRolloutsResponse(rollouts=states)
+
+    async def set_rollout(
+        self, request: admin_pb.SetRolloutRequest, ctx: RequestContext[Any, Any], /
+    ) -> admin_pb.SetRolloutResponse:
+        operator = _operator()
+        key = _extension_key(request.extension_id, request.owner)
+        candidate = request.candidate_version or None
+        _check_rollout(request, candidate)
+        promoted, versions = self._runtime.catalog.extensions().get(key, (None, []))
+        if promoted is None:
+            raise InvalidRequest("nothing is promoted for this extension: publish --promote first")
+        if candidate == promoted:
+            raise InvalidRequest(f"{candidate} is the promoted version, not a candidate")
+        if candidate is not None and candidate not in versions:
+            raise InvalidRequest(f"no published version {candidate} of this extension is loaded")
+        shares = Candidate(request.shadow_per_mille, request.canary_percent)
+        try:
+            await set_candidate(self._runtime.settings, key[0], key[1], candidate, shares)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
+        except OSError:
+            raise InvocationFailure(
+                ErrorKind.UNAVAILABLE, "the extensions directory could not be written"
+            ) from None
+        await self._runtime.refresh_extension(key[1], key[0])
+        try:
+            await self._runtime.fleet.announce_promotion(key[1], key[0])
+        except InvocationFailure as failure:
+            _log.warning("admin.rollout_not_announced", extension=key[1], reason=failure.message)
+        _log.warning(
+            "admin.rollout_set",
+            extension=key[1],
+            owner=key[0] or "_platform",
+            candidate=candidate,
+            shadow_per_mille=shares.shadow_per_mille,
+            canary_percent=shares.canary_percent,
+            operator=operator,
+        )
+        pointer = self._runtime.catalog.pointers().get(key)
+        if pointer is None:  # removed from storage meanwhile: say what was asked for
+            raise InvocationFailure(ErrorKind.UNAVAILABLE, "the extension is no longer in storage")
+        return admin_pb.SetRolloutResponse(rollout=self._rollout_state(key, pointer))
 
     async def clear_rollback(
         self, request: admin_pb.ClearRollbackRequest, ctx: RequestContext[Any, Any], /
     ) -> admin_pb.ClearRollbackResponse:
         operator = _operator()
-        if not fullmatch(ID_PATTERN, request.extension_id):
-            raise InvalidRequest("extension_id is not an extension id")
-        if request.owner and not fullmatch(TENANT_PATTERN, request.owner):
-            raise InvalidRequest("owner is not a tenant id")
-        record = self._runtime.rollouts.clear((request.owner, request.extension_id))
+        record = self._runtime.rollouts.clear(_extension_key(request.extension_id, request.owner))
         _log.warning(
             "admin.rollback_cleared",
             extension=request.extension_id,

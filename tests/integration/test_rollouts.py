@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
 from pydantic import SecretStr
 
 from app.asgi import create_app
@@ -139,3 +141,88 @@ def _invocation(tenant: str) -> Invocation:
     return Invocation(
         context=ExecutionContext(tenant_id=tenant), extension_id="rules", version="", input=b"{}"
     )
+
+
+async def test_set_rollout_rewrites_the_pointer_and_the_fleet_follows(s3: S3Bucket) -> None:
+    """SetRollout on one process of two, on a real bucket: the candidate answers
+    there at once (a 100% canary) and in the other process after its next listing;
+    an empty candidate ends the rollout everywhere."""
+    await s3.publish("rules", "1", ECHO, promote=True)
+    await s3.publish("rules", "2", OTHER, promote=False)
+    auth = {"auth_enabled": True, "auth_hs256_secret": SecretStr(SECRET), "auth_issuer": ISSUER}
+    settings = s3.settings(**auth)
+    async with Runtime(settings) as second:
+        with thread_server(create_app(settings, runtime=Runtime(settings))) as url:
+            async with ExtensionRuntimeAdminClient(url) as admin:
+                changed = await admin.set_rollout(
+                    admin_pb.SetRolloutRequest(
+                        extension_id="rules", candidate_version="2", canary_percent=100
+                    ),
+                    headers=ADMIN,
+                )
+                state = changed.rollout
+                assert (state.promoted_version, state.candidate_version) == ("1", "2")
+                assert (state.canary_percent, state.shadow_per_mille) == (100, 0)
+                assert _call(url, "t1").json()["resolvedVersion"] == "2"
+
+                await _follow(second, "2")  # its next listing sees the announcement
+                assert (await second.invoke(_invocation("t1"))).resolved_version == "2"
+
+                ended = await admin.set_rollout(
+                    admin_pb.SetRolloutRequest(extension_id="rules"), headers=ADMIN
+                )
+                assert ended.rollout.candidate_version == ""
+                assert ended.rollout.canary_percent == 0
+                assert _call(url, "t1").json()["resolvedVersion"] == "1"
+                await _follow(second, None)
+                assert (await second.invoke(_invocation("t1"))).resolved_version == "1"
+
+
+async def _follow(runtime: Runtime, candidate: str | None) -> None:
+    """Listings until the process has reloaded the pointer (a reload is a task)."""
+    for _ in range(200):
+        await runtime.fleet.sync()
+        await asyncio.sleep(0.02)
+        if runtime.catalog.pointers()[("", "rules")].candidate == candidate:
+            return
+    pytest.fail(f"the second process never followed the candidate {candidate}")
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "says"),
+    [
+        ({"candidate_version": "4"}, "is the promoted version"),
+        ({"candidate_version": "9"}, "no published version 9"),
+        ({"candidate_version": "../2"}, "not a version"),
+        ({"candidate_version": "2", "shadow_per_mille": 1001}, "at most 1000"),
+        ({"candidate_version": "2", "canary_percent": 101}, "at most 100"),
+        ({"canary_percent": 10}, "need a candidate_version"),
+        ({"extension_id": "nothing-here", "candidate_version": "2"}, "nothing is promoted"),
+    ],
+)
+async def test_set_rollout_refuses_what_it_cannot_do(
+    served: tuple[str, Runtime, Path], request_fields: dict[str, object], says: str
+) -> None:
+    url, _, root = served
+    before = (root / "rules" / "promoted.json").read_bytes()
+    fields: dict[str, object] = {"extension_id": "rules", **request_fields}
+    async with ExtensionRuntimeAdminClient(url) as admin:
+        with pytest.raises(ConnectError) as refused:
+            await admin.set_rollout(admin_pb.SetRolloutRequest(**fields), headers=ADMIN)  # type: ignore[arg-type]
+    assert refused.value.code == Code.INVALID_ARGUMENT
+    assert says in refused.value.message
+    assert (root / "rules" / "promoted.json").read_bytes() == before
+
+
+async def test_set_rollout_needs_the_admin_scope(served: tuple[str, Runtime, Path]) -> None:
+    url, _, root = served
+    before = (root / "rules" / "promoted.json").read_bytes()
+    tenant = {"authorization": "Bearer " + caller_token("t1")}
+    async with ExtensionRuntimeAdminClient(url) as admin:
+        with pytest.raises(ConnectError) as refused:
+            await admin.set_rollout(
+                admin_pb.SetRolloutRequest(extension_id="rules", candidate_version="2"),
+                headers=tenant,
+            )
+    assert refused.value.code == Code.PERMISSION_DENIED
+    assert (root / "rules" / "promoted.json").read_bytes() == before

@@ -19,7 +19,7 @@ from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DE
 from protobuf import DescService
 
 from . import admin_pb
-from .admin_pb import ClearRollbackRequest, ClearRollbackResponse, DegradeRequest, DegradeResponse, DisableRequest, DisableResponse, EnableRequest, EnableResponse, ListControlsRequest, ListControlsResponse, ListExtensionsRequest, ListExtensionsResponse, ListRolloutsRequest, ListRolloutsResponse, RefreshCatalogRequest, RefreshCatalogResponse
+from .admin_pb import ClearRollbackRequest, ClearRollbackResponse, DegradeRequest, DegradeResponse, DisableRequest, DisableResponse, EnableRequest, EnableResponse, ListControlsRequest, ListControlsResponse, ListExtensionsRequest, ListExtensionsResponse, ListRolloutsRequest, ListRolloutsResponse, RefreshCatalogRequest, RefreshCatalogResponse, SetRolloutRequest, SetRolloutResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -82,6 +82,14 @@ class ExtensionRuntimeAdmin(Protocol):
     async def clear_rollback(self, request: ClearRollbackRequest, ctx: RequestContext[ClearRollbackRequest, ClearRollbackResponse], /) -> ClearRollbackResponse:
         """
         ClearRollback serves the promoted version again after an automatic rollback.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def set_rollout(self, request: SetRolloutRequest, ctx: RequestContext[SetRolloutRequest, SetRolloutResponse], /) -> SetRolloutResponse:
+        """
+        SetRollout names (or removes) the promoted version's candidate and its
+        shadow and canary shares, rewriting the promotion pointer in storage; every
+        process of the fleet follows it as it follows a promotion.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -190,6 +198,17 @@ class ExtensionRuntimeAdminASGIApplication(ConnectASGIApplication[ExtensionRunti
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.clear_rollback,
+                ),
+                "/ameide.extensions.v1.ExtensionRuntimeAdmin/SetRollout": Endpoint.unary(
+                    method=MethodInfo(
+                        name="SetRollout",
+                        service_name="ameide.extensions.v1.ExtensionRuntimeAdmin",
+                        input=SetRolloutRequest,
+                        output=SetRolloutResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.set_rollout,
                 ),
             },
             interceptors=interceptors,
@@ -395,6 +414,31 @@ class ExtensionRuntimeAdminClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def set_rollout(
+        self,
+        request: SetRolloutRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> SetRolloutResponse:
+        """
+        SetRollout names (or removes) the promoted version's candidate and its
+        shadow and canary shares, rewriting the promotion pointer in storage; every
+        process of the fleet follows it as it follows a promotion.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="SetRollout",
+                service_name="ameide.extensions.v1.ExtensionRuntimeAdmin",
+                input=SetRolloutRequest,
+                output=SetRolloutResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
 
 class ExtensionRuntimeAdminSync(Protocol):
     """
@@ -448,6 +492,14 @@ class ExtensionRuntimeAdminSync(Protocol):
     def clear_rollback(self, request: ClearRollbackRequest, ctx: RequestContext[ClearRollbackRequest, ClearRollbackResponse], /) -> ClearRollbackResponse:
         """
         ClearRollback serves the promoted version again after an automatic rollback.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def set_rollout(self, request: SetRolloutRequest, ctx: RequestContext[SetRolloutRequest, SetRolloutResponse], /) -> SetRolloutResponse:
+        """
+        SetRollout names (or removes) the promoted version's candidate and its
+        shadow and canary shares, rewriting the promotion pointer in storage; every
+        process of the fleet follows it as it follows a promotion.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -554,6 +606,17 @@ class ExtensionRuntimeAdminWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.clear_rollback,
+                ),
+                "/ameide.extensions.v1.ExtensionRuntimeAdmin/SetRollout": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="SetRollout",
+                        service_name="ameide.extensions.v1.ExtensionRuntimeAdmin",
+                        input=SetRolloutRequest,
+                        output=SetRolloutResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.set_rollout,
                 ),
             },
             interceptors=interceptors,
@@ -753,6 +816,31 @@ class ExtensionRuntimeAdminClientSync(ConnectClientSync):
                 service_name="ameide.extensions.v1.ExtensionRuntimeAdmin",
                 input=ClearRollbackRequest,
                 output=ClearRollbackResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def set_rollout(
+        self,
+        request: SetRolloutRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> SetRolloutResponse:
+        """
+        SetRollout names (or removes) the promoted version's candidate and its
+        shadow and canary shares, rewriting the promotion pointer in storage; every
+        process of the fleet follows it as it follows a promotion.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="SetRollout",
+                service_name="ameide.extensions.v1.ExtensionRuntimeAdmin",
+                input=SetRolloutRequest,
+                output=SetRolloutResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),

@@ -1157,6 +1157,97 @@ class ClearRollbackResponse(Message[_ClearRollbackResponseFields]):
 
         cleared: bool
 
+_SetRolloutRequestFields: TypeAlias = Literal["extension_id", "owner", "candidate_version", "shadow_per_mille", "canary_percent"]
+
+class SetRolloutRequest(Message[_SetRolloutRequestFields]):
+    """
+    ```proto
+    message ameide.extensions.v1.SetRolloutRequest
+    ```
+
+    Attributes:
+        extension_id:
+            ```proto
+            string extension_id = 1;
+            ```
+        owner:
+            The owning tenant; empty for a platform extension.
+
+            ```proto
+            string owner = 2;
+            ```
+        candidate_version:
+            A published version of the extension other than the promoted one; empty
+            ends the rollout (no candidate, no shadow runs, no canary).
+
+            ```proto
+            string candidate_version = 3;
+            ```
+        shadow_per_mille:
+            Live calls also run on the candidate, per thousand: 0 to 1000.
+
+            ```proto
+            uint32 shadow_per_mille = 4;
+            ```
+        canary_percent:
+            Tenants the candidate answers, by a stable hash of the tenant: 0 to 100.
+
+            ```proto
+            uint32 canary_percent = 5;
+            ```
+    """
+
+    __slots__ = ("extension_id", "owner", "candidate_version", "shadow_per_mille", "canary_percent")
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            extension_id: str = "",
+            owner: str = "",
+            candidate_version: str = "",
+            shadow_per_mille: int = 0,
+            canary_percent: int = 0,
+        ) -> None:
+            pass
+
+        extension_id: str
+        owner: str
+        candidate_version: str
+        shadow_per_mille: int
+        canary_percent: int
+
+_SetRolloutResponseFields: TypeAlias = Literal["rollout"]
+
+class SetRolloutResponse(Message[_SetRolloutResponseFields]):
+    """
+    ```proto
+    message ameide.extensions.v1.SetRolloutResponse
+    ```
+
+    Attributes:
+        rollout:
+            The rollout as this process loaded it after the change.
+
+            ```proto
+            optional ameide.extensions.v1.RolloutState rollout = 1;
+            ```
+    """
+
+    __slots__ = ("rollout",)
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            rollout: RolloutState | None = None,
+        ) -> None:
+            pass
+
+        rollout: RolloutState | None
+
 class BreakerState(Enum):
     """
     BreakerState of one version's circuit breaker.
@@ -1199,7 +1290,7 @@ class BreakerState(Enum):
 
 
 _DESC = file_desc(
-    b'\n ameide/extensions/v1/admin.proto\x12\x14ameide.extensions.v1"\xd0\x01\n\rControlTarget\x12<\n\x07version\x18\x01 \x01(\x0b2 .ameide.extensions.v1.VersionRefH\x00R\x07version\x12#\n\x0cextension_id\x18\x02 \x01(\tH\x00R\x0bextensionId\x12\x1d\n\ttenant_id\x18\x03 \x01(\tH\x00R\x08tenantId\x12\x1d\n\trisk_tier\x18\x04 \x01(\tH\x00R\x08riskTier\x12\x14\n\x05owner\x18\x05 \x01(\tR\x05ownerB\x08\n\x06target"I\n\nVersionRef\x12!\n\x0cextension_id\x18\x01 \x01(\tR\x0bextensionId\x12\x18\n\x07version\x18\x02 \x01(\tR\x07version"\xdc\x01\n\rLimitCeilings\x12\x12\n\x04fuel\x18\x01 \x01(\x04R\x04fuel\x12!\n\x0cmemory_bytes\x18\x02 \x01(\x04R\x0bmemoryBytes\x12\x1d\n\ntimeout_ms\x18\x03 \x01(\x04R\ttimeoutMs\x12!\n\x0coutput_bytes\x18\x04 \x01(\x04R\x0boutputBytes\x12$\n\x0emax_host_calls\x18\x05 \x01(\rR\x0cmaxHostCalls\x12,\n\x12degrade_host_calls\x18\x06 \x01(\x08R\x10degradeHostCalls"\x84\x02\n\x07Control\x12;\n\x06target\x18\x01 \x01(\x0b2#.ameide.extensions.v1.ControlTargetR\x06target\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\x12\x16\n\x06source\x18\x03 \x01(\tR\x06source\x12?\n\x08ceilings\x18\x04 \x01(\x0b2#.ameide.extensions.v1.LimitCeilingsR\x08ceilings\x12\x15\n\x06set_by\x18\x05 \x01(\tR\x05setBy\x12\x15\n\x06set_at\x18\x06 \x01(\tR\x05setAt\x12\x1d\n\nexpires_at\x18\x07 \x01(\tR\texpiresAt"\xbc\x02\n\x0cVersionState\x12\x18\n\x07version\x18\x01 \x01(\tR\x07version\x12\x1b\n\trisk_tier\x18\x02 \x01(\tR\x08riskTier\x12\x16\n\x06sha256\x18\x03 \x01(\tR\x06sha256\x12\x16\n\x06cached\x18\x04 \x01(\x08R\x06cached\x12\x1a\n\x08disabled\x18\x05 \x01(\x08R\x08disabled\x12\'\n\x0fdisabled_reason\x18\x06 \x01(\tR\x0edisabledReason\x12<\n\x07breaker\x18\x07 \x01(\x0e2".ameide.extensions.v1.BreakerStateR\x07breaker\x12\x10\n\x03abi\x18\x08 \x01(\tR\x03abi\x120\n\x14open_tenant_breakers\x18\t \x01(\rR\x12openTenantBreakers"\xb4\x01\n\x0eExtensionState\x12!\n\x0cextension_id\x18\x01 \x01(\tR\x0bextensionId\x12)\n\x10promoted_version\x18\x02 \x01(\tR\x0fpromotedVersion\x12>\n\x08versions\x18\x03 \x03(\x0b2".ameide.extensions.v1.VersionStateR\x08versions\x12\x14\n\x05owner\x18\x04 \x01(\tR\x05owner"\x17\n\x15ListExtensionsRequest"^\n\x16ListExtensionsResponse\x12D\n\nextensions\x18\x01 \x03(\x0b2$.ameide.extensions.v1.ExtensionStateR\nextensions"\x15\n\x13ListControlsRequest"\x8c\x01\n\x14ListControlsResponse\x129\n\x08disabled\x18\x01 \x03(\x0b2\x1d.ameide.extensions.v1.ControlR\x08disabled\x129\n\x08degraded\x18\x02 \x03(\x0b2\x1d.ameide.extensions.v1.ControlR\x08degraded"\x86\x01\n\x0eDisableRequest\x12;\n\x06target\x18\x01 \x01(\x0b2#.ameide.extensions.v1.ControlTargetR\x06target\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1f\n\x0bttl_seconds\x18\x03 \x01(\rR\nttlSeconds"\x11\n\x0fDisableResponse"L\n\rEnableRequest\x12;\n\x06target\x18\x01 \x01(\x0b2#.ameide.extensions.v1.ControlTargetR\x06target"*\n\x0eEnableResponse\x12\x18\n\x07removed\x18\x01 \x01(\x08R\x07removed"\xc7\x01\n\x0eDegradeRequest\x12;\n\x06target\x18\x01 \x01(\x0b2#.ameide.extensions.v1.ControlTargetR\x06target\x12?\n\x08ceilings\x18\x02 \x01(\x0b2#.ameide.extensions.v1.LimitCeilingsR\x08ceilings\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1f\n\x0bttl_seconds\x18\x04 \x01(\rR\nttlSeconds"\x11\n\x0fDegradeResponse"P\n\x15RefreshCatalogRequest\x12!\n\x0cextension_id\x18\x01 \x01(\tR\x0bextensionId\x12\x14\n\x05owner\x18\x02 \x01(\tR\x05owner":\n\x16RefreshCatalogResponse\x12 \n\x0bdefinitions\x18\x01 \x01(\rR\x0bdefinitions"\x15\n\x13ListRolloutsRequest"\xc9\x02\n\nShadowDiff\x12\x0e\n\x02at\x18\x01 \x01(\tR\x02at\x12)\n\x10promoted_version\x18\x02 \x01(\tR\x0fpromotedVersion\x12+\n\x11candidate_version\x18\x03 \x01(\tR\x10candidateVersion\x12\x1f\n\x0binput_bytes\x18\x04 \x01(\rR\ninputBytes\x12\x12\n\x04live\x18\x05 \x01(\tR\x04live\x12\x16\n\x06shadow\x18\x06 \x01(\tR\x06shadow\x12\x1f\n\x0blive_sha256\x18\x07 \x01(\tR\nliveSha256\x12#\n\rshadow_sha256\x18\x08 \x01(\tR\x0cshadowSha256\x12\x1d\n\nlive_bytes\x18\t \x01(\rR\tliveBytes\x12!\n\x0cshadow_bytes\x18\n \x01(\rR\x0bshadowBytes"t\n\x08Rollback\x12!\n\x0cfrom_version\x18\x01 \x01(\tR\x0bfromVersion\x12\x1d\n\nto_version\x18\x02 \x01(\tR\ttoVersion\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\x12\x0e\n\x02at\x18\x04 \x01(\tR\x02at"\xa3\x04\n\x0cRolloutState\x12!\n\x0cextension_id\x18\x01 \x01(\tR\x0bextensionId\x12\x14\n\x05owner\x18\x02 \x01(\tR\x05owner\x12)\n\x10promoted_version\x18\x03 \x01(\tR\x0fpromotedVersion\x12)\n\x10previous_version\x18\x04 \x01(\tR\x0fpreviousVersion\x12+\n\x11candidate_version\x18\x05 \x01(\tR\x10candidateVersion\x12(\n\x10shadow_per_mille\x18\x06 \x01(\rR\x0eshadowPerMille\x12%\n\x0ecanary_percent\x18\x07 \x01(\rR\rcanaryPercent\x12!\n\x0cshadow_match\x18\x08 \x01(\x04R\x0bshadowMatch\x12#\n\rshadow_differ\x18\t \x01(\x04R\x0cshadowDiffer\x12%\n\x0eshadow_dropped\x18\n \x01(\x04R\rshadowDropped\x12#\n\rshadow_failed\x18\x0b \x01(\x04R\x0cshadowFailed\x126\n\x05diffs\x18\x0c \x03(\x0b2 .ameide.extensions.v1.ShadowDiffR\x05diffs\x12:\n\x08rollback\x18\r \x01(\x0b2\x1e.ameide.extensions.v1.RollbackR\x08rollback"V\n\x14ListRolloutsResponse\x12>\n\x08rollouts\x18\x01 \x03(\x0b2".ameide.extensions.v1.RolloutStateR\x08rollouts"O\n\x14ClearRollbackRequest\x12!\n\x0cextension_id\x18\x01 \x01(\tR\x0bextensionId\x12\x14\n\x05owner\x18\x02 \x01(\tR\x05owner"1\n\x15ClearRollbackResponse\x12\x18\n\x07cleared\x18\x01 \x01(\x08R\x07cleared*|\n\x0cBreakerState\x12\x1d\n\x19BREAKER_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14BREAKER_STATE_CLOSED\x10\x01\x12\x16\n\x12BREAKER_STATE_OPEN\x10\x02\x12\x1b\n\x17BREAKER_STATE_HALF_OPEN\x10\x032\xbe\x06\n\x15ExtensionRuntimeAdmin\x12m\n\x0eListExtensions\x12+.ameide.extensions.v1.ListExtensionsRequest\x1a,.ameide.extensions.v1.ListExtensionsResponse"\x00\x12g\n\x0cListControls\x12).ameide.extensions.v1.ListControlsRequest\x1a*.ameide.extensions.v1.ListControlsResponse"\x00\x12X\n\x07Disable\x12$.ameide.extensions.v1.DisableRequest\x1a%.ameide.extensions.v1.DisableResponse"\x00\x12U\n\x06Enable\x12#.ameide.extensions.v1.EnableRequest\x1a$.ameide.extensions.v1.EnableResponse"\x00\x12X\n\x07Degrade\x12$.ameide.extensions.v1.DegradeRequest\x1a%.ameide.extensions.v1.DegradeResponse"\x00\x12m\n\x0eRefreshCatalog\x12+.ameide.extensions.v1.RefreshCatalogRequest\x1a,.ameide.extensions.v1.RefreshCatalogResponse"\x00\x12g\n\x0cListRollouts\x12).ameide.extensions.v1.ListRolloutsRequest\x1a*.ameide.extensions.v1.ListRolloutsResponse"\x00\x12j\n\rClearRollback\x12*.ameide.extensions.v1.ClearRollbackRequest\x1a+.ameide.extensions.v1.ClearRollbackResponse"\x00b\x06proto3',
+    b'\n ameide/extensions/v1/admin.proto\x12\x14ameide.extensions.v1"\xd0\x01\n\rControlTarget\x12<\n\x07version\x18\x01 \x01(\x0b2 .ameide.extensions.v1.VersionRefH\x00R\x07version\x12#\n\x0cextension_id\x18\x02 \x01(\tH\x00R\x0bextensionId\x12\x1d\n\ttenant_id\x18\x03 \x01(\tH\x00R\x08tenantId\x12\x1d\n\trisk_tier\x18\x04 \x01(\tH\x00R\x08riskTier\x12\x14\n\x05owner\x18\x05 \x01(\tR\x05ownerB\x08\n\x06target"I\n\nVersionRef\x12!\n\x0cextension_id\x18\x01 \x01(\tR\x0bextensionId\x12\x18\n\x07version\x18\x02 \x01(\tR\x07version"\xdc\x01\n\rLimitCeilings\x12\x12\n\x04fuel\x18\x01 \x01(\x04R\x04fuel\x12!\n\x0cmemory_bytes\x18\x02 \x01(\x04R\x0bmemoryBytes\x12\x1d\n\ntimeout_ms\x18\x03 \x01(\x04R\ttimeoutMs\x12!\n\x0coutput_bytes\x18\x04 \x01(\x04R\x0boutputBytes\x12$\n\x0emax_host_calls\x18\x05 \x01(\rR\x0cmaxHostCalls\x12,\n\x12degrade_host_calls\x18\x06 \x01(\x08R\x10degradeHostCalls"\x84\x02\n\x07Control\x12;\n\x06target\x18\x01 \x01(\x0b2#.ameide.extensions.v1.ControlTargetR\x06target\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\x12\x16\n\x06source\x18\x03 \x01(\tR\x06source\x12?\n\x08ceilings\x18\x04 \x01(\x0b2#.ameide.extensions.v1.LimitCeilingsR\x08ceilings\x12\x15\n\x06set_by\x18\x05 \x01(\tR\x05setBy\x12\x15\n\x06set_at\x18\x06 \x01(\tR\x05setAt\x12\x1d\n\nexpires_at\x18\x07 \x01(\tR\texpiresAt"\xbc\x02\n\x0cVersionState\x12\x18\n\x07version\x18\x01 \x01(\tR\x07version\x12\x1b\n\trisk_tier\x18\x02 \x01(\tR\x08riskTier\x12\x16\n\x06sha256\x18\x03 \x01(\tR\x06sha256\x12\x16\n\x06cached\x18\x04 \x01(\x08R\x06cached\x12\x1a\n\x08disabled\x18\x05 \x01(\x08R\x08disabled\x12\'\n\x0fdisabled_reason\x18\x06 \x01(\tR\x0edisabledReason\x12<\n\x07breaker\x18\x07 \x01(\x0e2".ameide.extensions.v1.BreakerStateR\x07breaker\x12\x10\n\x03abi\x18\x08 \x01(\tR\x03abi\x120\n\x14open_tenant_breakers\x18\t \x01(\rR\x12openTenantBreakers"\xb4\x01\n\x0eExtensionState\x12!\n\x0cextension_id\x18\x01 \x01(\tR\x0bextensionId\x12)\n\x10promoted_version\x18\x02 \x01(\tR\x0fpromotedVersion\x12>\n\x08versions\x18\x03 \x03(\x0b2".ameide.extensions.v1.VersionStateR\x08versions\x12\x14\n\x05owner\x18\x04 \x01(\tR\x05owner"\x17\n\x15ListExtensionsRequest"^\n\x16ListExtensionsResponse\x12D\n\nextensions\x18\x01 \x03(\x0b2$.ameide.extensions.v1.ExtensionStateR\nextensions"\x15\n\x13ListControlsRequest"\x8c\x01\n\x14ListControlsResponse\x129\n\x08disabled\x18\x01 \x03(\x0b2\x1d.ameide.extensions.v1.ControlR\x08disabled\x129\n\x08degraded\x18\x02 \x03(\x0b2\x1d.ameide.extensions.v1.ControlR\x08degraded"\x86\x01\n\x0eDisableRequest\x12;\n\x06target\x18\x01 \x01(\x0b2#.ameide.extensions.v1.ControlTargetR\x06target\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1f\n\x0bttl_seconds\x18\x03 \x01(\rR\nttlSeconds"\x11\n\x0fDisableResponse"L\n\rEnableRequest\x12;\n\x06target\x18\x01 \x01(\x0b2#.ameide.extensions.v1.ControlTargetR\x06target"*\n\x0eEnableResponse\x12\x18\n\x07removed\x18\x01 \x01(\x08R\x07removed"\xc7\x01\n\x0eDegradeRequest\x12;\n\x06target\x18\x01 \x01(\x0b2#.ameide.extensions.v1.ControlTargetR\x06target\x12?\n\x08ceilings\x18\x02 \x01(\x0b2#.ameide.extensions.v1.LimitCeilingsR\x08ceilings\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1f\n\x0bttl_seconds\x18\x04 \x01(\rR\nttlSeconds"\x11\n\x0fDegradeResponse"P\n\x15RefreshCatalogRequest\x12!\n\x0cextension_id\x18\x01 \x01(\tR\x0bextensionId\x12\x14\n\x05owner\x18\x02 \x01(\tR\x05owner":\n\x16RefreshCatalogResponse\x12 \n\x0bdefinitions\x18\x01 \x01(\rR\x0bdefinitions"\x15\n\x13ListRolloutsRequest"\xc9\x02\n\nShadowDiff\x12\x0e\n\x02at\x18\x01 \x01(\tR\x02at\x12)\n\x10promoted_version\x18\x02 \x01(\tR\x0fpromotedVersion\x12+\n\x11candidate_version\x18\x03 \x01(\tR\x10candidateVersion\x12\x1f\n\x0binput_bytes\x18\x04 \x01(\rR\ninputBytes\x12\x12\n\x04live\x18\x05 \x01(\tR\x04live\x12\x16\n\x06shadow\x18\x06 \x01(\tR\x06shadow\x12\x1f\n\x0blive_sha256\x18\x07 \x01(\tR\nliveSha256\x12#\n\rshadow_sha256\x18\x08 \x01(\tR\x0cshadowSha256\x12\x1d\n\nlive_bytes\x18\t \x01(\rR\tliveBytes\x12!\n\x0cshadow_bytes\x18\n \x01(\rR\x0bshadowBytes"t\n\x08Rollback\x12!\n\x0cfrom_version\x18\x01 \x01(\tR\x0bfromVersion\x12\x1d\n\nto_version\x18\x02 \x01(\tR\ttoVersion\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\x12\x0e\n\x02at\x18\x04 \x01(\tR\x02at"\xa3\x04\n\x0cRolloutState\x12!\n\x0cextension_id\x18\x01 \x01(\tR\x0bextensionId\x12\x14\n\x05owner\x18\x02 \x01(\tR\x05owner\x12)\n\x10promoted_version\x18\x03 \x01(\tR\x0fpromotedVersion\x12)\n\x10previous_version\x18\x04 \x01(\tR\x0fpreviousVersion\x12+\n\x11candidate_version\x18\x05 \x01(\tR\x10candidateVersion\x12(\n\x10shadow_per_mille\x18\x06 \x01(\rR\x0eshadowPerMille\x12%\n\x0ecanary_percent\x18\x07 \x01(\rR\rcanaryPercent\x12!\n\x0cshadow_match\x18\x08 \x01(\x04R\x0bshadowMatch\x12#\n\rshadow_differ\x18\t \x01(\x04R\x0cshadowDiffer\x12%\n\x0eshadow_dropped\x18\n \x01(\x04R\rshadowDropped\x12#\n\rshadow_failed\x18\x0b \x01(\x04R\x0cshadowFailed\x126\n\x05diffs\x18\x0c \x03(\x0b2 .ameide.extensions.v1.ShadowDiffR\x05diffs\x12:\n\x08rollback\x18\r \x01(\x0b2\x1e.ameide.extensions.v1.RollbackR\x08rollback"V\n\x14ListRolloutsResponse\x12>\n\x08rollouts\x18\x01 \x03(\x0b2".ameide.extensions.v1.RolloutStateR\x08rollouts"O\n\x14ClearRollbackRequest\x12!\n\x0cextension_id\x18\x01 \x01(\tR\x0bextensionId\x12\x14\n\x05owner\x18\x02 \x01(\tR\x05owner"1\n\x15ClearRollbackResponse\x12\x18\n\x07cleared\x18\x01 \x01(\x08R\x07cleared"\xca\x01\n\x11SetRolloutRequest\x12!\n\x0cextension_id\x18\x01 \x01(\tR\x0bextensionId\x12\x14\n\x05owner\x18\x02 \x01(\tR\x05owner\x12+\n\x11candidate_version\x18\x03 \x01(\tR\x10candidateVersion\x12(\n\x10shadow_per_mille\x18\x04 \x01(\rR\x0eshadowPerMille\x12%\n\x0ecanary_percent\x18\x05 \x01(\rR\rcanaryPercent"R\n\x12SetRolloutResponse\x12<\n\x07rollout\x18\x01 \x01(\x0b2".ameide.extensions.v1.RolloutStateR\x07rollout*|\n\x0cBreakerState\x12\x1d\n\x19BREAKER_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14BREAKER_STATE_CLOSED\x10\x01\x12\x16\n\x12BREAKER_STATE_OPEN\x10\x02\x12\x1b\n\x17BREAKER_STATE_HALF_OPEN\x10\x032\xa1\x07\n\x15ExtensionRuntimeAdmin\x12m\n\x0eListExtensions\x12+.ameide.extensions.v1.ListExtensionsRequest\x1a,.ameide.extensions.v1.ListExtensionsResponse"\x00\x12g\n\x0cListControls\x12).ameide.extensions.v1.ListControlsRequest\x1a*.ameide.extensions.v1.ListControlsResponse"\x00\x12X\n\x07Disable\x12$.ameide.extensions.v1.DisableRequest\x1a%.ameide.extensions.v1.DisableResponse"\x00\x12U\n\x06Enable\x12#.ameide.extensions.v1.EnableRequest\x1a$.ameide.extensions.v1.EnableResponse"\x00\x12X\n\x07Degrade\x12$.ameide.extensions.v1.DegradeRequest\x1a%.ameide.extensions.v1.DegradeResponse"\x00\x12m\n\x0eRefreshCatalog\x12+.ameide.extensions.v1.RefreshCatalogRequest\x1a,.ameide.extensions.v1.RefreshCatalogResponse"\x00\x12g\n\x0cListRollouts\x12).ameide.extensions.v1.ListRolloutsRequest\x1a*.ameide.extensions.v1.ListRolloutsResponse"\x00\x12j\n\rClearRollback\x12*.ameide.extensions.v1.ClearRollbackRequest\x1a+.ameide.extensions.v1.ClearRollbackResponse"\x00\x12a\n\nSetRollout\x12\'.ameide.extensions.v1.SetRolloutRequest\x1a(.ameide.extensions.v1.SetRolloutResponse"\x00b\x06proto3',
     [],
     {
         "ControlTarget": ControlTarget,
@@ -1227,6 +1318,8 @@ _DESC = file_desc(
         "ListRolloutsResponse": ListRolloutsResponse,
         "ClearRollbackRequest": ClearRollbackRequest,
         "ClearRollbackResponse": ClearRollbackResponse,
+        "SetRolloutRequest": SetRolloutRequest,
+        "SetRolloutResponse": SetRolloutResponse,
         "BreakerState": BreakerState,
     },
 )
