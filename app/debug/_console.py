@@ -38,7 +38,8 @@ _PAGE_HEADERS = {
 
 
 def extension_listing(runtime: Runtime | None, tenant: str | None = None) -> list[dict[str, Any]]:
-    """``[{id, owner, promoted, versions: [{version, abi, risk_tier, description, disabled}]}]``.
+    """``[{id, owner, promoted, rollout, versions: [{version, abi, risk_tier, description,
+    disabled}]}]``.
 
     ``tenant``: only what that caller may invoke; ``None`` lists everything.
     """
@@ -49,6 +50,7 @@ def extension_listing(runtime: Runtime | None, tenant: str | None = None) -> lis
             "id": view.extension_id,
             "owner": view.owner,
             "promoted": view.promoted,
+            "rollout": _rollout(runtime, (view.owner_key, view.extension_id)),
             "versions": [
                 {
                     "version": v.definition.version,
@@ -62,6 +64,21 @@ def extension_listing(runtime: Runtime | None, tenant: str | None = None) -> lis
         }
         for view in runtime.describe(tenant)
     ]
+
+
+def _rollout(runtime: Runtime, key: tuple[str, str]) -> dict[str, Any] | None:
+    """Version names and shares only: what the page shows and the admin RPC sets."""
+    pointer = runtime.catalog.pointers().get(key)
+    if pointer is None:
+        return None
+    rollback = runtime.rollouts.rolled_back(key)
+    return {
+        "previous": pointer.previous,
+        "candidate": pointer.candidate,
+        "shadow_per_mille": pointer.shadow_per_mille,
+        "canary_percent": pointer.canary_percent,
+        "rolled_back_to": rollback.to_version if rollback is not None else None,
+    }
 
 
 def console_routes(runtime: Runtime | None, authenticator: Authenticator) -> list[BaseRoute]:

@@ -37,6 +37,11 @@ class ExtensionView:
     promoted: str | None
     versions: list[VersionView]
 
+    @property
+    def owner_key(self) -> str:
+        """The owner as the catalog keys it (empty for a platform extension)."""
+        return "" if self.owner == PLATFORM_OWNER else self.owner
+
 
 class Listing:
     """Reads the catalog, the module cache, the switches and the breakers into views."""

@@ -201,3 +201,69 @@ async def test_listing_with_auth_on_uses_the_token(page: Any, auth_url: str) -> 
     assert await page.inner_text("#problem") == ""
     await _invoke(page, transport="grpc-web", extension="hello", data='{"name": "Ada"}')
     assert "Hello, Ada!" in await page.inner_text("#output")
+
+
+@pytest.fixture(scope="module")
+def rollout_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """Auth on, the console on, ``rules`` 1 promoted and 2 published beside it."""
+    import asyncio
+
+    from tests.rollout.test_rollout import CONSTANT, _point, _publish
+    from tests.sandbox._modules import ECHO
+
+    root = tmp_path_factory.mktemp("rollout") / "extensions"
+    asyncio.run(_publish(root, "1", ECHO))
+    asyncio.run(_publish(root, "2", CONSTANT))
+    _point(root, version="1")
+    env = {
+        "EXTENSIONS_RUNTIME_DEBUG_CONSOLE": "true",
+        "EXTENSIONS_RUNTIME_AUTH_HS256_SECRET": SECRET,
+        "EXTENSIONS_RUNTIME_AUTH_ISSUER": ISSUER,
+        "EXTENSIONS_RUNTIME_EXTENSIONS_DIR": str(root),
+        "EXTENSIONS_RUNTIME_MODULE_CACHE_DIR": str(tmp_path_factory.mktemp("cache")),
+    }
+    with cli_server("pyvoy", env=env, dev=False) as url:
+        yield url, root
+
+
+async def _apply_rollout(page: Any, token: str, candidate: str, canary: str) -> str:
+    await page.fill("#token", token)
+    await page.press("#token", "Tab")  # leaving the box reloads the listing (and the form)
+    await page.wait_for_selector("body[data-ready=true]")
+    await page.select_option("#extension", "rules")
+    if not await page.is_visible("#rollout-apply"):
+        await page.click("#rollout-panel summary")
+    await page.select_option("#rollout-candidate", candidate)
+    await page.fill("#rollout-canary", canary)
+    async with page.expect_request("**/SetRollout") as sent:
+        await page.click("#rollout-apply")
+    assert (await sent.value).post_data_buffer  # a real request went out
+    await page.wait_for_selector("#rollout-result[data-state]")
+    return str(await page.inner_text("#rollout-result"))
+
+
+async def test_rollout_is_shown_and_set_through_the_admin_rpc(
+    page: Any, rollout_url: tuple[str, Path]
+) -> None:
+    """A tenant's token is refused; an admin token sets a 100% canary of 2, which
+    the page then shows and the next invocation resolves to."""
+    url, root = rollout_url
+    pointer = root / "rules" / "promoted.json"
+    await _open(page, url)
+    refused = await _apply_rollout(page, caller_token(iss=ISSUER), "2", "100")
+    assert refused.startswith("Refused (permission_denied)")
+    assert "candidate" not in pointer.read_text()
+
+    admin = caller_token(iss=ISSUER, scope="extensions-runtime:admin")
+    await page.evaluate("document.querySelector('#rollout-result').removeAttribute('data-state')")
+    applied = await _apply_rollout(page, admin, "2", "100")
+    assert applied == "Applied: candidate 2, shadow 0‰, canary 100%."
+    assert '"candidate":"2"' in pointer.read_text()
+    await page.wait_for_function(
+        "document.querySelector('#rollout-state').textContent.includes('candidate 2')"
+    )
+    assert "canary 100%" in await page.inner_text("#rollout-state")
+    await _invoke(page, transport="connect", extension="rules", data='{"name": "Ada"}')
+    assert await page.inner_text("#resolved-version") == "2"
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "debug-console-rollout.png"), full_page=True)

@@ -5,7 +5,11 @@
  * with `make console`; everything it does goes through the public client in
  * ../src/index.ts, exactly as any browser caller would.
  */
+import { createClient } from "@connectrpc/connect";
+import { ExtensionRuntimeAdmin, type RolloutState } from "../src/gen/ameide/extensions/v1/admin_pb.js";
 import {
+  codeName,
+  ConnectError,
   createRuntimeClient,
   ExtensionError,
   parseJsonInput,
@@ -27,9 +31,19 @@ interface VersionInfo {
   disabled: string | null;
 }
 
+interface RolloutInfo {
+  previous: string | null;
+  candidate: string | null;
+  shadow_per_mille: number;
+  canary_percent: number;
+  rolled_back_to: string | null;
+}
+
 interface ExtensionInfo {
   id: string;
+  owner: string;
   promoted: string | null;
+  rollout: RolloutInfo | null;
   versions: VersionInfo[];
 }
 
@@ -77,6 +91,13 @@ const ui = {
   requestId: $<HTMLSpanElement>("request-id"),
   resolved: $<HTMLSpanElement>("resolved-version"),
   elapsed: $<HTMLSpanElement>("elapsed"),
+  rolloutPanel: $<HTMLDetailsElement>("rollout-panel"),
+  rolloutState: $<HTMLSpanElement>("rollout-state"),
+  rolloutCandidate: $<HTMLSelectElement>("rollout-candidate"),
+  rolloutShadow: $<HTMLInputElement>("rollout-shadow"),
+  rolloutCanary: $<HTMLInputElement>("rollout-canary"),
+  rolloutApply: $<HTMLButtonElement>("rollout-apply"),
+  rolloutResult: $<HTMLParagraphElement>("rollout-result"),
 };
 
 let catalog: ExtensionInfo[] = [];
@@ -156,6 +177,7 @@ function showVersions(loadInput = true): void {
     ),
   );
   showDescription();
+  showRollout();
   if (!loadInput) return;
   const saved = load().inputs?.[extensionId()];
   const example = exampleFrom(selectedInfo().ver?.description ?? "");
@@ -206,6 +228,89 @@ async function loadCatalog(): Promise<void> {
   // Reloading the list keeps what the person typed for the same extension.
   showVersions(previous !== current);
   document.body.dataset.ready = "true";
+}
+
+// ---- the rollout: shadow, canary, rolled back --------------------------------
+
+function describeRollout(ext: ExtensionInfo): string {
+  const r = ext.rollout;
+  if (!r) return "nothing promoted";
+  const parts = [`promoted ${ext.promoted ?? "none"}`];
+  if (r.candidate) {
+    parts.push(`candidate ${r.candidate}`, `shadow ${r.shadow_per_mille}‰`, `canary ${r.canary_percent}%`);
+  } else {
+    parts.push("no candidate");
+  }
+  if (r.previous) parts.push(`previous ${r.previous}`);
+  if (r.rolled_back_to) parts.push(`ROLLED BACK to ${r.rolled_back_to}`);
+  return parts.join(" · ");
+}
+
+/** The chosen extension's rollout, and the form that changes it. */
+function showRollout(): void {
+  const { ext } = selectedInfo();
+  ui.rolloutPanel.hidden = !ext;
+  if (!ext) return;
+  ui.rolloutState.textContent = `(${describeRollout(ext)})`;
+  const r = ext.rollout;
+  ui.rolloutCandidate.replaceChildren(
+    option("", "none (end the rollout)"),
+    ...ext.versions.filter((v) => v.version !== ext.promoted).map((v) => option(v.version, v.version)),
+  );
+  ui.rolloutCandidate.value = r?.candidate ?? "";
+  ui.rolloutShadow.value = String(r?.shadow_per_mille ?? 0);
+  ui.rolloutCanary.value = String(r?.canary_percent ?? 0);
+  ui.rolloutApply.disabled = !ext.promoted;
+}
+
+function wholeNumber(input: HTMLInputElement, max: number, name: string): number {
+  const n = Number(input.value);
+  if (!Number.isInteger(n) || n < 0 || n > max) throw new Error(`${name} must be a whole number from 0 to ${max}`);
+  return n;
+}
+
+async function applyRollout(): Promise<void> {
+  const { ext } = selectedInfo();
+  if (!ext) return;
+  ui.rolloutResult.textContent = "";
+  const candidateVersion = ui.rolloutCandidate.value;
+  let shadowPerMille: number;
+  let canaryPercent: number;
+  try {
+    shadowPerMille = candidateVersion ? wholeNumber(ui.rolloutShadow, 1000, "Shadow") : 0;
+    canaryPercent = candidateVersion ? wholeNumber(ui.rolloutCanary, 100, "Canary") : 0;
+  } catch (err) {
+    ui.rolloutResult.textContent = (err as Error).message;
+    return;
+  }
+  const token = ui.token.value.trim();
+  const { transport } = createRuntimeClient(serverUrl(), {
+    transport: ui.transport.value as TransportKind,
+    ...(token ? { token } : {}),
+  });
+  const admin = createClient(ExtensionRuntimeAdmin, transport);
+  ui.rolloutApply.disabled = true;
+  try {
+    const answer = await admin.setRollout({
+      extensionId: ext.id,
+      owner: ext.owner === "_platform" ? "" : ext.owner,
+      candidateVersion,
+      shadowPerMille,
+      canaryPercent,
+    });
+    const state: RolloutState | undefined = answer.rollout;
+    ui.rolloutResult.textContent = state?.candidateVersion
+      ? `Applied: candidate ${state.candidateVersion}, shadow ${state.shadowPerMille}‰, canary ${state.canaryPercent}%.`
+      : "Applied: no candidate.";
+    ui.rolloutResult.dataset.state = "ok";
+    await loadCatalog();
+  } catch (err) {
+    const e = ConnectError.from(err);
+    ui.rolloutResult.textContent = `Refused (${codeName(e.code)}): ${e.rawMessage}`;
+    ui.rolloutResult.dataset.state = "error";
+  } finally {
+    ui.rolloutApply.disabled = false;
+  }
 }
 
 // ---- invoking ----------------------------------------------------------------
@@ -408,6 +513,7 @@ function start(): void {
   ui.version.addEventListener("change", showDescription);
   ui.extensionOther.addEventListener("change", () => showVersions());
   ui.refresh.addEventListener("click", () => void loadCatalog());
+  ui.rolloutApply.addEventListener("click", () => void applyRollout());
   ui.server.addEventListener("change", () => void loadCatalog());
   ui.token.addEventListener("change", () => void loadCatalog());
   ui.form.addEventListener("submit", (event) => {
