@@ -62,7 +62,8 @@ def run(
         result: Any = handle(store, data)
         handle.post_return(store)
     except (wasmtime.Trap, wasmtime.WasmtimeError) as err:
-        raise _traps.classify(err, state) from None
+        state.flush_stderr()
+        raise _out_of_memory(_traps.classify(err, state), state) from None
     finally:
         state.flush_stderr()
     if state.failure is not None:
@@ -99,6 +100,27 @@ def _instantiate(
             ErrorKind.INVALID_MODULE,
             f"component cannot be instantiated: {_traps.clean_message(text)}",
         ) from None
+
+
+def _out_of_memory(failure: InvocationFailure, state: InvocationState) -> InvocationFailure:
+    """MEMORY_LIMIT for a trap that followed the guest's own out-of-memory report.
+
+    The store's limit refuses ``memory.grow`` past ``memory_bytes`` with -1 and
+    the copy-on-write engine components run on offers no hook to see it (the
+    core ABIs' watched memories do: ``explain_refusal``). What the guest's
+    runtime does next is visible: CPython raises ``MemoryError`` and, uncaught,
+    prints it and aborts; SpiderMonkey and C runtimes print "out of memory".
+    That report before a trap is taken as the refusal. A guest can only make
+    its own failure read as MEMORY_LIMIT this way, which the breakers count
+    like a TRAP.
+    """
+    if failure.kind is not ErrorKind.TRAP or not state.out_of_memory_said:
+        return failure
+    return InvocationFailure(
+        ErrorKind.MEMORY_LIMIT,
+        f"the guest ran out of memory at its limit of {state.limits.memory_bytes} bytes;"
+        f" then: {failure.message}"[:512],
+    )
 
 
 _MAX_GUEST_TEXT = 200

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -63,6 +64,9 @@ CLOCK_STEP_NS = 1_000
 CLOCK_REALTIME = 0
 _RANDOM_SEED = b"ameide extensions-runtime deterministic random v1"
 _MAX_PENDING_STDERR = 64 * 1024
+_OUT_OF_MEMORY = re.compile(rb"\bMemoryError\b|\bout of memory\b", re.IGNORECASE)
+"""How a guest's language runtime says an allocation failed: CPython's report of
+the exception, SpiderMonkey's and most C runtimes' abort text."""
 HOST_TIME_UNPACED_S = 0.002
 """Time per invocation its host functions (and WASI stdout/stderr writes) run at full speed."""
 HOST_PACE_MIN_S = 100e-6
@@ -110,6 +114,8 @@ class InvocationState:
     """``time.thread_time()`` at the previous epoch tick (``None``: none yet)."""
     memory_refused: int = 0
     """Largest linear memory (bytes) refused to the guest: initial size or memory.grow."""
+    out_of_memory_said: bool = False
+    """A guest line reported a failed allocation (read even past the log budget)."""
     logs: list[LogLine] = field(default_factory=list)
     log_bytes: int = 0
     logs_truncated: bool = False
@@ -343,6 +349,8 @@ class InvocationState:
 
     def log(self, level: LogLevel, raw: bytes) -> None:
         """Keep one guest line if the budget allows and emit it as a structured log."""
+        if not self.out_of_memory_said and _OUT_OF_MEMORY.search(raw, 0, 256):
+            self.out_of_memory_said = True
         if self.logs_truncated or len(raw) > self.log_budget():
             self.truncate_logs()
             return

@@ -265,17 +265,30 @@ def test_a_memory_bomb_is_refused_growth_at_the_limit(attack: Attack) -> None:
     """The store refuses growth past ``memory_bytes``: the guest sees MemoryError.
 
     A guest that handles it goes on (and got less than the limit); one that does
-    not ends as TRAP with CPython's report in its logs. It is not MEMORY_LIMIT:
-    the copy-on-write engine components run on gives no way to see a refused
-    growth (docs/sandbox-notes.md, "Components").
+    not ends as MEMORY_LIMIT, with CPython's report in its logs (the trap that
+    follows a runtime's out-of-memory report is read as the refusal: the
+    copy-on-write engine components run on shows no refused growth itself).
     """
     answer = json.loads(attack({"do": "bomb-caught"}).output)
     assert answer["refused"] == "MemoryError"
     assert 0 < answer["mib"] < PYTHON_MEMORY >> 20
     with pytest.raises(InvocationFailure) as caught:
         attack({"do": "bomb"})
-    assert caught.value.kind is ErrorKind.TRAP, caught.value.message
+    assert caught.value.kind is ErrorKind.MEMORY_LIMIT, caught.value.message
+    assert f"at its limit of {PYTHON_MEMORY} bytes" in caught.value.message
     assert any("MemoryError" in line.message for line in caught.value.logs)
+
+
+@pytestmark_integration
+def test_saying_out_of_memory_without_a_trap_changes_nothing(attack: Attack) -> None:
+    """The report alone is not a failure: a guest that prints it and answers is ok,
+    and a trap without it stays TRAP."""
+    said = attack({"do": "say", "text": "MemoryError"})
+    assert said.output == b"{}"
+    assert [line.message for line in said.logs] == ["MemoryError"]
+    with pytest.raises(InvocationFailure) as caught:
+        attack({"do": "crash"})
+    assert caught.value.kind is ErrorKind.TRAP, caught.value.message
 
 
 @pytestmark_integration

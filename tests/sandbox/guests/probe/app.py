@@ -45,6 +45,11 @@ class WitWorld(wit_world.WitWorld):
             print("to stdout")
             print("to stderr", file=sys.stderr)
             return b"{}"
+        if do == "say":
+            print(request["text"], file=sys.stderr)
+            return b"{}"
+        if do == "crash":
+            raise RuntimeError("not a memory problem")
         if do == "env":
             return json.dumps({"environ": dict(os.environ), "argv": sys.argv}).encode()
         if do == "read":
