@@ -348,6 +348,12 @@ class Settings(BaseSettings):
     log_invocations: bool = Field(
         default=True, description="One structured log line per invocation (outcome, duration)."
     )
+    invocation_log_per_s: float = Field(
+        default=200.0,
+        ge=0,
+        description="Successful invocations logged per second per process at most (the next"
+        " line says how many were left out); failures are always logged. 0: every one.",
+    )
     metrics_tenant_label: bool = Field(
         default=False, description="Add a tenant label to invocation metrics (cardinality!)."
     )

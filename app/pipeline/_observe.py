@@ -21,7 +21,7 @@ from app.controls import PLATFORM_OWNER
 from app.errors import InvocationFailure
 from app.invocation import Invocation, Outcome
 from app.pipeline._shadow import Shadow
-from app.telemetry import NO_SPAN, InvocationMetrics, get_logger, tracer
+from app.telemetry import NO_SPAN, InvocationMetrics, LogSampler, get_logger, tracer
 
 __all__ = ["Observe", "Resolve"]
 
@@ -43,11 +43,13 @@ class Observe:
         *,
         log_invocations: bool,
         tracing: bool = True,
+        log_per_s: float = 0.0,
     ) -> None:
         self._resolve = resolve
         self._guard = guard
         self.metrics = metrics
         self._log_invocations = log_invocations
+        self._sampler = LogSampler(log_per_s)
         self._tracing = tracing
         """False when no provider records spans: then no span objects are made."""
 
@@ -115,7 +117,8 @@ class Observe:
                 raise
             finally:
                 metrics = outcome.metrics if outcome else None
-                if self._log_invocations:
+                if self._log_invocations and (result != "ok" or self._sampler.admit()):
+                    unlogged = self._sampler.take_unlogged()
                     (_log.info if result == "ok" else _log.warning)(
                         "invocation",
                         **labels,
@@ -124,6 +127,7 @@ class Observe:
                         organization=context.organization_id,
                         request_id=context.request_id,
                         duration_us=int((time.perf_counter() - started) * 1e6),
+                        **({"unlogged": unlogged} if unlogged else {}),
                     )
                 self.metrics.observe(
                     **labels,

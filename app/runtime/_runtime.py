@@ -128,6 +128,7 @@ class Runtime:
             ),
             InvocationMetrics(self.registry, tenant_label=settings.metrics_tenant_label),
             log_invocations=settings.log_invocations,
+            log_per_s=settings.invocation_log_per_s,
             tracing=tracing_installed(),
         )
         self.invoke = pipeline.invoke

@@ -10,12 +10,14 @@ from app.telemetry._metrics import (
     register,
     single,
 )
+from app.telemetry._sampling import LogSampler
 from app.telemetry._tracing import NO_SPAN, configure_tracing, tracer, tracing_installed
 
 __all__ = [
     "NO_SPAN",
     "Family",
     "InvocationMetrics",
+    "LogSampler",
     "MetricSource",
     "ScrapeCollector",
     "configure_logging",
