@@ -8,29 +8,44 @@ defaults and maxima: :func:`~app.sandbox.effective_limits`), the module
 longer than the call may take: ``UNAVAILABLE`` past that), and the caller's
 deadline. When that deadline is shorter than the guest's own limit it bounds
 the run, and a TIMEOUT is then the caller's choice, not held against the
-guest.
+guest. The limits and the host bridge depend only on the version, the policy
+snapshot and the degradations that cover the call, so they are settled once
+per combination (a plan) and reused until one of them changes.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from opentelemetry import trace
 
 from app.catalog import ExtensionDefinition
 from app.controls import off_turn
 from app.errors import ErrorKind, InvocationFailure
-from app.hostcalls import HttpBridge, PolicyStore
+from app.hostcalls import HttpBridge, InvocationBridge, Policy, PolicyStore
 from app.invocation import Invocation, Outcome
 from app.limits import NO_LIMITS, DeclaredLimits
-from app.sandbox import CompiledModule, Job, Scheduler, effective_limits
+from app.sandbox import CompiledModule, Job, Limits, Scheduler, effective_limits
 from app.settings import LimitBounds
 from app.storage import ModuleStore
 from app.telemetry import NO_SPAN, tracer
 
 __all__ = ["Prepare"]
+
+
+_MAX_PLANS = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    definition: ExtensionDefinition
+    policy: Policy
+    degraded: list[DeclaredLimits]
+    limits: Limits
+    bridge: InvocationBridge
+    real_clock_and_random: bool
 
 
 class Prepare:
@@ -49,6 +64,40 @@ class Prepare:
         self._host_bridge = host_bridge
         self._bounds = bounds
         self._scheduler = scheduler
+        self._plans: dict[int, _Plan] = {}
+
+    def _plan(self, definition: ExtensionDefinition, degraded: list[DeclaredLimits]) -> _Plan:
+        """The settled limits and bridge of this version under this policy and these
+        degradations, worked out once and reused until one of the three changes."""
+        policy = self._policy.current()
+        plan = self._plans.get(id(definition))
+        if (
+            plan is not None
+            and plan.definition is definition
+            and plan.policy is policy
+            and plan.degraded == degraded
+        ):
+            return plan
+        tier = policy.tier(definition.risk_tier)
+        ceiling = (tier.ceilings if tier is not None else NO_LIMITS).lowest(*degraded)
+        plan = _Plan(
+            definition=definition,
+            policy=policy,
+            degraded=list(degraded),
+            limits=effective_limits(definition.limits, self._bounds, None, ceiling=ceiling),
+            bridge=self._host_bridge.for_invocation(
+                policy=policy,
+                tier=definition.risk_tier,
+                requested=definition.host_calls,
+                extension_id=definition.id,
+                version=definition.version,
+            ),
+            real_clock_and_random=tier is not None and tier.real_clock_and_random,
+        )
+        if len(self._plans) >= _MAX_PLANS:  # versions come and go: start over, rarely
+            self._plans.clear()
+        self._plans[id(definition)] = plan  # the plan holds the definition: no id reuse
+        return plan
 
     async def run(
         self,
@@ -59,10 +108,8 @@ class Prepare:
         """``degraded``: the ceilings of operator degradations that cover this call."""
         started = time.perf_counter()
         recording = trace.get_current_span().is_recording()
-        policy = self._policy.current()
-        tier = policy.tier(definition.risk_tier)
-        ceiling = (tier.ceilings if tier is not None else NO_LIMITS).lowest(*degraded)
-        limits = effective_limits(definition.limits, self._bounds, None, ceiling=ceiling)
+        plan = self._plan(definition, degraded)
+        limits = plan.limits
         # A version not ready yet (promoted elsewhere, evicted) is waited for at
         # most as long as the call may take, never for a whole compile.
         remaining_ms = invocation.remaining_ms()
@@ -84,13 +131,6 @@ class Prepare:
             raise InvocationFailure(
                 ErrorKind.TIMEOUT, "the caller's deadline has passed", caller_side=True
             )
-        bridge = self._host_bridge.for_invocation(
-            policy=policy,
-            tier=definition.risk_tier,
-            requested=definition.host_calls,
-            extension_id=definition.id,
-            version=definition.version,
-        )
         deadline = time.monotonic() + limits.timeout_ms / 1000.0
         if invocation.deadline is not None:
             deadline = min(deadline, invocation.deadline)
@@ -101,8 +141,8 @@ class Prepare:
             context=invocation.context,
             deadline=deadline,
             include_logs=invocation.include_logs,
-            bridge=bridge,
-            real_clock_and_random=tier is not None and tier.real_clock_and_random,
+            bridge=plan.bridge,
+            real_clock_and_random=plan.real_clock_and_random,
             config_json=definition.config_json,
             may_call_host=bool(definition.host_calls),
             background=invocation.background,

@@ -21,6 +21,7 @@ and its random bytes come from a constant-seeded keystream
 
 from __future__ import annotations
 
+import contextvars
 import errno
 import hashlib
 import re
@@ -141,9 +142,11 @@ class InvocationState:
     cpu_started: float = field(default_factory=time.thread_time)
     pacer: Pacer | None = None
     """The process-wide schedule paced host-function calls wait for (see ``_pacer``)."""
-    log_fields: dict[str, object] = field(default_factory=structlog.contextvars.get_contextvars)
-    """The caller's bound log fields (extension, version...), captured on the worker
-    thread: WASI stderr callbacks run on wasmtime's own threads, which have none."""
+    log_context: contextvars.Context = field(default_factory=contextvars.copy_context)
+    """The caller's context, captured on the worker thread (O(1)): WASI stderr
+    callbacks run on wasmtime's own threads, which have none. Its bound log
+    fields (extension, version...) are read from it at the first guest line."""
+    _log_fields: dict[str, object] | None = None
     """Deterministic random bytes handed out (checked against a per-invocation budget)."""
 
     # -- failures ---------------------------------------------------------
@@ -347,6 +350,12 @@ class InvocationState:
             if self.include_logs:
                 self.logs.append(LogLine(LogLevel.WARN, TRUNCATION_MARKER))
 
+    def log_fields(self) -> dict[str, object]:
+        """The bound log fields of the caller, read once (most calls never log)."""
+        if self._log_fields is None:
+            self._log_fields = self.log_context.run(structlog.contextvars.get_contextvars)
+        return self._log_fields
+
     def log(self, level: LogLevel, raw: bytes) -> None:
         """Keep one guest line if the budget allows and emit it as a structured log."""
         if not self.out_of_memory_said and _OUT_OF_MEMORY.search(raw, 0, 256):
@@ -359,7 +368,7 @@ class InvocationState:
         if self.include_logs:
             self.logs.append(LogLine(level, message))
         fields = {
-            **self.log_fields,
+            **self.log_fields(),
             "guest": True,
             "tenant": self.context.tenant_id,
             "organization": self.context.organization_id,
