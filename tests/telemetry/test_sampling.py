@@ -3,6 +3,7 @@ and the next line written says how many successes were left out."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import structlog
@@ -60,10 +61,8 @@ async def test_the_runtime_logs_failures_always_and_counts_the_rest(tmp_path: Pa
         with structlog.testing.capture_logs() as logs:
             for _ in range(5):
                 await runtime.invoke(Invocation(context, "echo", "", b"{}"))
-            try:
+            with contextlib.suppress(InvocationFailure):
                 await runtime.invoke(Invocation(context, "no-such-thing", "", b"{}"))
-            except InvocationFailure:
-                pass
         lines = [entry for entry in logs if entry["event"] == "invocation"]
     assert [line["outcome"] for line in lines] == ["ok", "not_found"]
     assert "unlogged" not in lines[0]
