@@ -20,8 +20,9 @@ Kill switches are asked after this, on the version chosen, so a switch on
 calls (tenants listed in ``rollout_shadow_opt_out`` never) also run the
 candidate on the same input *after* the answer is on its way: in a task of
 its own, on the low-priority lane (never inline on the loop), at most
-``shadow_max_in_flight`` at once (past that the sample is dropped and
-counted). Whether the outcomes match (same output bytes, or same error kind)
+``shadow_max_in_flight`` at once and one tenant's calls at most half of
+them (past that the sample is dropped and counted: one tenant's traffic
+cannot take every sample slot). Whether the outcomes match (same output bytes, or same error kind)
 is counted by extension and version pair, and the last differences are kept
 as redacted samples (sizes, kinds, hashes of the outputs; never a payload).
 A shadow run never changes the live answer, and its failures count only
@@ -39,6 +40,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Literal
 
 from app.catalog import Catalog, ExtensionDefinition, PromotedPointer
@@ -126,6 +128,7 @@ class Rollouts:
         self._clock = clock
         self._state = _State()
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._tenant_shadows: Counter[str] = Counter()
         self._sharing: set[asyncio.Task[None]] = set()
         self._random = random.Random()  # noqa: S311 - sampling, not secrecy
 
@@ -284,7 +287,9 @@ class Rollouts:
             or self._opted_out(invocation.context.tenant_id)
         ):
             return
-        if len(self._in_flight) >= self._config.shadow_max_in_flight:
+        tenant = invocation.context.tenant_id
+        cap = self._config.shadow_max_in_flight
+        if len(self._in_flight) >= cap or self._tenant_shadows[tenant] >= max(1, cap // 2):
             self._count(key, pointer.version, candidate, "dropped")
             return
         shadow = replace(invocation, version=candidate, deadline=None, background=True)
@@ -292,7 +297,14 @@ class Rollouts:
             self._shadow(key, (definition.version, candidate), shadow, live, answer)
         )
         self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
+        self._tenant_shadows[tenant] += 1
+        task.add_done_callback(partial(self._shadow_done, tenant))
+
+    def _shadow_done(self, tenant: str, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._tenant_shadows[tenant] -= 1
+        if self._tenant_shadows[tenant] <= 0:
+            del self._tenant_shadows[tenant]  # bounded by the tasks in flight
 
     async def _shadow(
         self,

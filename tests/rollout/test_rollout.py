@@ -153,6 +153,24 @@ async def test_a_looping_shadow_never_holds_or_fails_live_calls(
     assert runtime.rollouts.diffs(("", "rules"))[-1].shadow == "FUEL_EXHAUSTED"
 
 
+async def test_one_tenant_cannot_take_every_shadow_slot(root: Path, runtime: Runtime) -> None:
+    """Two slots, at most one a tenant: a tenant whose calls keep a looping shadow
+    busy leaves the other slot to another tenant's sample."""
+    _point(root, version="1", candidate="3", shadow_per_mille=1000)
+    await _load(runtime)
+    await _call(runtime, "warm")  # compiles both
+    await runtime.rollouts.drain()
+    for _ in range(5):
+        await _call(runtime, "hog")
+    assert runtime.rollouts.shadows_in_flight == 1  # the hog's one slot, still looping
+    await _call(runtime, "fair")
+    assert runtime.rollouts.shadows_in_flight == 2  # the other tenant got the other
+    await runtime.rollouts.drain()
+    counts = runtime.rollouts.shadow_counts(("", "rules"))
+    assert counts.get(("1", "3", "dropped"), 0) >= 4 - 1  # the hog's others (one may rerun)
+    assert counts.get(("1", "3", "differ"), 0) + counts.get(("1", "3", "dropped"), 0) == 7
+
+
 async def test_a_canary_splits_tenants_stably(root: Path, runtime: Runtime) -> None:
     _point(root, version="1", candidate="2", canary_percent=50)
     await _load(runtime)
