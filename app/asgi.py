@@ -26,7 +26,7 @@ from app.debug import add_cors, console_routes
 from app.gen.ameide.extensions.v1.admin_connect import ExtensionRuntimeAdmin
 from app.hostcalls import JWKS_PATH
 from app.invocation import EchoInvoker, Invoker
-from app.rpc import admin_app, runtime_app, unknown_method
+from app.rpc import AfterBodyWaits, admin_app, runtime_app, unknown_method
 from app.runtime import Runtime
 from app.settings import Settings, get_settings
 from app.telemetry import configure_logging, configure_tracing, exposition, get_logger
@@ -152,8 +152,9 @@ def _instrument(app: Starlette, settings: Settings) -> Starlette:
 
 def _connect_routes(desc: Any, app: Any) -> list[Route]:
     """Exact method paths only, so unknown methods reach ``unknown_method``."""
+    patient = AfterBodyWaits(app)
     return [
-        Route(f"/{desc.type_name}/{method.name}", app, methods=["POST", "GET"])
+        Route(f"/{desc.type_name}/{method.name}", patient, methods=["POST", "GET"])
         for method in desc.methods
     ]
 
