@@ -19,7 +19,7 @@ from app.asgi import create_app
 from app.invocation import Invoker
 from app.runtime import Runtime
 from app.settings import Settings
-from tests._servers import ROOT
+from tests._servers import ROOT, thread_server
 
 BASE_URL = "http://runtime.test"
 EXAMPLES = ROOT / "examples" / "extensions"
@@ -54,3 +54,16 @@ async def app_client(
     """``create_app(settings, ...)`` in-process, started."""
     async with lifespan_client(create_app(settings, invoker=invoker, runtime=runtime)) as client:
         yield client
+
+
+@contextlib.asynccontextmanager
+async def served_client(app: Starlette, how: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client for ``app`` served ``how``: ``"in-process"`` (the ASGI app, fast lane)
+    or ``"uvicorn"`` (a real server on loopback, the integration lane)."""
+    if how == "uvicorn":
+        with thread_server(app) as url:
+            async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+                yield client
+    else:
+        async with lifespan_client(app) as client:
+            yield client

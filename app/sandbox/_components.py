@@ -42,6 +42,7 @@ def _new_store(engine: SandboxEngine, state: InvocationState, key: int) -> wasmt
     config = wasmtime.WasiConfig()  # no preopens, no environment, no arguments, no network
     _ffi.set_stdio(config, b"", key)
     state.stdout_is_log = True
+    state.reads_out_of_memory = True
     state.wasi_epoch_ns = time.monotonic_ns()
     store.set_wasi(config)
     return store

@@ -115,6 +115,9 @@ class InvocationState:
     """``time.thread_time()`` at the previous epoch tick (``None``: none yet)."""
     memory_refused: int = 0
     """Largest linear memory (bytes) refused to the guest: initial size or memory.grow."""
+    reads_out_of_memory: bool = False
+    """Watch guest lines for a runtime's out-of-memory report (components only:
+    the core ABIs' watched memories see a refused growth themselves)."""
     out_of_memory_said: bool = False
     """A guest line reported a failed allocation (read even past the log budget)."""
     logs: list[LogLine] = field(default_factory=list)
@@ -358,7 +361,11 @@ class InvocationState:
 
     def log(self, level: LogLevel, raw: bytes) -> None:
         """Keep one guest line if the budget allows and emit it as a structured log."""
-        if not self.out_of_memory_said and _OUT_OF_MEMORY.search(raw, 0, 256):
+        if (
+            self.reads_out_of_memory
+            and not self.out_of_memory_said
+            and _OUT_OF_MEMORY.search(raw, 0, 256)
+        ):
             self.out_of_memory_said = True
         if self.logs_truncated or len(raw) > self.log_budget():
             self.truncate_logs()

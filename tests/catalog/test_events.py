@@ -23,8 +23,8 @@ from app.errors import ErrorKind, InvocationFailure
 from app.runtime import Runtime
 from app.settings import Settings
 from app.storage import PLATFORM, LocalDirectorySource
-from tests._asgi import lifespan_client
-from tests._servers import ROOT, thread_server
+from tests._asgi import served_client
+from tests._servers import ROOT
 
 SECRET = b"webhook-secret-for-replay-tests"
 EXAMPLES = ROOT / "examples" / "extensions"
@@ -60,13 +60,8 @@ async def served(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     )
     source = CountingSource(EXAMPLES)
     app = create_app(settings, runtime=Runtime(settings, source=source))
-    if request.param == "uvicorn":
-        with thread_server(app) as url:
-            async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-                yield client, source
-    else:
-        async with lifespan_client(app) as client:
-            yield client, source
+    async with served_client(app, request.param) as client:
+        yield client, source
 
 
 def _event(event_id: str, when: datetime | None, extension_id: str = "hello") -> bytes:

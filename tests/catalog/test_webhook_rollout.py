@@ -18,8 +18,7 @@ from app.asgi import create_app
 from app.catalog import EVENT_TYPE, SIGNATURE_HEADER, sign
 from app.runtime import Runtime
 from app.settings import Settings
-from tests._asgi import lifespan_client
-from tests._servers import thread_server
+from tests._asgi import served_client
 from tests.rollout.test_rollout import CONSTANT, _point, _publish
 from tests.sandbox._modules import ECHO
 
@@ -43,13 +42,8 @@ async def served(
         promotion_webhook_secret=SecretStr(SECRET.decode()),
     )
     app = create_app(settings, runtime=Runtime(settings))
-    if request.param == "uvicorn":
-        with thread_server(app) as url:
-            async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-                yield client, root
-    else:
-        async with lifespan_client(app) as client:
-            yield client, root
+    async with served_client(app, request.param) as client:
+        yield client, root
 
 
 def _event(event_id: str, **data: Any) -> bytes:
