@@ -38,7 +38,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import itertools
-import mmap
 import sys
 import threading
 from collections.abc import Iterator
@@ -49,6 +48,8 @@ from typing import Any, Protocol
 import wasmtime
 from wasmtime import _ffi as _c
 from wasmtime._extern import wrap_extern
+
+from app.sandbox import _mappings
 
 __all__ = [
     "CallbackTarget",
@@ -209,47 +210,20 @@ def set_stdio(config: wasmtime.WasiConfig, stdin: bytes, key: int) -> None:
 # PROT_NONE up front and made read/write as the memory grows, as wasmtime's
 # own allocator does; fresh anonymous pages are zero, as wasm requires. wasmtime
 # checks that a fault falls inside some memory's reservation + guard before it
-# turns it into a trap, so the whole range stays mapped until the finalizer.
+# turns it into a trap, so the whole range stays mapped until the finalizer,
+# which hands small ones to the recycler (zeroed, see ``_mappings``).
 
 _GetMemory = _c.wasmtime_memory_get_callback_t
 _GrowMemory = _c.wasmtime_memory_grow_callback_t
 _NewMemory = _c.wasmtime_new_memory_callback_t
 _Finalizer = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
-_PAGE = mmap.PAGESIZE
-_PROT_NONE = 0
-_PROT_RW = mmap.PROT_READ | mmap.PROT_WRITE
-_MAP_NORESERVE = 0x4000  # Linux; not in Python's mmap module
-_MAP_FLAGS = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE
-_MAP_FAILED = ctypes.c_void_p(-1).value
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_mmap = _libc.mmap
-_mmap.restype = ctypes.c_void_p
-_mmap.argtypes = [
-    ctypes.c_void_p,
-    ctypes.c_size_t,
-    ctypes.c_int,
-    ctypes.c_int,
-    ctypes.c_int,
-    ctypes.c_long,
-]
-_mprotect = _libc.mprotect
-_mprotect.restype = ctypes.c_int
-_mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-_munmap = _libc.munmap
-_munmap.restype = ctypes.c_int
-_munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-
-
-def _round_up(size: int) -> int:
-    return -(-size // _PAGE) * _PAGE
 
 
 @dataclass(slots=True)
 class _GuestMemory:
     base: int
     mapped: int
-    """Bytes mapped at ``base`` (capacity + guard), unmapped by the finalizer."""
+    """Bytes mapped at ``base`` (capacity + guard), released by the finalizer."""
     capacity: int
     """Growth up to this never moves ``base``."""
     limit: int
@@ -260,9 +234,9 @@ class _GuestMemory:
     """Bytes from ``base`` made read/write so far (host pages)."""
 
     def resize(self, new_size: int) -> bool:
-        need = _round_up(new_size)
+        need = _mappings.round_up(new_size)
         if need > self.writable:
-            if _mprotect(self.base + self.writable, need - self.writable, _PROT_RW) != 0:
+            if not _mappings.commit(self.base, self.writable, need):
                 return False
             self.writable = need
         self.size = new_size
@@ -296,14 +270,16 @@ def _new_memory(  # noqa: PLR0917 - the C callback's signature
         if minimum > limit:
             _refused(key, minimum)
             return _error(f"a memory of {minimum} bytes exceeds the limit of {limit} bytes")
-        capacity = reserved or _round_up(min(limit, maximum))
+        capacity = reserved or _mappings.round_up(min(limit, maximum))
         mapped = capacity + guard
-        base = _mmap(None, mapped, _PROT_NONE, _MAP_FLAGS, -1, 0)
-        if not base or base == _MAP_FAILED:
+        spare = _mappings.RECYCLER.take(mapped, capacity, minimum)
+        base, committed = spare if spare is not None else (_mappings.reserve(mapped), 0)
+        if base is None:
             return _error(f"cannot reserve {mapped} bytes of address space")
         memory = _GuestMemory(base=base, mapped=mapped, capacity=capacity, limit=limit, key=key)
+        memory.writable = committed
         if not memory.resize(minimum):
-            _munmap(base, mapped)
+            _mappings.release(base, mapped)
             return _error(f"cannot commit {minimum} bytes of guest memory")
         handle = next(_keys)
         _memories[handle] = memory
@@ -346,8 +322,10 @@ def _grow_memory(env: int | None, new_size: int) -> int:
 @_Finalizer  # type: ignore[untyped-decorator]
 def _free_memory(env: int | None) -> None:
     memory = _memories.pop(env or 0, None)
-    if memory is not None:
-        _munmap(memory.base, memory.mapped)
+    if memory is not None and not _mappings.RECYCLER.keep(
+        memory.base, memory.mapped, memory.capacity, memory.writable
+    ):
+        _mappings.release(memory.base, memory.mapped)
 
 
 def watch_memory(config: wasmtime.Config, fallback_limit: int) -> bool:
