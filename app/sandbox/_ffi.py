@@ -53,8 +53,11 @@ from app.sandbox import _mappings
 
 __all__ = [
     "CallbackTarget",
+    "RawFunc",
     "call",
+    "data_len",
     "export",
+    "export_func",
     "live_memories",
     "owning_memories",
     "read",
@@ -371,7 +374,10 @@ _I32: Any = _c.WASMTIME_I32.value  # the i32 tag of wasmtime_val_t.kind
 
 
 def call(
-    store: wasmtime.Store | wasmtime.Caller, func: wasmtime.Func, *args: int, results: int
+    store: wasmtime.Store | wasmtime.Caller,
+    func: wasmtime.Func | RawFunc,
+    *args: int,
+    results: int,
 ) -> int | None:
     """Call ``func`` with i32 ``args``; its i32/i64 result if ``results`` is 1, else ``None``.
 
@@ -388,7 +394,7 @@ def call(
     trap = ctypes.POINTER(_c.wasm_trap_t)()
     error = _c.wasmtime_func_call(
         store._context(),
-        ctypes.byref(func._func),
+        ctypes.byref(func._func if isinstance(func, wasmtime.Func) else func),
         params,
         len(args),
         out,
@@ -413,6 +419,32 @@ def export(store: wasmtime.Store, instance: wasmtime.Instance, name: str) -> obj
         store._context(), ctypes.byref(instance._instance), raw, len(raw), ctypes.byref(item)
     )
     return wrap_extern(item) if found else None
+
+
+RawFunc = _c.wasmtime_func_t
+"""A function export as wasmtime's C struct: :func:`call` takes it like a ``Func``."""
+
+
+def export_func(store: wasmtime.Store, instance: wasmtime.Instance, name: str) -> RawFunc | None:
+    """A function export by name without wrapping it in a ``Func`` (a few µs a call).
+
+    ``None`` when the instance has no export of that name or it is not a function.
+    """
+    item = _c.wasmtime_extern_t()
+    raw = name.encode()
+    found = _c.wasmtime_instance_export_get(
+        store._context(), ctypes.byref(instance._instance), raw, len(raw), ctypes.byref(item)
+    )
+    kind: Any = item.kind  # a plain int at run time (a ctypes field)
+    if not found or kind != _c.WASMTIME_EXTERN_FUNC.value:
+        return None
+    func: RawFunc = item.of.func
+    return func
+
+
+def data_len(store: wasmtime.Store, memory: wasmtime.Memory) -> int:
+    """The memory's size in bytes, without ``Memory.data_len``'s own checks."""
+    return int(_c.wasmtime_memory_data_size(store._context(), ctypes.byref(memory._memory)))
 
 
 def write(store: wasmtime.Store, memory: wasmtime.Memory, offset: int, data: bytes) -> None:

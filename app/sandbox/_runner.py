@@ -197,12 +197,12 @@ def _call_raw(
     data: bytes,
     state: InvocationState,
 ) -> bytes:
-    alloc = _ffi.export(store, instance, "alloc")
-    handle = _ffi.export(store, instance, "handle")
-    assert isinstance(alloc, wasmtime.Func) and isinstance(handle, wasmtime.Func)
+    alloc = _ffi.export_func(store, instance, "alloc")
+    handle = _ffi.export_func(store, instance, "handle")
+    assert alloc is not None and handle is not None  # checked at compile time
     ptr = (_ffi.call(store, alloc, len(data), results=1) or 0) & 0xFFFFFFFF
     _check_failure(state)
-    size = memory.data_len(store)
+    size = _ffi.data_len(store, memory)
     if not 0 <= ptr <= size - len(data):
         raise InvocationFailure(ErrorKind.TRAP, "alloc returned a pointer outside guest memory")
     if data:
@@ -210,11 +210,12 @@ def _call_raw(
     packed = (_ffi.call(store, handle, ptr, len(data), results=1) or 0) & _MASK64
     _check_failure(state)
     out_ptr, out_len = packed >> 32, packed & 0xFFFFFFFF
-    if out_ptr + out_len > memory.data_len(store):
+    size = _ffi.data_len(store, memory)
+    if out_ptr + out_len > size:
         raise InvocationFailure(
             ErrorKind.TRAP,
             f"handle returned output [{out_ptr}, {out_ptr + out_len}) outside guest memory"
-            f" of {memory.data_len(store)} bytes",
+            f" of {size} bytes",
         )
     if out_len > state.limits.output_bytes:
         raise InvocationFailure(
@@ -225,8 +226,8 @@ def _call_raw(
 
 
 def _call_wasi(store: wasmtime.Store, instance: wasmtime.Instance, state: InvocationState) -> bytes:
-    start = _ffi.export(store, instance, "_start")
-    assert isinstance(start, wasmtime.Func)
+    start = _ffi.export_func(store, instance, "_start")
+    assert start is not None  # checked at compile time
     try:
         _ffi.call(store, start, results=0)
     except wasmtime.ExitTrap as exit_:
@@ -246,7 +247,7 @@ def _check_failure(state: InvocationState) -> None:
 
 def _observe(store: wasmtime.Store, memory: wasmtime.Memory | None, state: InvocationState) -> None:
     if memory is not None:
-        state.peak_memory = max(state.peak_memory, memory.data_len(store))
+        state.peak_memory = max(state.peak_memory, _ffi.data_len(store, memory))
 
 
 _MIN_LEARN_CPU_S = 0.002
