@@ -77,6 +77,7 @@ class EngineConfig:
     max_table_elements: int
     host_paced_calls_per_s: int
     epoch_tick_ms: int
+    component_spares: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -521,6 +522,12 @@ class Settings(BaseSettings):
         description="Make guest memories in the sandbox, so a refused memory.grow is named "
         "MEMORY_LIMIT (Linux; costs a few µs per grow); false: wasmtime's own memories.",
     )
+    component_spares: bool = Field(
+        default=True,
+        description="After a call of a component, make its next instance on a background "
+        "thread (at most 8 held, a few MB each), so the next call does not wait ~1-2 ms "
+        "for it; false: every call instantiates its own.",
+    )
     default_max_host_calls: int = Field(
         default=32, ge=0, description="Host calls of an extension declaring none."
     )
@@ -612,6 +619,7 @@ class Settings(BaseSettings):
             max_table_elements=self.max_table_elements,
             host_paced_calls_per_s=self.host_paced_calls_per_s,
             epoch_tick_ms=self.epoch_tick_ms,
+            component_spares=self.component_spares,
         )
 
     @property

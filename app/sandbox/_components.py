@@ -16,50 +16,49 @@ import wasmtime
 from wasmtime import component
 
 from app.errors import ErrorKind, InvocationFailure
-from app.sandbox import _ffi, _traps
+from app.sandbox import _ffi, _spares, _traps
 from app.sandbox._engine import ComponentParts, SandboxEngine
+from app.sandbox._spares import SpareShape
 from app.sandbox._state import InvocationState
 
 __all__ = ["run"]
 
-_MAX_INSTANCES = 64
-"""Core instances per component: a componentize-py guest has 14 (libc, libpython...)."""
-_MAX_TABLES = 64
-_MAX_MEMORIES = 8
 
-
-def _new_store(engine: SandboxEngine, state: InvocationState, key: int) -> wasmtime.Store:
-    store = wasmtime.Store(engine.component_engine)
-    store.set_fuel(state.limits.fuel)
-    store.set_limits(
-        memory_size=state.limits.memory_bytes,
+def _shape(engine: SandboxEngine, parts: ComponentParts, state: InvocationState) -> SpareShape:
+    return SpareShape(
+        component=parts.component,
+        linker=parts.linker if state.deterministic else parts.linker_real,
+        memory_bytes=state.limits.memory_bytes,
         table_elements=engine.config.max_table_elements,
-        instances=_MAX_INSTANCES,
-        tables=_MAX_TABLES,
-        memories=_MAX_MEMORIES,
     )
-    _ffi.watch_epochs(store, key)
-    config = wasmtime.WasiConfig()  # no preopens, no environment, no arguments, no network
-    _ffi.set_stdio(config, b"", key)
-    state.stdout_is_log = True
-    state.reads_out_of_memory = True
-    state.wasi_epoch_ns = time.monotonic_ns()
-    store.set_wasi(config)
-    return store
 
 
 def run(
     engine: SandboxEngine, parts: ComponentParts, data: bytes, state: InvocationState, key: int
 ) -> bytes:
-    """Instantiate ``parts`` in a fresh store and call ``handle(data)``; its output."""
-    store = _new_store(engine, state, key)
+    """Call ``handle(data)`` in a store and instance no guest has run in; its output.
+
+    The instance is a spare made after the previous call of this version when
+    one is ready (``_spares``), else made now; the next one is asked for either way.
+    """
+    shape = _shape(engine, parts, state)
+    spare = engine.spares.claim(shape)
+    if spare is not None:
+        _ffi.retarget(spare.key, state)
+        store, instance = spare.store, spare.instance
+    else:
+        store = _spares.new_store(engine.component_engine, shape, key)
+    store.set_fuel(state.limits.fuel)
     state.store = store
-    linker = parts.linker if state.deterministic else parts.linker_real
-    instance = _instantiate(linker, parts.component, store, state)
-    handle = instance.get_func(store, "handle")
-    if handle is None:  # checked at compile time
-        raise InvocationFailure(ErrorKind.INVALID_MODULE, "component exports no 'handle'")
+    state.stdout_is_log = True
+    state.reads_out_of_memory = True
+    state.wasi_epoch_ns = time.monotonic_ns()
     try:
+        if spare is None:
+            instance = _instantiate(shape.linker, parts.component, store, state)
+        handle = instance.get_func(store, "handle")
+        if handle is None:  # checked at compile time
+            raise InvocationFailure(ErrorKind.INVALID_MODULE, "component exports no 'handle'")
         result: Any = handle(store, data)
         handle.post_return(store)
     except (wasmtime.Trap, wasmtime.WasmtimeError) as err:
@@ -67,6 +66,9 @@ def run(
         raise _out_of_memory(_traps.classify(err, state), state) from None
     finally:
         state.flush_stderr()
+        if spare is not None:
+            _ffi.unregister(spare.key)
+        engine.spares.want(shape)
     if state.failure is not None:
         raise state.failure
     if not isinstance(result, bytes):

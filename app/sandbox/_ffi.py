@@ -62,6 +62,7 @@ __all__ = [
     "owning_memories",
     "read",
     "register",
+    "retarget",
     "set_stdio",
     "unregister",
     "watch_epochs",
@@ -108,6 +109,11 @@ def register(target: CallbackTarget) -> int:
     key = next(_keys)
     _targets[key] = target
     return key
+
+
+def retarget(key: int, target: CallbackTarget) -> None:
+    """Send a registered key's callbacks to ``target`` from now on (a spare's new owner)."""
+    _targets[key] = target
 
 
 def unregister(key: int) -> None:
