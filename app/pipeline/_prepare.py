@@ -115,14 +115,16 @@ class Prepare:
         remaining_ms = invocation.remaining_ms()
         wait_s = (limits.timeout_ms if remaining_ms is None else remaining_ms) / 1000.0
         with tracer().start_as_current_span("module.load") if recording else NO_SPAN:
-            compiled: CompiledModule = await off_turn(  # storage and compiling: not the loop's
-                self._modules.get(
-                    definition.sha256,
-                    definition.wasm_blob_ref.key,
-                    definition.abi,
-                    within_s=wait_s,
+            compiled: CompiledModule = self._modules.peek(definition.sha256)
+            if compiled is None:  # storage or compiling: the turn goes to others meanwhile
+                compiled = await off_turn(
+                    self._modules.get(
+                        definition.sha256,
+                        definition.wasm_blob_ref.key,
+                        definition.abi,
+                        within_s=wait_s,
+                    )
                 )
-            )
         remaining_ms = invocation.remaining_ms()
         caller_bound = remaining_ms is not None and remaining_ms < limits.timeout_ms
         if caller_bound:

@@ -10,6 +10,7 @@ state. The runner (``app.sandbox._runner``) owns the state and the metrics.
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 import wasmtime
@@ -39,7 +40,8 @@ def run(
     """Call ``handle(data)`` in a store and instance no guest has run in; its output.
 
     The instance is a spare made after the previous call of this version when
-    one is ready (``_spares``), else made now; the next one is asked for either way.
+    one is ready (``_spares``), else made now. Once the runner has dropped the
+    store, ``state.after_call`` asks for the next one.
     """
     shape = _shape(engine, parts, state)
     spare = engine.spares.claim(shape)
@@ -68,7 +70,7 @@ def run(
         state.flush_stderr()
         if spare is not None:
             _ffi.unregister(spare.key)
-        engine.spares.want(shape)
+        state.after_call = partial(engine.spares.want, shape)
     if state.failure is not None:
         raise state.failure
     if not isinstance(result, bytes):

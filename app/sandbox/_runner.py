@@ -102,6 +102,8 @@ def run(
         _ffi.unregister(key)
         state.store = None  # drop the store (and the guest's memory) now
         state.memory = None
+        if state.after_call is not None:
+            state.after_call()
     return Outcome(
         output=output,
         resolved_version="",

@@ -150,7 +150,12 @@ class Spares:
             return shape in self._ready
 
     def want(self, shape: SpareShape) -> None:
-        """Have a spare of ``shape`` made, unless one is ready or on its way."""
+        """Have a spare of ``shape`` made, unless one is ready or on its way.
+
+        Called once the previous call's store is gone: dropping a Python
+        guest's store unmaps what it touched, and making a spare at the same
+        time would wait on the same memory-map lock.
+        """
         if not self.enabled:
             return
         with self._lock:

@@ -27,7 +27,7 @@ import hashlib
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -97,6 +97,8 @@ class InvocationState:
     config_json: bytes = b"{}"
     """The definition's static ``config``, as the guest reads it (``host_config``)."""
     store: wasmtime.Store | None = None
+    after_call: Callable[[], None] | None = None
+    """Run once the store is dropped (components: ask for the next spare)."""
     memory: wasmtime.Memory | None = None
     """The guest's exported memory once instantiated (saves host functions a lookup)."""
     failure: InvocationFailure | None = None

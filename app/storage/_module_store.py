@@ -117,16 +117,27 @@ class ModuleStore:
         ):
             yield single("counter", name, doc, value)
 
+    def peek(self, digest: str) -> Any:
+        """The compiled module if it is in memory (a hit), else ``None``; never waits.
+
+        Lets a caller skip giving up its tenant's turn around a lookup that
+        cannot wait: under load the turn would go to the next waiting call and
+        this one queue again behind all the others.
+        """
+        module = self._cache.get(digest)
+        if module is not None:
+            self._cache.move_to_end(digest)
+            self.stats.hits += 1
+        return module
+
     async def get(self, digest: str, key: str, abi: str, *, within_s: float | None = None) -> Any:
         """The compiled module whose bytes hash to ``digest``, read from ``key``.
 
         ``within_s`` bounds the wait (the caller's deadline): past it the caller
         gets ``UNAVAILABLE`` while the load goes on for everyone else.
         """
-        module = self._cache.get(digest)
+        module = self.peek(digest)
         if module is not None:
-            self._cache.move_to_end(digest)
-            self.stats.hits += 1
             return module
         self.stats.misses += 1
         loading = self._loads.wait(digest, lambda: self._load_and_remember(digest, key, abi))
