@@ -267,8 +267,10 @@ def _learn_fuel_rate(compiled: CompiledModule, state: InvocationState, metrics: 
     whose time goes to WASI calls burns little fuel per CPU second), so a
     module without runs of its own starts from ``FUEL_PER_CPU_S``.
     """
+    if metrics.duration_us < _MIN_LEARN_CPU_S * 1e6 or metrics.fuel_consumed <= 0:
+        return  # this thread's CPU time cannot exceed the run's wall time: no clock read
     cpu = time.thread_time() - state.cpu_started - state.host_time_s
-    if cpu < _MIN_LEARN_CPU_S or metrics.fuel_consumed <= 0:
+    if cpu < _MIN_LEARN_CPU_S:
         return
     rate = metrics.fuel_consumed / cpu
     own = compiled.runs.fuel_rate
