@@ -352,8 +352,9 @@ class Settings(BaseSettings):
     invocation_log_per_s: float = Field(
         default=200.0,
         ge=0,
-        description="Successful invocations logged per second per process at most (the next"
-        " line says how many were left out); failures are always logged. 0: every one.",
+        description="Successful invocations logged per second per process at most, a tenant"
+        " at most an eighth of it (its next line says how many were left out); failures are"
+        " always logged. 0: every one.",
     )
     metrics_tenant_label: bool = Field(
         default=False, description="Add a tenant label to invocation metrics (cardinality!)."

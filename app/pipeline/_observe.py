@@ -117,13 +117,14 @@ class Observe:
                 raise
             finally:
                 metrics = outcome.metrics if outcome else None
-                if self._log_invocations and (result != "ok" or self._sampler.admit()):
-                    unlogged = self._sampler.take_unlogged()
+                tenant = context.tenant_id
+                if self._log_invocations and (result != "ok" or self._sampler.admit(tenant)):
+                    unlogged = self._sampler.take_unlogged(tenant)
                     (_log.info if result == "ok" else _log.warning)(
                         "invocation",
                         **labels,
                         outcome=result,
-                        tenant=context.tenant_id,
+                        tenant=tenant,
                         organization=context.organization_id,
                         request_id=context.request_id,
                         duration_us=int((time.perf_counter() - started) * 1e6),
