@@ -185,19 +185,26 @@ class Spares:
 
     def _make_forever(self) -> None:
         while True:
-            shape = self._pending.get()
-            with self._lock:
-                if shape in self._ready:
-                    continue
-            spare = self._make(shape)
-            if spare is None:
-                continue
-            with self._lock:
-                self._ready[shape] = spare
-                self.made += 1
-                while len(self._ready) > _MAX_SPARES:
-                    _, dropped = self._ready.popitem(last=False)
-                    _ffi.unregister(dropped.key)
+            self._make_one(self._pending.get())
+
+    def _make_one(self, shape: SpareShape) -> None:
+        """Make and shelve one spare. Its own frame: once a caller has claimed the
+        spare, no variable of this thread may keep its store alive."""
+        with self._lock:
+            if shape in self._ready:
+                return
+        spare = self._make(shape)
+        if spare is None:
+            return
+        dropped = []
+        with self._lock:
+            self._ready[shape] = spare
+            self.made += 1
+            while len(self._ready) > _MAX_SPARES:
+                dropped.append(self._ready.popitem(last=False)[1])
+        for key in [old.key for old in dropped]:
+            _ffi.unregister(key)
+        # The dropped stores are unmapped when this frame ends, outside the lock.
 
     def _make(self, shape: SpareShape) -> Spare | None:
         key = _ffi.register(_MakingTarget(shape.memory_bytes))
@@ -205,7 +212,7 @@ class Spares:
             store = new_store(self._engine, shape, key)
             store.set_fuel(_MAKE_FUEL)
             instance = shape.linker.instantiate(store, shape.component)
-        except (wasmtime.Trap, wasmtime.WasmtimeError):
+        except Exception:  # noqa: BLE001 - a trap, a limit, anything: no spares for it
             _ffi.unregister(key)
             with self._lock:
                 if len(self._failed) >= _MAX_FAILED:
