@@ -31,6 +31,7 @@ def _shape(engine: SandboxEngine, parts: ComponentParts, state: InvocationState)
         linker=parts.linker if state.deterministic else parts.linker_real,
         memory_bytes=state.limits.memory_bytes,
         table_elements=engine.config.max_table_elements,
+        fuel=state.limits.fuel,
     )
 
 
@@ -44,13 +45,13 @@ def run(
     store, ``state.after_call`` asks for the next one.
     """
     shape = _shape(engine, parts, state)
+    state.after_call = partial(engine.spares.want, shape)
     spare = engine.spares.claim(shape)
-    if spare is not None:
+    if spare is not None:  # its fuel is the call's, less what instantiating burnt
         _ffi.retarget(spare.key, state)
         store, instance = spare.store, spare.instance
     else:
         store = _spares.new_store(engine.component_engine, shape, key)
-    store.set_fuel(state.limits.fuel)
     state.store = store
     state.stdout_is_log = True
     state.reads_out_of_memory = True
@@ -70,7 +71,6 @@ def run(
         state.flush_stderr()
         if spare is not None:
             _ffi.unregister(spare.key)
-        state.after_call = partial(engine.spares.want, shape)
     if state.failure is not None:
         raise state.failure
     if not isinstance(result, bytes):

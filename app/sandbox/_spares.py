@@ -11,8 +11,9 @@ What stays as it was: a spare is used by exactly one call and never given
 back, so each call still runs in a store and instance no guest has run in;
 only *when* the instance is made moves. A spare is made with the limits and
 clock flavour (deterministic or real) of the call that asked for it; a call
-with others ignores it and instantiates itself. Its fuel is set when it is
-claimed. While it is being made (and until claimed) it answers the C
+with others ignores it and instantiates itself. It is instantiated with the
+call's fuel and keeps what is left, so start functions cost the claiming call
+what they would have cost it anyway. While it is being made (and until claimed) it answers the C
 callbacks through its own target: output dropped, stopped after
 ``_MAKE_TIMEOUT_S``.
 
@@ -45,8 +46,7 @@ __all__ = ["Spare", "SpareShape", "Spares", "new_store"]
 _MAX_SPARES = 8
 _MAX_PENDING = 16
 _MAKE_TIMEOUT_S = 5.0
-_MAKE_FUEL = 10**10
-"""Instantiating runs start functions; a spare's are bounded by this and the timeout."""
+"""Instantiating runs start functions: a spare's stop at the call's fuel or at this."""
 _MAX_FAILED = 1024
 
 _MAX_INSTANCES = 64
@@ -64,16 +64,21 @@ class SpareShape:
     """Which clocks and random the guest gets (deterministic or real)."""
     memory_bytes: int
     table_elements: int
+    fuel: int
+    """The call's fuel: a spare is instantiated with it, so what instantiating
+    burnt (start functions) is charged to the call that claims it, exactly as
+    if that call had instantiated itself."""
 
 
 def new_store(engine: wasmtime.Engine, shape: SpareShape, key: int) -> wasmtime.Store:
     """A store for one call of a component, its callbacks reporting to ``key``.
 
-    Fuel is the caller's to set. WASI is locked down: no preopened
+    It has the shape's fuel. WASI is locked down: no preopened
     directories, no environment, no arguments, no network; stdout and stderr
     go to the target ``key``.
     """
     store = wasmtime.Store(engine)
+    store.set_fuel(shape.fuel)
     store.set_limits(
         memory_size=shape.memory_bytes,
         table_elements=shape.table_elements,
@@ -210,7 +215,6 @@ class Spares:
         key = _ffi.register(_MakingTarget(shape.memory_bytes))
         try:
             store = new_store(self._engine, shape, key)
-            store.set_fuel(_MAKE_FUEL)
             instance = shape.linker.instantiate(store, shape.component)
         except Exception:  # noqa: BLE001 - a trap, a limit, anything: no spares for it
             _ffi.unregister(key)

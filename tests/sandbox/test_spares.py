@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from app.errors import ErrorKind, InvocationFailure
-from app.sandbox import Abi, CompiledModule, SandboxEngine, _spares
+from app.sandbox import Abi, CompiledModule, Limits, SandboxEngine, _spares
 from app.sandbox._spares import Spares, SpareShape
 from tests.sandbox import _components
 from tests.sandbox.conftest import Runner
@@ -42,18 +42,24 @@ def _waits(spares: Spares, shape: SpareShape) -> None:
         time.sleep(0.01)
 
 
-Shapes = Callable[[bytes, int], SpareShape]
+Shapes = Callable[..., SpareShape]
 
 
 @pytest.fixture
-def shape(engine: SandboxEngine, compile_module: Callable[..., CompiledModule]) -> Shapes:
+def shape(
+    engine: SandboxEngine, limits: Limits, compile_module: Callable[..., CompiledModule]
+) -> Shapes:
     """The shape a call of ``wasm`` with a memory limit asks for (deterministic clocks)."""
 
-    def shape_(wasm: bytes, memory_bytes: int) -> SpareShape:
+    def shape_(wasm: bytes, memory_bytes: int, fuel: int | None = None) -> SpareShape:
         parts = compile_module(wasm, Abi.COMPONENT).component
         assert parts is not None
         return SpareShape(
-            parts.component, parts.linker, memory_bytes, engine.config.max_table_elements
+            parts.component,
+            parts.linker,
+            memory_bytes,
+            engine.config.max_table_elements,
+            limits.fuel if fuel is None else fuel,
         )
 
     return shape_
@@ -103,7 +109,7 @@ def test_a_spare_answers_to_its_caller_s_fuel_and_deadline(
         with pytest.raises(InvocationFailure) as caught:
             _call(invoke, loop, memory, **overrides)
         assert caught.value.kind is kind, caught.value.message
-        _waits(spares, shape(loop, memory))
+        _waits(spares, shape(loop, memory, overrides["fuel"]))
         claimed = spares.claimed
         with pytest.raises(InvocationFailure) as caught:
             _call(invoke, loop, memory, **overrides)
@@ -111,12 +117,50 @@ def test_a_spare_answers_to_its_caller_s_fuel_and_deadline(
         assert spares.claimed == claimed + 1
 
 
+# Burns fuel in a core start function while being instantiated, then counts like COUNTER.
+STARTS_HEAVY = _components.component("""
+  (global $calls (mut i32) (i32.const 0))
+  (func $warm (local $i i32)
+    (loop $more
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $more (i32.lt_u (local.get $i) (i32.const 200000)))))
+  (start $warm)
+  (func (export "handle") (param i32 i32) (result i32)
+    (global.set $calls (i32.add (global.get $calls) (i32.const 1)))
+    (i32.store8 (i32.const 2000) (i32.add (i32.const 48) (global.get $calls)))
+    (i32.store8 (i32.const 1024) (i32.const 0))
+    (i32.store (i32.const 1028) (i32.const 2000))
+    (i32.store (i32.const 1032) (i32.const 1))
+    (i32.const 1024))""")
+
+
+def test_instantiating_a_spare_is_charged_to_the_call_that_takes_it(
+    invoke: Runner, engine: SandboxEngine, shape: Shapes
+) -> None:
+    """A start function's work done ahead must not come free: the fuel a call
+    reports, and the fuel that stops it, are the same with or without a spare."""
+    spares = engine.spares
+    memory = 15 * 1024 * 1024 + 6 * 65536
+    own = invoke(STARTS_HEAVY, b"in", abi=Abi.COMPONENT, memory_bytes=memory)
+    assert own.output == b"1" and own.metrics.fuel_consumed > 200_000
+    _waits(spares, shape(STARTS_HEAVY, memory))
+    claimed = spares.claimed
+    on_spare = invoke(STARTS_HEAVY, b"in", abi=Abi.COMPONENT, memory_bytes=memory)
+    assert spares.claimed == claimed + 1
+    assert on_spare.metrics.fuel_consumed == own.metrics.fuel_consumed
+    # Too little fuel for the start function: every call runs out, spare or not.
+    for _ in range(3):
+        with pytest.raises(InvocationFailure) as caught:
+            invoke(STARTS_HEAVY, b"in", abi=Abi.COMPONENT, memory_bytes=memory, fuel=100_000)
+        assert caught.value.kind is ErrorKind.FUEL_EXHAUSTED, caught.value.message
+
+
 def test_a_spare_is_handed_out_once_and_the_count_is_capped(engine: SandboxEngine) -> None:
     parts = engine.compile(COUNTER, Abi.COMPONENT).component
     assert parts is not None
     spares = Spares(engine.component_engine)
     shapes = [
-        SpareShape(parts.component, parts.linker, 8 * 1024 * 1024 + i * 65536, 1000)
+        SpareShape(parts.component, parts.linker, 8 * 1024 * 1024 + i * 65536, 1000, 10**9)
         for i in range(_spares._MAX_SPARES + 3)
     ]
     for number, each in enumerate(shapes, start=1):
@@ -134,7 +178,7 @@ def test_a_version_whose_spare_cannot_be_made_gets_no_more(engine: SandboxEngine
     parts = engine.compile(COUNTER, Abi.COMPONENT).component
     assert parts is not None
     spares = Spares(engine.component_engine)
-    too_small = SpareShape(parts.component, parts.linker, 65536, 1000)  # it declares 2 pages
+    too_small = SpareShape(parts.component, parts.linker, 65536, 1000, 10**9)  # it declares 2 pages
     assert spares._make(too_small) is None
     fits = replace(too_small, memory_bytes=8 * 1024 * 1024)
     spares.want(fits)
