@@ -15,7 +15,7 @@ from tests.sandbox import _components
 from tests.sandbox.conftest import Runner
 
 # Counts its calls in a global and answers the count as one ASCII digit.
-COUNTER = _components.component("""
+_COUNTING = """
   (global $calls (mut i32) (i32.const 0))
   (func (export "handle") (param i32 i32) (result i32)
     (global.set $calls (i32.add (global.get $calls) (i32.const 1)))
@@ -23,7 +23,8 @@ COUNTER = _components.component("""
     (i32.store8 (i32.const 1024) (i32.const 0))
     (i32.store (i32.const 1028) (i32.const 2000))
     (i32.store (i32.const 1032) (i32.const 1))
-    (i32.const 1024))""")
+    (i32.const 1024))"""
+COUNTER = _components.component(_COUNTING)
 
 
 def _ready(spares: Spares, made: int) -> None:
@@ -118,20 +119,15 @@ def test_a_spare_answers_to_its_caller_s_fuel_and_deadline(
 
 
 # Burns fuel in a core start function while being instantiated, then counts like COUNTER.
-STARTS_HEAVY = _components.component("""
-  (global $calls (mut i32) (i32.const 0))
+STARTS_HEAVY = _components.component(
+    """
   (func $warm (local $i i32)
     (loop $more
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
       (br_if $more (i32.lt_u (local.get $i) (i32.const 200000)))))
-  (start $warm)
-  (func (export "handle") (param i32 i32) (result i32)
-    (global.set $calls (i32.add (global.get $calls) (i32.const 1)))
-    (i32.store8 (i32.const 2000) (i32.add (i32.const 48) (global.get $calls)))
-    (i32.store8 (i32.const 1024) (i32.const 0))
-    (i32.store (i32.const 1028) (i32.const 2000))
-    (i32.store (i32.const 1032) (i32.const 1))
-    (i32.const 1024))""")
+  (start $warm)"""
+    + _COUNTING
+)
 
 
 def test_instantiating_a_spare_is_charged_to_the_call_that_takes_it(
