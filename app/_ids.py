@@ -73,7 +73,24 @@ def fullmatch(pattern: str, value: object) -> bool:
     return isinstance(value, str) and _compiled(pattern).fullmatch(value) is not None
 
 
+_IDS_PER_READ = 256
+_unused_ids: list[str] = []
+
+
 def new_request_id() -> str:
     """A fresh request id: 32 hex digits from the OS's randomness, like ``uuid4().hex``
-    (which matches ``REQUEST_ID_PATTERN`` too) at a quarter of its cost per call."""
-    return os.urandom(16).hex()
+    (which matches ``REQUEST_ID_PATTERN`` too).
+
+    The randomness is read for 256 ids at a time: one system call per id was
+    a visible share of a small call's CPU. ``list.pop`` is atomic, so threads
+    never get the same id; two refilling at once only read a little extra.
+    """
+    try:
+        return _unused_ids.pop()
+    except IndexError:
+        digits = os.urandom(16 * _IDS_PER_READ).hex()
+        _unused_ids.extend(digits[i : i + 32] for i in range(32, len(digits), 32))
+        return digits[:32]
+
+
+os.register_at_fork(after_in_child=_unused_ids.clear)  # a forked worker reads its own

@@ -43,6 +43,7 @@ def run(
     real_clock_and_random: bool = False,
     cpu_slice_s: float | None = None,
     config_json: bytes = b"{}",
+    cpu_started: float | None = None,
 ) -> Outcome:
     """Run ``compiled`` on ``input`` under ``limits``; raises ``InvocationFailure``.
 
@@ -59,6 +60,7 @@ def run(
     stopped (TIMEOUT) once this thread has spent that much CPU time on it
     (checked at epoch ticks), so being descheduled or waiting for the GIL does
     not count against it, and host functions stop it instead of pausing.
+    ``cpu_started`` is the caller's ``time.thread_time()`` just before, if it read it.
     """
     started = time.monotonic()
     stop_at = started + limits.timeout_ms / 1000.0
@@ -76,6 +78,7 @@ def run(
         pacer=engine.pacer,
         config_json=config_json,
         fuel_rate=compiled.runs.fuel_rate or FUEL_PER_CPU_S,
+        cpu_started=time.thread_time() if cpu_started is None else cpu_started,
     )
     if stop_at <= started or state.cancel.is_set():
         raise InvocationFailure(
@@ -115,7 +118,7 @@ def run(
 
 
 def _new_store(engine: SandboxEngine, state: InvocationState, key: int) -> wasmtime.Store:
-    store = wasmtime.Store(engine.engine)
+    store = _ffi.new_store(engine.engine)
     store.set_fuel(state.limits.fuel)
     store.set_limits(
         # With watched memories each memory enforces the limit itself (and

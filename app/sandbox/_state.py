@@ -27,18 +27,16 @@ import hashlib
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import structlog
 import wasmtime
 
 from app.errors import ErrorKind, InvocationFailure
 from app.invocation import ExecutionContext, LogLevel, LogLine
 from app.sandbox._limits import Limits
-from app.telemetry import get_logger
+from app.telemetry import bound_fields, get_logger
 
 __all__ = [
     "CLOCK_REALTIME",
@@ -144,7 +142,8 @@ class InvocationState:
     cpu_slice_s: float | None = None
     """For a run on the event loop: CPU seconds it may use before it is stopped (TIMEOUT)
     to be re-run on a worker thread; such a run never pauses in a host function."""
-    cpu_started: float = field(default_factory=time.thread_time)
+    cpu_started: float = 0.0
+    """``time.thread_time()`` when the run began (the runner reads or is given it)."""
     pacer: Pacer | None = None
     """The process-wide schedule paced host-function calls wait for (see ``_pacer``)."""
     log_context: contextvars.Context = field(default_factory=contextvars.copy_context)
@@ -358,7 +357,7 @@ class InvocationState:
     def log_fields(self) -> dict[str, object]:
         """The bound log fields of the caller, read once (most calls never log)."""
         if self._log_fields is None:
-            self._log_fields = self.log_context.run(structlog.contextvars.get_contextvars)
+            self._log_fields = self.log_context.run(bound_fields)
         return self._log_fields
 
     def log(self, level: LogLevel, raw: bytes) -> None:
@@ -392,15 +391,24 @@ class InvocationState:
 _current = threading.local()
 
 
-@contextmanager
-def activate(state: InvocationState) -> Iterator[None]:
-    """Make ``state`` the one host functions on this thread serve (nesting restores)."""
-    previous = getattr(_current, "state", None)
-    _current.state = state
-    try:
-        yield
-    finally:
-        _current.state = previous
+class activate:
+    """Make ``state`` the one host functions on this thread serve (nesting restores).
+
+    A class, not a generator context manager: a third of the cost, once per call.
+    """
+
+    __slots__ = ("_previous", "_state")
+
+    def __init__(self, state: InvocationState) -> None:
+        self._state = state
+        self._previous: InvocationState | None = None
+
+    def __enter__(self) -> None:
+        self._previous = getattr(_current, "state", None)
+        _current.state = self._state
+
+    def __exit__(self, *_: object) -> None:
+        _current.state = self._previous
 
 
 def current() -> InvocationState | None:
