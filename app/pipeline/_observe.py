@@ -14,14 +14,21 @@ import time
 from collections.abc import Callable
 
 from opentelemetry.trace import Status, StatusCode
-from structlog.contextvars import bind_contextvars, reset_contextvars
 
 from app.catalog import ExtensionDefinition
 from app.controls import PLATFORM_OWNER
 from app.errors import InvocationFailure
 from app.invocation import Invocation, Outcome
 from app.pipeline._shadow import Shadow
-from app.telemetry import NO_SPAN, InvocationMetrics, LogSampler, get_logger, tracer
+from app.telemetry import (
+    NO_SPAN,
+    InvocationMetrics,
+    LogSampler,
+    bind_call_fields,
+    get_logger,
+    reset_call_fields,
+    tracer,
+)
 
 __all__ = ["Observe", "Resolve"]
 
@@ -86,20 +93,21 @@ class Observe:
                 span.set_attribute("ameide.version", definition.version)
                 span.set_attribute("ameide.owner", owner)
                 span.set_attribute("ameide.risk_tier", definition.risk_tier)
-                # The fields every guest log line carries; bound and reset directly
-                # (the context-manager form costs twice as much per call).
-                bound = bind_contextvars(
-                    owner=owner,
-                    extension=definition.id,
-                    version=definition.version,
-                    tenant=context.tenant_id,
-                    organization=context.organization_id,
-                    request_id=context.request_id,
+                # The fields every log line written during the call carries.
+                bound = bind_call_fields(
+                    {
+                        "owner": owner,
+                        "extension": definition.id,
+                        "version": definition.version,
+                        "tenant": context.tenant_id,
+                        "organization": context.organization_id,
+                        "request_id": context.request_id,
+                    }
                 )
                 try:
                     outcome = await self._guard.run(definition, invocation)
                 finally:
-                    reset_contextvars(**bound)
+                    reset_call_fields(bound)
                 span.set_attribute("ameide.fuel_consumed", outcome.metrics.fuel_consumed)
                 return outcome
             except InvocationFailure as failure:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from dataclasses import replace
 from typing import Any
 
 from ameide_extensions_client.gen.ameide.extensions.v1 import runtime_pb
@@ -17,7 +16,7 @@ from app.auth import bind
 from app.errors import ErrorKind, InvocationFailure
 from app.invocation import ExecutionContext, Invocation, Invoker, Outcome
 from app.rpc._codec import JSONTextResponse, JSONWireRequest
-from app.rpc._context import current_call
+from app.rpc._context import Call, current_call
 from app.rpc._exact import output_text_async
 from app.rpc._messages import log_lines, metrics_message
 from app.rpc._payload import OFF_LOOP_BYTES, input_bytes, parse_json_output_async
@@ -48,9 +47,8 @@ class RuntimeService(WasmExtensionRuntime):
         call = current_call()
         call.learn(request)
         ctx.response_headers["x-served-by"] = _PID
-        invocation = _invocation(request, ctx, call.request_id, await _input(request, ctx))
-        invocation = replace(invocation, context=bind(call.principal, invocation.context))
-        outcome = await self._invoker.invoke(invocation)
+        data = await _input(request, ctx)
+        outcome = await self._invoker.invoke(_invocation(request, ctx, call, data))
         return await _response(
             outcome, request.output_format, json_wire=isinstance(request, JSONWireRequest)
         )
@@ -75,14 +73,16 @@ async def _input(
 def _invocation(
     request: runtime_pb.InvokeExtensionRequest,
     ctx: RequestContext[Any, Any],
-    request_id: str,
+    call: Call,
     data: bytes,
 ) -> Invocation:
+    """The call as the pipeline takes it, its context bound to the caller's token."""
     if not request.extension_id:
         raise InvocationFailure(ErrorKind.INVALID_INPUT, "extension_id is required")
     timeout_ms = ctx.timeout_ms
     deadline = time.monotonic() + timeout_ms / 1000.0 if timeout_ms is not None else None
     wire = request.context
+    request_id = call.request_id
     context = (
         ExecutionContext(
             tenant_id=wire.tenant_id,
@@ -96,7 +96,7 @@ def _invocation(
         else ExecutionContext(request_id=request_id)
     )
     return Invocation(
-        context=context,
+        context=bind(call.principal, context),
         extension_id=request.extension_id,
         version=request.version,
         input=data,

@@ -77,7 +77,7 @@ def new_store(engine: wasmtime.Engine, shape: SpareShape, key: int) -> wasmtime.
     directories, no environment, no arguments, no network; stdout and stderr
     go to the target ``key``.
     """
-    store = wasmtime.Store(engine)
+    store = _ffi.new_store(engine)
     store.set_fuel(shape.fuel)
     store.set_limits(
         memory_size=shape.memory_bytes,

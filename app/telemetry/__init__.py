@@ -1,6 +1,12 @@
 """Logging, metrics and tracing setup: leaves that any stage may import."""
 
-from app.telemetry._logging import configure_logging, get_logger
+from app.telemetry._logging import (
+    bind_call_fields,
+    bound_fields,
+    configure_logging,
+    get_logger,
+    reset_call_fields,
+)
 from app.telemetry._metrics import (
     Family,
     InvocationMetrics,
@@ -20,11 +26,14 @@ __all__ = [
     "LogSampler",
     "MetricSource",
     "ScrapeCollector",
+    "bind_call_fields",
+    "bound_fields",
     "configure_logging",
     "configure_tracing",
     "exposition",
     "get_logger",
     "register",
+    "reset_call_fields",
     "single",
     "tracer",
     "tracing_installed",

@@ -8,11 +8,52 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Mapping, MutableMapping
+from contextvars import ContextVar, Token
 from typing import Any
 
 import structlog
 
-__all__ = ["configure_logging", "get_logger"]
+__all__ = [
+    "bind_call_fields",
+    "bound_fields",
+    "configure_logging",
+    "get_logger",
+    "reset_call_fields",
+]
+
+_call_fields: ContextVar[Mapping[str, object] | None] = ContextVar("call_log_fields", default=None)
+"""The fields of the invocation being served, one mapping in one context variable.
+
+structlog's ``bind_contextvars`` makes and sets a context variable per field
+(and ``reset_contextvars`` resets each): for the six fields every call binds,
+that was a visible share of a small call's CPU. One variable holding the
+whole mapping is set and reset once.
+"""
+
+
+def bind_call_fields(fields: Mapping[str, object]) -> Token[Mapping[str, object] | None]:
+    """Make ``fields`` part of every log line written in this context until reset."""
+    return _call_fields.set(fields)
+
+
+def reset_call_fields(token: Token[Mapping[str, object] | None]) -> None:
+    """Undo :func:`bind_call_fields`."""
+    _call_fields.reset(token)
+
+
+def bound_fields() -> dict[str, object]:
+    """The fields a log line written here would carry: structlog's and the call's."""
+    return {**structlog.contextvars.get_contextvars(), **(_call_fields.get() or {})}
+
+
+def _merge_call_fields(_: Any, __: str, event: MutableMapping[str, Any]) -> Any:
+    """A line's own keys win over the call's, as with ``merge_contextvars``."""
+    fields = _call_fields.get()
+    if fields:
+        for key, value in fields.items():
+            event.setdefault(key, value)
+    return event
 
 
 class _PyvoyRecvFutureNoise(logging.Filter):
@@ -39,6 +80,7 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
     )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        _merge_call_fields,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
