@@ -201,6 +201,11 @@ class Settings(BaseSettings):
     workers: int = Field(
         default=1, ge=1, le=64, description="Server processes sharing the port (pyvoy)."
     )
+    envoy_workers_yield: bool = Field(
+        default=True,
+        description="Envoy's worker threads never pre-empt the Python event loop when they "
+        "wake on a shared core (SCHED_BATCH); they run when it waits (pyvoy).",
+    )
     protocol_floor: bool = Field(
         default=False,
         description="Benchmark baseline: answer with the input, never touching wasm.",

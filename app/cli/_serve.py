@@ -150,6 +150,7 @@ async def _serve_pyvoy(settings: Settings) -> int:
             port=settings.port,
             lifespan=True,
             env=settings_env(settings),
+            workers_yield=settings.envoy_workers_yield,
         )
         for _ in range(settings.workers)
     ]

@@ -1,0 +1,54 @@
+"""Envoy's worker threads yield to the Python event loop (SCHED_BATCH), and only they do."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.cli._envoy import worker_threads
+from tests._clients import connect_json
+from tests._servers import cli_server
+
+pytestmark = pytest.mark.integration  # subprocesses
+
+
+def _policies(pid: int) -> dict[str, set[int]]:
+    """Scheduling policy of every thread of ``pid``, by whether it is an Envoy worker."""
+    workers = set(worker_threads(pid))
+    seen: dict[str, set[int]] = {"workers": set(), "others": set()}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        kind = "workers" if int(task.name) in workers else "others"
+        seen[kind].add(os.sched_getscheduler(int(task.name)))
+    return seen
+
+
+def _envoy_pid(url: str) -> int:
+    pid = httpx.get(url + "/readyz", timeout=10).json()["pid"]  # the app runs inside Envoy
+    assert isinstance(pid, int)
+    return pid
+
+
+def _echo_answers(url: str) -> None:
+    body = {"extensionId": "echo", "inputJson": {"a": 1}, "context": {"tenantId": "t"}}
+    answer = connect_json(url, body)
+    assert answer.status_code == 200, answer.text
+
+
+def test_workers_are_batch_threads_and_python_keeps_its_priority() -> None:
+    with cli_server("pyvoy") as url:
+        _echo_answers(url)
+        seen = _policies(_envoy_pid(url))
+    assert seen["workers"] == {os.SCHED_BATCH}
+    # The main thread, the event loop's thread, the epoch ticker: none changed.
+    assert seen["others"] == {os.SCHED_OTHER}
+
+
+def test_the_setting_leaves_every_thread_as_it_was() -> None:
+    with cli_server("pyvoy", env={"EXTENSIONS_RUNTIME_ENVOY_WORKERS_YIELD": "false"}) as url:
+        _echo_answers(url)
+        seen = _policies(_envoy_pid(url))
+    assert seen["workers"] == {os.SCHED_OTHER}  # the workers exist, and were left alone
+    assert seen["others"] == {os.SCHED_OTHER}
