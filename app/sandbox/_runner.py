@@ -152,8 +152,7 @@ def _run_in_store(
     pre = compiled.pre if state.deterministic else compiled.pre_real
     assert pre is not None  # a core module
     instance = _instantiate(compiled, pre, store, state)
-    memory = _ffi.export(store, instance, "memory")
-    memory = memory if isinstance(memory, wasmtime.Memory) else None
+    memory = _ffi.export_memory(store, instance)
     state.memory = memory
     try:
         if compiled.abi is Abi.RAW:
