@@ -140,10 +140,14 @@ _WORKER_PREFIX = "wrk:"  # Envoy names its worker threads wrk:worker_<n>
 
 
 def worker_threads(pid: int) -> list[int]:
-    """Thread ids of Envoy's workers in process ``pid``."""
+    """Thread ids of Envoy's workers in process ``pid`` (none where ``/proc`` is not)."""
     found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:  # not Linux, or the process is gone
+        return []
+    for task in tasks:
+        with contextlib.suppress(OSError, ValueError):
             if (task / "comm").read_text().startswith(_WORKER_PREFIX):
                 found.append(int(task.name))
     return found
@@ -153,17 +157,33 @@ async def _workers_yield(pid: int) -> None:
     """Make Envoy's worker threads ``SCHED_BATCH`` (see the module's docstring).
 
     The workers start together, around when the listener is reported: wait
-    for the first, then take all of them a moment later.
+    for the first, then take all of them a moment later. Where the platform
+    has no such policy, or refuses it (a seccomp profile), the service runs
+    as before and says so once.
     """
+    if not hasattr(os, "SCHED_BATCH") or not Path(f"/proc/{pid}/task").is_dir():
+        _log.info("serve.envoy_workers_yield_unsupported", pid=pid)
+        return
     deadline = time.monotonic() + _WORKERS_WAIT_S
     while not worker_threads(pid) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     await asyncio.sleep(0.1)
     threads = worker_threads(pid)
+    changed, refused = 0, ""
     for tid in threads:
-        with contextlib.suppress(OSError):  # a thread that just ended
+        try:
             os.sched_setscheduler(tid, os.SCHED_BATCH, os.sched_param(0))
-    if threads:
-        _log.info("serve.envoy_workers_yield", pid=pid, threads=len(threads))
-    else:
-        _log.warning("serve.envoy_workers_not_found", pid=pid)
+            changed += 1
+        except ProcessLookupError:  # a thread that just ended
+            continue
+        except OSError as err:  # not allowed here: nothing else changes
+            refused = err.strerror or type(err).__name__
+    if changed:
+        _log.info("serve.envoy_workers_yield", pid=pid, threads=changed)
+    if refused or not threads:
+        _log.warning(
+            "serve.envoy_workers_yield_failed",
+            pid=pid,
+            found=len(threads),
+            reason=refused or "no worker threads found",
+        )
