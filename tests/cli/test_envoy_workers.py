@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import httpx
@@ -31,14 +32,27 @@ def _envoy_pid(url: str) -> int:
     return pid
 
 
+def _serve_listening(log: Path) -> None:
+    """Until ``serve`` says it listens: it has then dealt with every Envoy's workers
+    (Envoy answers before that, so /readyz alone would race it)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if '"serve.listening"' in log.read_text(errors="replace"):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"serve never said it listens: {log.read_text()[-2000:]}")
+
+
 def _echo_answers(url: str) -> None:
     body = {"extensionId": "echo", "inputJson": {"a": 1}, "context": {"tenantId": "t"}}
     answer = connect_json(url, body)
     assert answer.status_code == 200, answer.text
 
 
-def test_workers_are_batch_threads_and_python_keeps_its_priority() -> None:
-    with cli_server("pyvoy") as url:
+def test_workers_are_batch_threads_and_python_keeps_its_priority(tmp_path: Path) -> None:
+    log = tmp_path / "serve.log"
+    with cli_server("pyvoy", log_path=log) as url:
+        _serve_listening(log)
         _echo_answers(url)
         seen = _policies(_envoy_pid(url))
     assert seen["workers"] == {os.SCHED_BATCH}
@@ -46,8 +60,11 @@ def test_workers_are_batch_threads_and_python_keeps_its_priority() -> None:
     assert seen["others"] == {os.SCHED_OTHER}
 
 
-def test_the_setting_leaves_every_thread_as_it_was() -> None:
-    with cli_server("pyvoy", env={"EXTENSIONS_RUNTIME_ENVOY_WORKERS_YIELD": "false"}) as url:
+def test_the_setting_leaves_every_thread_as_it_was(tmp_path: Path) -> None:
+    log = tmp_path / "serve.log"
+    env = {"EXTENSIONS_RUNTIME_ENVOY_WORKERS_YIELD": "false"}
+    with cli_server("pyvoy", env=env, log_path=log) as url:
+        _serve_listening(log)
         _echo_answers(url)
         seen = _policies(_envoy_pid(url))
     assert seen["workers"] == {os.SCHED_OTHER}  # the workers exist, and were left alone
