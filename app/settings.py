@@ -202,9 +202,10 @@ class Settings(BaseSettings):
         default=1, ge=1, le=64, description="Server processes sharing the port (pyvoy)."
     )
     envoy_workers_yield: bool = Field(
-        default=True,
+        default=False,
         description="Envoy's worker threads never pre-empt the Python event loop when they "
-        "wake on a shared core (SCHED_BATCH); they run when it waits (pyvoy).",
+        "wake on a shared core (SCHED_BATCH; pyvoy): more calls per core, but a request "
+        "flood then delays other tenants' calls more (docs/performance.md).",
     )
     protocol_floor: bool = Field(
         default=False,

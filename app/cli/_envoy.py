@@ -10,8 +10,8 @@ directory (0700). This process asks it once for the listener's address, then
 removes the socket's path: from then on nothing, this process included, can
 connect to it. Envoy is stopped with SIGTERM, as pyvoy does on POSIX.
 
-Envoy's worker threads are then made ``SCHED_BATCH`` (unless the setting
-``ENVOY_WORKERS_YIELD`` is off). A worker wakes for every network event of a
+With the setting ``ENVOY_WORKERS_YIELD`` (off by default), Envoy's worker
+threads are then made ``SCHED_BATCH``. A worker wakes for every network event of a
 call and for every answer Python hands it; on a core shared with the Python
 event loop, Linux let each wake-up pre-empt the loop, which then went on with
 cold caches: 5-7 involuntary switches per echo call. A batch thread is not
@@ -20,6 +20,10 @@ what has arrived since, and the loop's next turn takes it all. Measured with
 h2load, 32 calls in flight, server on one core: server CPU per echo call
 0.63-0.82 ms became 0.48-0.52 (docs/performance.md). Nothing changes where
 a worker has an idle core to run on, and ``SCHED_BATCH`` needs no privilege.
+It is off by default because the same batching lets a request flood delay
+other tenants' calls more: in `make reliability`'s request flood, good
+traffic's p95 rose 2.5x under abuse with it against 1.7-2.0x without, past the
+2x the noisy-neighbour target allows.
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ class EnvoyServer:
         port: int,
         lifespan: bool,
         env: dict[str, str],
-        workers_yield: bool = True,
+        workers_yield: bool = False,
     ):
         self._config = PyvoyServer(app, address=address, port=port, lifespan=lifespan)
         self._env = env

@@ -1,4 +1,5 @@
-"""Envoy's worker threads yield to the Python event loop (SCHED_BATCH), and only they do."""
+"""Envoy's worker threads yield to the Python event loop (SCHED_BATCH) when asked, and
+only they do; by default nothing changes."""
 
 from __future__ import annotations
 
@@ -49,9 +50,12 @@ def _echo_answers(url: str) -> None:
     assert answer.status_code == 200, answer.text
 
 
-def test_workers_are_batch_threads_and_python_keeps_its_priority(tmp_path: Path) -> None:
+def test_asked_to_yield_workers_are_batch_threads_and_python_keeps_its_priority(
+    tmp_path: Path,
+) -> None:
     log = tmp_path / "serve.log"
-    with cli_server("pyvoy", log_path=log) as url:
+    env = {"EXTENSIONS_RUNTIME_ENVOY_WORKERS_YIELD": "true"}
+    with cli_server("pyvoy", env=env, log_path=log) as url:
         _serve_listening(log)
         _echo_answers(url)
         seen = _policies(_envoy_pid(url))
@@ -60,10 +64,9 @@ def test_workers_are_batch_threads_and_python_keeps_its_priority(tmp_path: Path)
     assert seen["others"] == {os.SCHED_OTHER}
 
 
-def test_the_setting_leaves_every_thread_as_it_was(tmp_path: Path) -> None:
+def test_by_default_every_thread_is_left_as_it_was(tmp_path: Path) -> None:
     log = tmp_path / "serve.log"
-    env = {"EXTENSIONS_RUNTIME_ENVOY_WORKERS_YIELD": "false"}
-    with cli_server("pyvoy", env=env, log_path=log) as url:
+    with cli_server("pyvoy", log_path=log) as url:
         _serve_listening(log)
         _echo_answers(url)
         seen = _policies(_envoy_pid(url))
