@@ -18,7 +18,7 @@ cold caches: 5-7 involuntary switches per echo call. A batch thread is not
 run ahead of the thread it wakes on; it runs when the loop waits, handles
 what has arrived since, and the loop's next turn takes it all. Measured with
 h2load, 32 calls in flight, server on one core: server CPU per echo call
-0.63-0.82 ms became 0.48-0.52 (docs/performance.md). Nothing changes where
+0.63-0.79 ms became 0.44-0.52 (docs/performance.md). Nothing changes where
 a worker has an idle core to run on, and ``SCHED_BATCH`` needs no privilege.
 It is off by default because the same batching lets a request flood delay
 other tenants' calls more: in `make reliability`'s request flood, good
@@ -119,11 +119,6 @@ class EnvoyServer:
                             return
                 await asyncio.sleep(0.1)
         raise StartupError("Envoy did not report its listener in time")
-
-    @property
-    def pid(self) -> int | None:
-        """Envoy's process id, once started."""
-        return self._process.pid if self._process is not None else None
 
     async def wait(self) -> int | None:
         """Until Envoy exits; its exit status."""

@@ -43,8 +43,9 @@ def reset_call_fields(token: Token[Mapping[str, object] | None]) -> None:
 
 
 def bound_fields() -> dict[str, object]:
-    """The fields a log line written here would carry: structlog's and the call's."""
-    return {**structlog.contextvars.get_contextvars(), **(_call_fields.get() or {})}
+    """The fields a log line written here would carry, with the same precedence:
+    structlog's context variables over the call's (see the processors' order)."""
+    return {**(_call_fields.get() or {}), **structlog.contextvars.get_contextvars()}
 
 
 def _merge_call_fields(_: Any, __: str, event: MutableMapping[str, Any]) -> Any:
