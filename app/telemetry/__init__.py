@@ -1,5 +1,6 @@
 """Logging, metrics and tracing setup: leaves that any stage may import."""
 
+from app.telemetry._invocations import InvocationMetrics
 from app.telemetry._logging import (
     bind_call_fields,
     bound_fields,
@@ -9,7 +10,6 @@ from app.telemetry._logging import (
 )
 from app.telemetry._metrics import (
     Family,
-    InvocationMetrics,
     MetricSource,
     ScrapeCollector,
     exposition,

@@ -1,8 +1,9 @@
 """Prometheus metrics.
 
 prometheus-client over the OpenTelemetry exporter: it is the smaller
-dependency on the hot path (one lock-free-ish counter increment per series),
-its text format is what the ServiceMonitor scrapes, and state that already
+dependency, its text format is what the ServiceMonitor scrapes, the series
+every call adds to are plain totals read at scrape (``_invocations``), and
+state that already
 lives elsewhere (cache counters, queue depth, breaker states, reload
 failures) is read at scrape time instead of being mirrored on every call:
 each part describes its own :class:`Family` list and the wiring registers it.
@@ -19,16 +20,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 __all__ = [
     "PREFIX",
     "Family",
-    "InvocationMetrics",
     "MetricSource",
     "ScrapeCollector",
     "exposition",
@@ -37,98 +37,6 @@ __all__ = [
 ]
 
 PREFIX = "extensions_runtime"
-# Sub-millisecond resolution: a warm pure call is ~100 µs.
-DURATION_BUCKETS = (
-    0.0001,
-    0.00025,
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-)
-MEMORY_BUCKETS = tuple(float(2**n) for n in range(16, 29, 2))  # 64 KiB .. 256 MiB
-
-
-class InvocationMetrics:
-    """Per-invocation series, observed once per call."""
-
-    def __init__(self, registry: CollectorRegistry, *, tenant_label: bool) -> None:
-        self.tenant_label = tenant_label
-        self._children: dict[tuple[str, ...], tuple[Any, Any, Any, Any]] = {}
-        labels = ["owner", "extension", "version", "tier", "outcome"] + (
-            ["tenant"] if tenant_label else []
-        )
-        self.invocations = Counter(
-            f"{PREFIX}_invocations",
-            "Invocations by owner (a tenant, or _platform), extension, version, tier and "
-            "outcome (ok, an error kind, or cancelled when the caller left first).",
-            labels,
-            registry=registry,
-        )
-        self.duration = Histogram(
-            f"{PREFIX}_invocation_duration_seconds",
-            "Time inside the runtime per invocation.",
-            ["owner", "extension", "version", "tier"],
-            buckets=DURATION_BUCKETS,
-            registry=registry,
-        )
-        self.fuel = Counter(
-            f"{PREFIX}_fuel_consumed",
-            "Fuel consumed by guests.",
-            ["owner", "extension", "version"],
-            registry=registry,
-        )
-        self.memory = Histogram(
-            f"{PREFIX}_invocation_peak_memory_bytes",
-            "Peak guest linear memory per invocation.",
-            ["owner", "extension", "version"],
-            buckets=MEMORY_BUCKETS,
-            registry=registry,
-        )
-
-    def observe(
-        self,
-        *,
-        owner: str,
-        extension: str,
-        version: str,
-        tier: str,
-        outcome: str,
-        tenant: str,
-        seconds: float,
-        fuel: int,
-        peak_memory: int,
-    ) -> None:
-        key = (owner, extension, version, tier, outcome, tenant if self.tenant_label else "")
-        children = self._children.get(key)
-        if children is None:
-            # labels() hashes and locks on every call (~7 µs for four series):
-            # the children are looked up once per label set and kept.
-            values = [owner, extension, version, tier, outcome]
-            children = (
-                self.invocations.labels(*values, *([tenant] if self.tenant_label else [])),
-                self.duration.labels(owner, extension, version, tier),
-                self.fuel.labels(owner, extension, version),
-                self.memory.labels(owner, extension, version),
-            )
-            self._children[key] = children
-        invocations, duration, fuel_counter, memory = children
-        invocations.inc()
-        duration.observe(seconds)
-        if fuel:
-            fuel_counter.inc(fuel)
-        if peak_memory:
-            memory.observe(peak_memory)
 
 
 @dataclass(frozen=True, slots=True)
