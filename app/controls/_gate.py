@@ -103,8 +103,9 @@ class TenantGate:
         self, tenant: str, deadline_s: float | None, *, refuse_when_full: bool
     ) -> None:
         queue = self._waiters.get(tenant)
-        if self._active[tenant] < self._max_active and not queue:
-            self._active[tenant] += 1
+        active = self._active.get(tenant, 0)  # not [tenant]: Counter's __missing__ is Python
+        if active < self._max_active and not queue:
+            self._active[tenant] = active + 1
             return
         if refuse_when_full and len(queue or ()) >= self._max_waiting:
             self.refusals += 1

@@ -90,9 +90,14 @@ class Observe:
                     "version": definition.version,
                     "tier": definition.risk_tier,
                 }
-                span.set_attribute("ameide.version", definition.version)
-                span.set_attribute("ameide.owner", owner)
-                span.set_attribute("ameide.risk_tier", definition.risk_tier)
+                if self._tracing:
+                    span.set_attributes(
+                        {
+                            "ameide.version": definition.version,
+                            "ameide.owner": owner,
+                            "ameide.risk_tier": definition.risk_tier,
+                        }
+                    )
                 # The fields every log line written during the call carries.
                 bound = bind_call_fields(
                     {
@@ -108,7 +113,8 @@ class Observe:
                     outcome = await self._guard.run(definition, invocation)
                 finally:
                     reset_call_fields(bound)
-                span.set_attribute("ameide.fuel_consumed", outcome.metrics.fuel_consumed)
+                if self._tracing:
+                    span.set_attribute("ameide.fuel_consumed", outcome.metrics.fuel_consumed)
                 return outcome
             except InvocationFailure as failure:
                 result = failure.kind.value.lower()

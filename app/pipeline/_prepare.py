@@ -58,7 +58,11 @@ class Prepare:
         host_bridge: HttpBridge,
         bounds: LimitBounds,
         scheduler: Scheduler,
+        *,
+        tracing: bool = True,
     ) -> None:
+        self._tracing = tracing
+        """False when no provider records spans: the current span is not even asked."""
         self._modules = modules
         self._policy = policy
         self._host_bridge = host_bridge
@@ -107,7 +111,7 @@ class Prepare:
     ) -> Outcome:
         """``degraded``: the ceilings of operator degradations that cover this call."""
         started = time.perf_counter()
-        recording = trace.get_current_span().is_recording()
+        recording = self._tracing and trace.get_current_span().is_recording()
         plan = self._plan(definition, degraded)
         limits = plan.limits
         # A version not ready yet (promoted elsewhere, evicted) is waited for at

@@ -91,7 +91,10 @@ class Runtime:
         self.executor = Executor(settings.executor_config)
         self.fastpath = FastPath(settings.inline_config)
         # A pooled run gives its tenant's turn back while it waits for a thread.
-        self.scheduler = Scheduler(self.engine, self.executor, self.fastpath, hand_off=off_turn)
+        tracing = tracing_installed()  # asked once: no span objects at all when off
+        self.scheduler = Scheduler(
+            self.engine, self.executor, self.fastpath, hand_off=off_turn, tracing=tracing
+        )
         # Host calls: the tier policy and the bridge to platform services.
         self.policy = PolicyStore(settings.policy_file)
         self.host_bridge = HttpBridge(settings)
@@ -123,13 +126,14 @@ class Runtime:
                         self.host_bridge,
                         settings.limit_bounds,
                         self.scheduler,
+                        tracing=tracing,
                     ),
                 ),
             ),
             InvocationMetrics(self.registry, tenant_label=settings.metrics_tenant_label),
             log_invocations=settings.log_invocations,
             log_per_s=settings.invocation_log_per_s,
-            tracing=tracing_installed(),
+            tracing=tracing,
         )
         self.invoke = pipeline.invoke
         register(

@@ -55,6 +55,7 @@ __all__ = [
     "data_len",
     "export_func",
     "export_memory",
+    "instantiate",
     "live_memories",
     "new_store",
     "owning_memories",
@@ -422,6 +423,25 @@ def call(
         return None
     result: Any = out[0]
     return int(result.of.i32 if result.kind == _I32 else result.of.i64)
+
+
+def instantiate(pre: wasmtime.InstancePre, store: wasmtime.Store) -> wasmtime.Instance:
+    """``pre.instantiate(store)`` without the generator context manager around it.
+
+    Raises ``wasmtime.Trap`` (a start function trapped) or ``wasmtime.WasmtimeError``
+    as :func:`call` does; our host functions report through their target, never
+    through wasmtime-py's pending-exception slot, which ``call`` does not read either.
+    """
+    instance = _c.wasmtime_instance_t()
+    trap = ctypes.POINTER(_c.wasm_trap_t)()
+    error = _c.wasmtime_instance_pre_instantiate(
+        pre.ptr(), store._context(), ctypes.byref(instance), ctypes.byref(trap)
+    )
+    if error:
+        raise wasmtime.WasmtimeError._from_ptr(error)
+    if trap:
+        raise wasmtime.Trap._from_ptr(trap)
+    return wasmtime.Instance._from_raw(instance)
 
 
 def new_store(engine: wasmtime.Engine) -> wasmtime.Store:

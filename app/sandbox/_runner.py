@@ -176,7 +176,7 @@ def _instantiate(
     state: InvocationState,
 ) -> wasmtime.Instance:
     try:
-        return pre.instantiate(store)
+        return _ffi.instantiate(pre, store)
     except wasmtime.Trap as err:  # the module's start function trapped
         raise _traps.classify(err, state) from None
     except wasmtime.WasmtimeError as err:

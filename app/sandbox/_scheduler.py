@@ -82,15 +82,18 @@ class Scheduler:
         fastpath: FastPath,
         *,
         hand_off: HandOff = _as_is,
+        tracing: bool = True,
     ) -> None:
         self.engine = engine
         self.executor = executor
         self.fastpath = fastpath
         self._hand_off = hand_off
+        self._tracing = tracing
+        """False when no provider records spans: the current span is not even asked."""
 
     async def run(self, job: Job) -> Outcome:
         """The outcome, with ``metrics.queue_us`` set; raises ``InvocationFailure``."""
-        recording = trace.get_current_span().is_recording()
+        recording = self._tracing and trace.get_current_span().is_recording()
         with tracer().start_as_current_span("sandbox.run") if recording else NO_SPAN as span:
             inlined = None if job.background else self._inline(job)
             if inlined is not None:
@@ -107,8 +110,10 @@ class Scheduler:
                         cost_us=job.compiled.runs.cpu_us,
                     )
                 )
-            span.set_attribute("ameide.inline", inlined is not None)
-            span.set_attribute("ameide.queue_us", queue_us)
+            if recording:
+                span.set_attributes(
+                    {"ameide.inline": inlined is not None, "ameide.queue_us": queue_us}
+                )
         outcome.metrics.queue_us = queue_us
         return outcome
 
