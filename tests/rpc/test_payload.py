@@ -55,3 +55,94 @@ def test_a_value_with_no_kind_set_is_invalid_input_not_internal() -> None:
     with pytest.raises(InvocationFailure) as info:
         _payload.input_bytes(Oneof("input_json", hollow))
     assert info.value.kind is ErrorKind.INVALID_INPUT
+
+
+# The native parser's answer must be the exact parser's: these are the edges where
+# a JSON reader may differ (numbers out of a double's range, surrogates, encodings,
+# nesting, duplicate keys, what strict JSON refuses).
+EDGES = [
+    b'{"data": "' + b"x" * 1010 + b'"}',
+    b"null",
+    b'"x"',
+    b'[1,"2",{"b":null},true,false]',
+    b'{"a":1,"a":2}',
+    b'{"\\u0000":1}',
+    b'"\\ud83d\\ude00"',
+    b'{"a":"\xc3\xa9"}\n',
+    b"1e308",
+    b"1.7976931348623157e308",
+    b"1e309",
+    b"-1e400",
+    b"[1e999]",
+    b"1e-400",
+    b"1" + b"0" * 308,
+    b"1" + b"0" * 400,
+    b"9007199254740993",
+    b"-0",
+    b"0.1",
+    b"1.5E3",
+    b"NaN",
+    b'{"a": Infinity}',
+    b"-Infinity",
+    b'"\\ud800"',
+    b'"\xed\xa0\x80"',
+    b'"\xff"',
+    b"\xef\xbb\xbf{}",
+    '{"a":"é"}'.encode("utf-16"),
+    b"",
+    b" ",
+    b"{",
+    b"[1,]",
+    b"01",
+    b".5",
+    b"'a'",
+    b'"\t"',
+    b'"\\x"',
+    b'{"a":1} x',
+    b"[" * 50 + b"]" * 50,
+    b"[" * 63 + b"]" * 63,
+    b"[" * 64 + b"]" * 64,
+    b'{"a":' * 63 + b"1" + b"}" * 63,
+    b'{"a":' * 64 + b"1" + b"}" * 64,
+]
+
+
+@pytest.mark.parametrize("output", EDGES)
+def test_the_fast_parser_answers_as_the_exact_one(output: bytes) -> None:
+    fast, exact = _payload.parse_json_output(output), _payload._parse_exactly(output)
+    assert fast == exact
+    if fast is not None:
+        assert fast.to_binary() == exact.to_binary()  # same order of keys on the wire
+
+
+@pytest.mark.parametrize("parse", [_payload.parse_json_output, _payload._parse_exactly])
+def test_json_nested_past_what_a_binary_value_carries_is_not_output_json(parse: Any) -> None:
+    """50 levels encode; 51 would fail in the codec after the guest's work was done."""
+    for container in (b"[%s]", b'{"a":%s}'):
+        text = b"1"
+        for _ in range(50):
+            text = container % text
+        carried = parse(text)
+        assert carried is not None and carried.to_binary()
+        assert parse(container % text) is None
+        assert parse(b"[" * 51 + b"]" * 51) is None
+
+
+def test_random_json_mutations_answer_as_the_exact_parser() -> None:
+    import random
+
+    rng = random.Random(19)
+    seeds = [e for e in EDGES if len(e) < 200] + [
+        json.dumps({"k": [1, 2.5, "s\u00e9", None, {"n": -3e10}]}).encode()
+    ]
+    alphabet = b'{}[]",:0123456789eE+-.\\u tnrfalsenull\x00\xed\xff\xc3\xa9'
+    for _ in range(3000):
+        data = bytearray(rng.choice(seeds))
+        for _ in range(rng.randint(1, 4)):
+            at = rng.randint(0, len(data))
+            if rng.random() < 0.5 and data:
+                del data[min(at, len(data) - 1)]
+            else:
+                data[at:at] = bytes([rng.choice(alphabet)])
+        output = bytes(data)
+        assert _payload.parse_json_output(output) == _payload._parse_exactly(output), output
