@@ -68,6 +68,29 @@ def input_bytes(payload: Oneof[str, Any] | None) -> bytes:
         data: bytes = payload.value
         return data
     value: Value = payload.value
+    return _native_json(value) or _input_exactly(value)
+
+
+def _native_json(value: Value) -> bytes | None:
+    """protobuf-py's own JSON for ``value`` where it is ours byte for byte, else None.
+
+    It writes what ``json.dumps`` writes below (compact, the same escapes, the
+    same float digits: ``tests/rpc/test_payload.py`` compares every code point
+    and 40,000 doubles) in ~2 µs against ~13 for a 1 KiB echo, except integral
+    numbers: it keeps ``1.0`` where guests get ``1``. A text with no ``.0`` in
+    it has none; one with ``.0`` anywhere, even in a string, takes the exact
+    path, as do NaN, Infinity and a value with no kind set (it raises for them).
+    """
+    try:
+        text = value.to_json()
+    except (ValueError, RecursionError):
+        return None
+    if ".0" in text:
+        return None
+    return text.encode()
+
+
+def _input_exactly(value: Value) -> bytes:
     try:
         python = value.to_python()
     except RecursionError:

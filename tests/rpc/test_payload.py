@@ -146,3 +146,90 @@ def test_random_json_mutations_answer_as_the_exact_parser() -> None:
                 data[at:at] = bytes([rng.choice(alphabet)])
         output = bytes(data)
         assert _payload.parse_json_output(output) == _payload._parse_exactly(output), output
+
+
+def _value(python: Any) -> Any:
+    from protobuf.wkt import Value
+
+    return Value.from_python(python)
+
+
+def test_native_json_escapes_every_code_point_as_json_dumps_does() -> None:
+    """One string (and key) holding every code point but the surrogates: escaping is per
+    character, so one comparison covers each."""
+    every = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
+    for value in (_value(every), _value({every: [every, True, None]})):
+        fast = _payload._native_json(value)
+        assert fast is not None and fast == _payload._input_exactly(value)
+
+
+def test_native_json_writes_doubles_with_the_same_digits() -> None:
+    import math
+    import random
+    import struct
+
+    rng = random.Random(19)
+    doubles = [rng.uniform(-1e6, 1e6) for _ in range(20_000)]
+    doubles += [
+        struct.unpack("d", rng.getrandbits(64).to_bytes(8, "little"))[0] for _ in range(20_000)
+    ]
+    doubles += [1e16, 9007199254740993.0, 5e-324, 1.7976931348623157e308, 1e21, 1e22, 1e-5, 0.1]
+    fast = 0
+    for double in (d for d in doubles if math.isfinite(d)):
+        value = _value(double)
+        written = _payload._native_json(value)
+        fast += written is not None
+        assert written is None or written == _payload._input_exactly(value), double
+    assert fast > 20_000  # the ones with no ".0" in them
+
+
+def test_integral_numbers_and_what_json_cannot_carry_take_the_exact_path() -> None:
+    from protobuf import Oneof
+    from protobuf.wkt import Value
+
+    from app.errors import ErrorKind, InvocationFailure
+
+    for python, guest_sees in (
+        ({"n": 1.0}, b'{"n":1}'),
+        ([-0.0, 2.0**53], b"[0,9007199254740992]"),
+        ({"v": "version 1.0"}, b'{"v":"version 1.0"}'),  # ".0" in a string: exact, same bytes
+    ):
+        value = _value(python)
+        assert _payload._native_json(value) is None
+        assert _payload.input_bytes(Oneof("input_json", value)) == guest_sees
+    for number in (float("nan"), float("inf")):
+        with pytest.raises(InvocationFailure) as info:
+            _payload.input_bytes(Oneof("input_json", Value(kind=Oneof("number_value", number))))
+        assert info.value.kind is ErrorKind.INVALID_INPUT
+
+
+def test_random_values_reach_the_guest_as_the_exact_path_writes_them() -> None:
+    import random
+
+    from protobuf import Oneof
+
+    rng = random.Random(19)
+    alphabet = 'ab .0"\\\n\x01é😀/'
+
+    def python(depth: int) -> Any:
+        kind = rng.randrange(7 if depth < 6 else 4)
+        if kind == 0:
+            return None
+        if kind == 1:
+            return rng.random() < 0.5
+        if kind == 2:
+            return rng.choice([rng.randint(-(2**60), 2**60), rng.uniform(-1e9, 1e9), 0.5])
+        if kind == 3:
+            return "".join(rng.choice(alphabet) for _ in range(rng.randrange(6)))
+        if kind in (4, 5):
+            return {
+                "".join(rng.choice(alphabet) for _ in range(3)): python(depth + 1) for _ in range(3)
+            }
+        return [python(depth + 1) for _ in range(rng.randrange(4))]
+
+    fast = 0
+    for _ in range(2000):
+        value = _value(python(0))
+        fast += _payload._native_json(value) is not None
+        assert _payload.input_bytes(Oneof("input_json", value)) == _payload._input_exactly(value)
+    assert 200 < fast < 2000  # both paths were taken
