@@ -76,7 +76,7 @@ def _native_json(value: Value) -> bytes | None:
 
     It writes what ``json.dumps`` writes below (compact, the same escapes, the
     same float digits: ``tests/rpc/test_payload.py`` compares every code point
-    and 40,000 doubles) in ~2 µs against ~13 for a 1 KiB echo, except integral
+    and 40,000 doubles) in ~2 µs against ~10 for a 1 KiB echo, except integral
     numbers: it keeps ``1.0`` where guests get ``1``. A text with no ``.0`` in
     it has none; one with ``.0`` anywhere, even in a string, takes the exact
     path, as do NaN, Infinity and a value with no kind set (it raises for them).

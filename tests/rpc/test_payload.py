@@ -125,7 +125,7 @@ def test_json_nested_past_what_a_binary_value_carries_is_not_output_json(parse: 
         carried = parse(text)
         assert carried is not None and carried.to_binary()
         assert parse(container % text) is None
-        assert parse(b"[" * 51 + b"]" * 51) is None
+    assert parse(b"[" * 51 + b"]" * 51) is None
 
 
 def test_random_json_mutations_answer_as_the_exact_parser() -> None:
